@@ -1,0 +1,264 @@
+"""The national stage: everything computed once per audit and period.
+
+Loads and validates the extract, fits (or applies) the risk model on the whole
+national cohort, and computes every unit's indicators, intervals, funnel limits
+and flags, survival, case mix and data quality. The result is one bundle that
+every report reads, so no provider's report ever refits anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from auditreport.analysis import indicators as ind
+from auditreport.analysis.bundle import write_bundle
+from auditreport.analysis.quality import case_mix, data_quality
+from auditreport.config import AuditConfig
+from auditreport.data.loading import file_sha256, read_table
+from auditreport.data.validation import ValidatedData, validate
+from auditreport.errors import DataValidationError
+from auditreport.provenance import code_version, now_utc
+from auditreport.stats import riskmodel, survival
+from auditreport.stats.overdispersion import Overdispersion, estimate_proportion, estimate_ratio
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("national", "provider", "consultant")
+
+
+@dataclass
+class NationalResult:
+    bundle_path: Path
+    metadata: dict[str, Any]
+    indicators: pd.DataFrame
+
+
+def load_validated(config: AuditConfig) -> ValidatedData:
+    """Read the audit's extract and providers file and validate them (raises on any error)."""
+    providers = None
+    if config.providers_file is not None:
+        table = read_table(config.providers_file)
+        missing = [c for c in ("provider_code", "provider_name") if c not in table.columns]
+        if missing:
+            raise DataValidationError(str(config.providers_file), [
+                {"column": c, "rule": "column present", "count": 1, "rows": [],
+                 "examples": f"the providers file needs columns provider_code and provider_name"}
+                for c in missing])
+        providers = table.assign(provider_code=table["provider_code"].astype(str).str.strip())
+    raw = read_table(config.source)
+    return validate(config, raw, str(config.source), providers)
+
+
+def risk_factors_for_model(config: AuditConfig) -> list[riskmodel.RiskFactor]:
+    by_name = {f.name: f for f in config.risk_factors}
+    return [riskmodel.RiskFactor(name=f.name, kind=f.kind, categories=f.categories, reference=f.reference,
+                                 missing=f.missing)
+            for f in (by_name[name] for name in config.risk_model.covariates)]
+
+
+def fit_risk(config: AuditConfig, cohort: pd.DataFrame) -> tuple[riskmodel.RiskModel, pd.DataFrame,
+                                                                   pd.DataFrame]:
+    """Impute by the configured rules and fit (or apply) the risk model.
+
+    Returns the model, the imputed cohort and the imputation flags.
+    """
+    factors = risk_factors_for_model(config)
+    fill = riskmodel.imputation_values(cohort, factors)
+    imputed, flags = riskmodel.impute_missing(cohort, factors, fill)
+    usable = ~flags["excluded"] if "excluded" in flags else pd.Series(True, index=imputed.index)
+    spec = config.risk_model
+    if spec.method == "fit":
+        model = riskmodel.fit_logistic(imputed[usable], factors, fill_values=fill)
+    else:
+        model = riskmodel.fixed_model(spec.coefficients, factors, recalibrate=spec.recalibrate,
+                                      df=imputed[usable] if spec.recalibrate else None, fill_values=fill)
+    return model, imputed, flags
+
+
+def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData | None = None,
+                 parameters: dict[str, Any] | None = None) -> NationalResult:
+    """Run the national stage and write the bundle into ``period_dir``."""
+    started = time.perf_counter()
+    validated = validated or load_validated(config)
+    patients = validated.patients
+    cohort = patients[patients["exclusion"] == ""].copy()
+    if cohort.empty:
+        raise DataValidationError(validated.source, [{"column": "(all)", "rule": "records to analyse",
+                                                      "count": 0, "rows": [],
+                                                      "examples": "every record was excluded"}])
+    model, imputed, flags = fit_risk(config, cohort)
+    if "excluded" in flags and flags["excluded"].any():
+        dropped = flags.index[flags["excluded"]]
+        patients.loc[dropped, "exclusion"] = "risk factor missing (rule: exclude)"
+        cohort = cohort.drop(index=dropped)
+        imputed = imputed.drop(index=dropped)
+    cohort["p"] = model.predict(imputed)
+    factor_flags = flags.drop(columns=[c for c in ("excluded",) if c in flags]).loc[cohort.index]
+
+    n, deaths, expected = len(cohort), float(cohort["outcome"].sum()), float(cohort["p"].sum())
+    national_rate = deaths / n
+    performance = riskmodel.model_performance(cohort["p"].to_numpy(), cohort["outcome"].to_numpy())
+    calibration = riskmodel.calibration_table(cohort["p"].to_numpy(), cohort["outcome"].to_numpy())
+
+    names = _unit_names(patients)
+    tables_ind: list[pd.DataFrame] = []
+    od_info: dict[str, dict] = {}
+    for level in LEVELS:
+        key = {"national": None, "provider": "provider_code", "consultant": "consultant_code"}[level]
+        frame = cohort if key is None else cohort[cohort[key].notna()]
+        if key is None:
+            totals = pd.DataFrame({"cases": [n], "observed": [deaths], "expected": [expected]},
+                                  index=pd.Index(["national"]))
+        else:
+            totals = ind.unit_totals(frame, key)
+        od_ratio, od_prop = _overdispersion(config.overdispersion, totals, national_rate, level)
+        if level != "national":
+            od_info[level] = {"ratio": od_ratio.to_dict(), "proportion": od_prop.to_dict()}
+        oe = ind.oe_ratio(totals, od_ratio)
+        rows = pd.concat([ind.crude_mortality(totals, national_rate, od_prop), oe,
+                          ind.risk_adjusted_rate(oe, national_rate)], ignore_index=True)
+        if level == "national":
+            rows["flag"] = ""
+        rows["level"] = level
+        tables_ind.append(rows)
+    surv_rows, km = _survival(config, patients)
+    tables_ind.append(surv_rows)
+    table = pd.concat(tables_ind, ignore_index=True)
+    table["audit"] = config.id
+    table["period"] = config.period_label
+    table["unit_name"] = table["unit_id"].map(names).fillna(table["unit_id"])
+    table.loc[table["level"] == "national", "unit_name"] = "England (all providers)"
+    parent = cohort.dropna(subset=["consultant_code"]).groupby("consultant_code")["provider_code"].agg(
+        lambda s: s.mode().iat[0])
+    table["parent_id"] = np.where(table["level"] == "consultant", table["unit_id"].map(parent), "")
+    table["parent_id"] = table["parent_id"].fillna("")
+    table = table[ind.INDICATOR_COLUMNS]
+
+    funnels = _funnel_curves(table, national_rate, od_info)
+    quality = data_quality(config, patients, factor_flags)
+    mix = case_mix(config, cohort)
+    risk = cohort[["provider_code", "consultant_code", "procedure_date", "time", "event", "outcome", "p"]].copy()
+    risk = risk.sort_values(["provider_code", "procedure_date"], kind="stable").reset_index(drop=True)
+
+    data_files = {"source": {"path": str(config.source), "sha256": file_sha256(config.source)}}
+    if config.providers_file is not None:
+        data_files["providers"] = {"path": str(config.providers_file),
+                                   "sha256": file_sha256(config.providers_file)}
+    metadata = {
+        "audit": {"id": config.id, "name": config.name, "period": config.period_label,
+                  "period_start": config.period_start, "period_end": config.period_end,
+                  "outcome": config.outcome_label, "outcome_days": config.outcome_days,
+                  "contact": config.contact},
+        "config": {"path": str(config.path), "sha256": config.fingerprint(), "definition": config.raw},
+        "data": data_files,
+        "code": code_version(),
+        "parameters": parameters or {},
+        "created": now_utc(),
+        "national": {"cases": n, "deaths": deaths, "expected": expected, "rate": national_rate,
+                     "records_submitted": validated.n_submitted,
+                     "records_excluded": int((patients["exclusion"] != "").sum()),
+                     "providers": int(patients["provider_code"].nunique()),
+                     "consultants": int(cohort["consultant_code"].nunique())},
+        "overdispersion": od_info,
+        "overdispersion_method": config.overdispersion,
+        "survival": {"horizons": list(config.horizons), "ci_transform": config.ci_transform},
+        "publication": {"suppression_threshold": config.suppression_threshold,
+                        "publish_consultants": config.publish_consultants},
+        "warnings": validated.warnings,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    model_doc = {"model": model.to_dict(), "performance": performance,
+                 "calibration": calibration.to_dict(orient="records"),
+                 "coefficients": riskmodel.coefficient_table(model).to_dict(orient="records")}
+    bundle = write_bundle(period_dir, {"indicators": table, "funnels": funnels, "km": km, "casemix": mix,
+                                       "quality": quality, "risk": risk}, metadata, model_doc)
+    log.info("national stage: %d patients, %d providers in %.1fs", n, metadata["national"]["providers"],
+             time.perf_counter() - started)
+    return NationalResult(bundle_path=bundle, metadata=metadata, indicators=table)
+
+
+def _unit_names(patients: pd.DataFrame) -> pd.Series:
+    names = patients.groupby("provider_code")["provider_name"].agg(lambda s: s.mode().iat[0])
+    return names
+
+
+def _overdispersion(method: str, totals: pd.DataFrame, national_rate: float,
+                    level: str) -> tuple[Overdispersion, Overdispersion]:
+    if level == "national" or len(totals) < 2:
+        return estimate_ratio([1.0], [1.0], "none"), estimate_proportion([1.0], [2.0], 0.5, "none")
+    prop_method = "multiplicative" if method == "shmi" else method  # SHMI's variant is defined for ratios
+    return (estimate_ratio(totals["observed"].to_numpy(float), totals["expected"].to_numpy(float), method),
+            estimate_proportion(totals["observed"].to_numpy(float), totals["cases"].to_numpy(float),
+                                national_rate, prop_method))
+
+
+def _funnel_curves(table: pd.DataFrame, national_rate: float, od_info: dict) -> pd.DataFrame:
+    """Smooth 95% and 99.8% limit curves for each level's funnel plots."""
+    from auditreport.stats.funnel import funnel_curve
+
+    curves = []
+    for level in ("provider", "consultant"):
+        sub = table[table["level"] == level]
+        if sub.empty:
+            continue
+        od = od_info.get(level, {})
+        for indicator, kind, xcol in (("crude_mortality", "proportion", "denominator"),
+                                      ("oe_ratio", "ratio", "expected"),
+                                      ("risk_adjusted_mortality", "ratio", "expected")):
+            rows = sub[sub["indicator"] == indicator]
+            x = rows[xcol].to_numpy(float)
+            x = x[np.isfinite(x) & (x > 0)]
+            if x.size == 0:
+                continue
+            od_obj = _od_from_dict(od.get("proportion" if kind == "proportion" else "ratio"))
+            target = national_rate if kind == "proportion" else 1.0
+            curve = funnel_curve(kind, target, max(min(x.min(), 1.0), 0.5), x.max() * 1.1,
+                                 overdispersion=od_obj)
+            if indicator == "risk_adjusted_mortality":
+                for col in ("lower95", "upper95", "lower998", "upper998"):
+                    curve[col] = curve[col] * national_rate
+            curve["level"] = level
+            curve["indicator"] = indicator
+            curve["target"] = national_rate if indicator != "oe_ratio" else 1.0
+            curves.append(curve)
+    return pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+
+
+def _od_from_dict(d: dict | None) -> Overdispersion | None:
+    if not d:
+        return None
+    fields = Overdispersion.__dataclass_fields__
+    return Overdispersion(**{k: v for k, v in d.items() if k in fields})
+
+
+def _survival(config: AuditConfig, patients: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Kaplan-Meier survival at the horizons per provider and nationally, and the curves to plot."""
+    cohort = patients[patients["exclusion"].isin(["", f"alive with under {config.outcome_days} days of follow-up"])]
+    groups = [("national", "national", cohort)] + [("provider", code, grp) for code, grp in
+                                                    cohort.groupby("provider_code", sort=True)]
+    rows, curves = [], []
+    for level, unit, grp in groups:
+        t, e = grp["time"].to_numpy(float), grp["event"].to_numpy(int)
+        at95 = survival.survival_at(t, e, list(config.horizons), alpha=0.05, ci_transform=config.ci_transform)
+        at998 = survival.survival_at(t, e, list(config.horizons), alpha=0.002, ci_transform=config.ci_transform)
+        for (_, r95), (_, r998) in zip(at95.iterrows(), at998.iterrows(), strict=True):
+            h = int(r95["horizon"])
+            deaths_by_h = int(((e == 1) & (t <= h)).sum())
+            rows.append({"level": level, "unit_id": unit, "indicator": f"survival_{h}d", "numerator": deaths_by_h,
+                         "denominator": len(grp), "observed": deaths_by_h, "expected": np.nan,
+                         "value": r95["survival"], "lower95": r95["lower"], "upper95": r95["upper"],
+                         "lower998": r998["lower"], "upper998": r998["upper"], "target": np.nan,
+                         "limit_lower95": np.nan, "limit_upper95": np.nan, "limit_lower998": np.nan,
+                         "limit_upper998": np.nan, "flag": "",
+                         "method": f"Kaplan-Meier, Greenwood variance, {config.ci_transform} transform"})
+        km = survival.kaplan_meier(t, e, alpha=0.05, ci_transform=config.ci_transform)
+        km.insert(0, "unit_id", unit)
+        curves.append(km)
+    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)

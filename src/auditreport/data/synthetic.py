@@ -1,0 +1,208 @@
+"""A synthetic national surgical audit with a known truth.
+
+The data follow a stated logistic model of 30-day mortality with random
+provider-level variation on the logit scale, plus a handful of providers whose
+odds of death are deliberately multiplied (the injected outliers). The truth
+(model, provider effects, outliers) is written beside the data so tests can
+measure how many real outliers the methods find and how many false alarms they
+raise. Everything is generated from one seed: the same seed gives the same
+bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TOWNS = [
+    "Aldbury", "Ashcombe", "Barnsworth", "Belford", "Birchley", "Bramhall", "Brockton", "Calderbridge",
+    "Carrick", "Castleford", "Chadwell", "Claybrook", "Coldstream", "Cranmore", "Dalston", "Denholme",
+    "Draycott", "Dunmore", "Eastleigh", "Ellesby", "Elmswell", "Fairholme", "Farncombe", "Fenwick",
+    "Foxton", "Garston", "Glenridge", "Greystoke", "Hadleigh", "Halford", "Harrowby", "Hawkridge",
+    "Heathfield", "Highcliffe", "Holbeck", "Hollinsend", "Ingleby", "Kelham", "Kingsmere", "Kirkwood",
+    "Langford", "Larkhill", "Leaholme", "Linford", "Longmoor", "Lowther", "Maplewood", "Marlow Vale",
+    "Meadowbank", "Middleham", "Millbrook", "Moorside", "Netherfield", "Newbold", "Northam", "Oakhampton",
+    "Oldcastle", "Ormsby", "Otterburn", "Pendle", "Penrith Vale", "Pinehurst", "Queensbury", "Radford",
+    "Ravenscar", "Redmire", "Ridgeway", "Rothley", "Rowanbank", "Saltburn", "Sandhurst", "Seaton",
+    "Shelford", "Silverdale", "Southam", "Stainforth", "Stanwick", "Stoneleigh", "Sutterby", "Swaleside",
+    "Thornbury", "Thurlow", "Tidworth", "Torridge", "Ulverley", "Upton Magna", "Wakeley", "Walsden",
+    "Waterbeach", "Wellow", "Westbury", "Whitmoor", "Wickham", "Willowdene", "Winterton", "Woodhall",
+    "Wrenbury", "Yarnfield", "Yewdale", "Ashwell", "Bexley Vale", "Colnbrook", "Dunstan", "Eskdale",
+    "Frampton", "Gilling", "Hexworth", "Ivinghoe", "Jarrowby", "Keswick Vale", "Lydney", "Marsden",
+    "Norbury", "Ockley", "Pickering Vale", "Quarndon", "Rushmere", "Selby Vale", "Tarleton", "Uffington",
+]
+SUFFIXES = ["Hospitals NHS Trust", "University Hospitals NHS Foundation Trust", "NHS Foundation Trust",
+            "General Hospital", "Teaching Hospitals NHS Trust"]
+
+#: The true logistic model of 30-day death (logit scale); numeric terms per stated unit.
+TRUE_COEFFICIENTS: dict[str, float] = {
+    "Intercept": -5.5,
+    "age_per_10y_over_65": 0.45,
+    "sex[M]": 0.15,
+    "asa[2]": 0.45, "asa[3]": 1.15, "asa[4]": 2.0, "asa[5]": 2.9,
+    "urgency[urgent]": 0.55, "urgency[emergency]": 1.3,
+    "procedure_group[B]": 0.25, "procedure_group[C]": 0.55, "procedure_group[D]": 0.85,
+    "procedure_group[E]": -0.35,
+    "diabetes[yes]": 0.2,
+    "bmi_per_5_over_27": 0.08,
+}
+
+
+@dataclass
+class SyntheticSpec:
+    """What to generate. ``records`` is the total over the whole period."""
+
+    records: int = 50_000
+    providers: int = 120
+    consultants: int = 500
+    start: dt.date = dt.date(2024, 1, 1)
+    end: dt.date = dt.date(2025, 12, 31)
+    extract_date: dt.date = dt.date(2026, 6, 30)
+    provider_sd: float = 0.15  # SD of provider effects on the logit scale (over-dispersion)
+    outliers_high: int = 3
+    outliers_low: int = 2
+    outlier_log_odds: float = 0.9  # |log odds ratio| of injected outliers
+    seed: int = 20241
+    extra: dict = field(default_factory=dict)
+
+
+def generate(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Generate (records, providers, truth) from ``spec``."""
+    rng = np.random.default_rng(spec.seed)
+    n, k = spec.records, spec.providers
+    if k < 1 or n < k:
+        raise ValueError("need at least one provider and at least as many records as providers")
+
+    # Provider volumes: log-normal, so a few large centres and a long tail of small ones.
+    weights = rng.lognormal(mean=0.0, sigma=0.75, size=k)
+    weights /= weights.sum()
+    sizes = np.maximum(rng.multinomial(n - k, weights) + 1, 1)
+    codes = _provider_codes(rng, k)
+    names = _provider_names(rng, k)
+    effect = rng.normal(0.0, spec.provider_sd, size=k)
+    # Inject outliers in mid-to-large providers, where a real difference is detectable.
+    order = np.argsort(-sizes)
+    eligible = order[: max(k // 2, spec.outliers_high + spec.outliers_low)]
+    chosen = rng.choice(eligible, size=min(len(eligible), spec.outliers_high + spec.outliers_low), replace=False)
+    direction = np.zeros(k, dtype=int)
+    direction[chosen[: spec.outliers_high]] = 1
+    direction[chosen[spec.outliers_high:]] = -1
+    effect = np.where(direction != 0, direction * spec.outlier_log_odds, effect)
+
+    # Consultants nested in providers, roughly in proportion to volume.
+    n_cons = np.maximum(1, np.round(sizes / sizes.sum() * spec.consultants)).astype(int)
+    provider_idx = np.repeat(np.arange(k), sizes)
+    rng.shuffle(provider_idx)
+    cons_offset = np.concatenate([[0], np.cumsum(n_cons)[:-1]])
+    cons_local = (rng.random(n) ** 1.3 * n_cons[provider_idx]).astype(int)  # uneven consultant workloads
+    cons_global = cons_offset[provider_idx] + cons_local
+    cons_codes = np.array([f"C{v:07d}" for v in rng.choice(9_000_000, size=n_cons.sum(), replace=False)
+                           + 1_000_000])
+
+    age = np.clip(rng.normal(66, 14, n), 18, 99).round()
+    sex = np.where(rng.random(n) < 0.52, "M", "F")
+    asa = rng.choice(["1", "2", "3", "4", "5"], p=[0.12, 0.40, 0.33, 0.13, 0.02], size=n)
+    urgency = rng.choice(["elective", "urgent", "emergency"], p=[0.62, 0.23, 0.15], size=n)
+    group = rng.choice(list("ABCDE"), p=[0.30, 0.25, 0.18, 0.12, 0.15], size=n)
+    diabetes = np.where(rng.random(n) < 0.18, "yes", "no")
+    bmi = np.clip(rng.normal(27.5, 5.5, n), 14, 65).round(1)
+
+    c = TRUE_COEFFICIENTS
+    lp = (c["Intercept"] + c["age_per_10y_over_65"] * (age - 65) / 10 + c["sex[M]"] * (sex == "M")
+          + sum(c.get(f"asa[{g}]", 0.0) * (asa == g) for g in "12345")
+          + c["urgency[urgent]"] * (urgency == "urgent") + c["urgency[emergency]"] * (urgency == "emergency")
+          + sum(c.get(f"procedure_group[{g}]", 0.0) * (group == g) for g in "ABCDE")
+          + c["diabetes[yes]"] * (diabetes == "yes") + c["bmi_per_5_over_27"] * (bmi - 27) / 5)
+    p_true = 1 / (1 + np.exp(-(lp + effect[provider_idx])))
+    died30 = rng.random(n) < p_true
+
+    days = (spec.end - spec.start).days + 1
+    proc = pd.Timestamp(spec.start) + pd.to_timedelta(rng.integers(0, days, n), unit="D")
+    # Early deaths cluster in the first days after surgery.
+    t_early = np.ceil(30 * rng.beta(0.7, 1.6, n)).clip(0, 30)
+    # Later deaths: a hazard that grows with risk, about 4% + 1.5p over the year.
+    yearly = np.clip(0.04 + 1.5 * p_true, 0, 0.9)
+    t_late = 30 + rng.exponential(-335 / np.log1p(-yearly))
+    t_death = np.where(died30, t_early, t_late)
+    extract = pd.Timestamp(spec.extract_date)
+    fu_end = pd.Series(proc + pd.Timedelta(days=365)).where(lambda s: s <= extract, extract)
+    fu_days = (fu_end - pd.Series(proc)).dt.days.to_numpy()
+    dead = t_death <= fu_days
+    death_date = pd.Series(proc + pd.to_timedelta(t_death, unit="D")).dt.normalize().where(dead)
+
+    records = pd.DataFrame({
+        "patient_id": [f"P{v:08d}" for v in rng.choice(90_000_000, size=n, replace=False) + 10_000_000],
+        "provider_code": codes[provider_idx],
+        "provider_name": names[provider_idx],
+        "consultant_code": cons_codes[cons_global],
+        "procedure_date": pd.Series(proc).dt.date.astype(str),
+        "death_date": death_date.dt.date.astype("string"),
+        "followup_end": fu_end.where(~dead, death_date).dt.date.astype(str),
+        "age": age.astype(int), "sex": sex, "asa": asa, "urgency": urgency, "procedure_group": group,
+        "diabetes": diabetes, "bmi": bmi,
+    })
+    # Realistic missingness: a little everywhere, a lot at a couple of providers.
+    for col, rate in (("asa", 0.02), ("bmi", 0.04), ("urgency", 0.005), ("diabetes", 0.03)):
+        records.loc[rng.random(n) < rate, col] = None
+    sloppy = rng.choice(np.argsort(sizes)[k // 4: 3 * k // 4], size=min(2, k), replace=False)
+    heavy = np.isin(provider_idx, sloppy) & (rng.random(n) < 0.35)
+    records.loc[heavy, "asa"] = None
+    records.loc[rng.random(n) < 0.01, "consultant_code"] = None
+    records = records.sort_values(["procedure_date", "patient_id"], kind="stable").reset_index(drop=True)
+
+    providers = pd.DataFrame({"provider_code": codes, "provider_name": names, "true_log_odds_effect": effect,
+                              "injected": np.select([direction > 0, direction < 0], ["high", "low"], ""),
+                              "records": sizes})
+    truth = {
+        "spec": {key: (str(v) if isinstance(v, dt.date) else v) for key, v in asdict(spec).items()},
+        "model": {"link": "logit", "coefficients": TRUE_COEFFICIENTS,
+                  "terms": {"age_per_10y_over_65": "(age - 65) / 10", "bmi_per_5_over_27": "(bmi - 27) / 5"}},
+        "provider_effect_sd": spec.provider_sd,
+        "outliers": {"high": sorted(codes[direction > 0].tolist()), "low": sorted(codes[direction < 0].tolist())},
+        "outlier_log_odds": spec.outlier_log_odds,
+        "sloppy_providers": sorted(codes[sloppy].tolist()),
+        "deaths_30d": int(died30.sum()),
+        "records": n,
+    }
+    return records, providers[["provider_code", "provider_name", "records", "injected",
+                               "true_log_odds_effect"]], truth
+
+
+def write(spec: SyntheticSpec, out_dir: str | Path, fmt: str = "parquet") -> dict[str, Path]:
+    """Generate and write ``records.<fmt>``, ``providers.csv`` and ``truth.json`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records, providers, truth = generate(spec)
+    paths = {"records": out / f"records.{fmt}", "providers": out / "providers.csv", "truth": out / "truth.json"}
+    tmp = paths["records"].with_suffix(".tmp")
+    if fmt == "parquet":
+        records.to_parquet(tmp, index=False)
+    elif fmt == "csv":
+        records.to_csv(tmp, index=False)
+    else:
+        raise ValueError(f"unknown format {fmt!r}: use parquet or csv")
+    tmp.replace(paths["records"])
+    providers[["provider_code", "provider_name"]].to_csv(paths["providers"], index=False)
+    paths["truth"].write_text(json.dumps(truth | {"providers": providers.to_dict(orient="records")}, indent=1))
+    return paths
+
+
+def _provider_codes(rng: np.random.Generator, k: int) -> np.ndarray:
+    letters = np.array(list("ABCDEFGHJKLMNPQRTVWXY"))
+    codes: set[str] = set()
+    while len(codes) < k:
+        codes.add("R" + "".join(rng.choice(letters, 2)) + str(rng.integers(0, 10)))
+    return np.array(sorted(codes))[rng.permutation(k)]
+
+
+def _provider_names(rng: np.random.Generator, k: int) -> np.ndarray:
+    towns = list(TOWNS)
+    while len(towns) < k:
+        towns += [f"{t} {i}" for i, t in enumerate(TOWNS, start=2)]
+    chosen = rng.choice(towns, size=k, replace=False)
+    return np.array([f"{t} {SUFFIXES[i % len(SUFFIXES)]}" for i, t in enumerate(chosen)])

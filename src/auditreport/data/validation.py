@@ -1,0 +1,282 @@
+"""Checking an audit extract against its declared schema and normalising it.
+
+The schema is derived from the audit definition and checked with pandera, so
+every rule is declared once and every failure comes back with its rows. A
+run stops on any *error* (the data cannot be trusted); *warnings* such as a
+missing risk factor are legitimate features of audit data and are counted in
+the data-quality results instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from auditreport.config import AuditConfig
+from auditreport.errors import DataValidationError
+
+#: Canonical columns of the normalised patient table, besides the risk factors.
+CANONICAL = ["patient_id", "provider_code", "provider_name", "consultant_code", "procedure_date",
+             "death_date", "followup_end", "time", "event", "outcome", "exclusion"]
+
+_DATE_FIELDS = ("procedure_date", "death_date", "followup_end")
+_EARLIEST_DATE = pd.Timestamp("1900-01-01")
+
+
+@dataclass
+class ValidatedData:
+    """The normalised patient table and what was learned about it on the way."""
+
+    patients: pd.DataFrame
+    source: str
+    n_submitted: int
+    providers: pd.DataFrame  # provider_code, provider_name
+    warnings: list[str] = field(default_factory=list)
+
+
+def validate(config: AuditConfig, raw: pd.DataFrame, source: str,
+             providers: pd.DataFrame | None = None) -> ValidatedData:
+    """Check ``raw`` against the rules ``config`` implies and return the normalised table.
+
+    Raises :class:`DataValidationError` listing every failed rule with its column,
+    the number of rows and the first few row numbers (data rows counted from 1;
+    in a CSV the line number is one more, for the header).
+    """
+    cols = config.columns
+    _require_columns(config, raw, source)
+    if raw.empty:
+        raise DataValidationError(source, [{"column": "(file)", "rule": "at least one record", "count": 0,
+                                            "rows": [], "examples": "the file has a header but no records"}])
+    frame, failures = _coerce(config, raw)
+    schema = _schema(config, providers)
+    try:
+        schema.validate(frame, lazy=True)
+    except SchemaErrors as exc:
+        failures.extend(_failures_from_pandera(exc, frame))
+    if failures:
+        raise DataValidationError(source, _merge(failures))
+
+    out = pd.DataFrame(index=frame.index)
+    out["patient_id"] = frame[cols["patient_id"]].astype(str)
+    out["provider_code"] = frame[cols["provider_code"]].astype(str)
+    if "provider_name" in cols:
+        out["provider_name"] = frame[cols["provider_name"]].fillna(out["provider_code"]).astype(str)
+    elif providers is not None:
+        names = providers.set_index("provider_code")["provider_name"]
+        out["provider_name"] = out["provider_code"].map(names).fillna(out["provider_code"])
+    else:
+        out["provider_name"] = out["provider_code"]
+    out["consultant_code"] = (frame[cols["consultant_code"]].astype("string")
+                              if "consultant_code" in cols else pd.Series(pd.NA, index=frame.index,
+                                                                          dtype="string"))
+    for f in config.risk_factors:
+        out[f.name] = frame[f.column]
+    warnings: list[str] = []
+    if "procedure_date" in cols:
+        for key in _DATE_FIELDS:
+            out[key] = frame[cols[key]]
+        died = out["death_date"].notna()
+        end = out["death_date"].where(died, out["followup_end"])
+        out["time"] = (end - out["procedure_date"]).dt.days.astype(float)
+        out["event"] = died.astype(int)
+    else:
+        for key in _DATE_FIELDS:
+            out[key] = pd.NaT
+        out["time"] = frame[cols["time"]].astype(float)
+        out["event"] = frame[cols["event"]].astype(int)
+    n = config.outcome_days
+    out["outcome"] = np.where((out["event"] == 1) & (out["time"] <= n), 1.0,
+                              np.where(out["time"] >= n, 0.0, np.nan))
+    out["exclusion"] = ""
+    if config.period_start is not None and "procedure_date" in cols:
+        outside = (out["procedure_date"] < pd.Timestamp(config.period_start)) | (
+            out["procedure_date"] > pd.Timestamp(config.period_end or pd.Timestamp.max))
+        out.loc[outside, "exclusion"] = "procedure outside the audit period"
+    short = out["outcome"].isna() & (out["exclusion"] == "")
+    out.loc[short, "exclusion"] = f"alive with under {n} days of follow-up"
+    for f in config.risk_factors:
+        missing = int(out[f.name].isna().sum())
+        if missing:
+            warnings.append(f"{f.name}: {missing} missing value(s), handled by rule '{f.missing}'")
+    registry = (out[["provider_code", "provider_name"]].drop_duplicates("provider_code")
+                .sort_values("provider_code").reset_index(drop=True))
+    if providers is not None:
+        registry = providers[["provider_code", "provider_name"]].copy()
+    out = out.reset_index(drop=True)
+    return ValidatedData(patients=out, source=source, n_submitted=len(raw), providers=registry,
+                         warnings=warnings)
+
+
+def _require_columns(config: AuditConfig, raw: pd.DataFrame, source: str) -> None:
+    needed = dict(config.columns)
+    for f in config.risk_factors:
+        needed[f"risk factor {f.name}"] = f.column
+    failures = []
+    present = [str(c) for c in raw.columns]
+    for role, column in needed.items():
+        if column not in raw.columns:
+            close = difflib.get_close_matches(column, present, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            failures.append({"column": column, "rule": "column present", "count": len(raw), "rows": [],
+                             "examples": f"mapped as {role} in {config.path.name} but not in the file{hint} "
+                                         f"(file has: {', '.join(present[:20])})"})
+    if failures:
+        raise DataValidationError(source, failures)
+
+
+def _coerce(config: AuditConfig, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """Give each declared column its type; unparseable values are type failures."""
+    frame = raw.copy()
+    failures: list[dict] = []
+    cols = config.columns
+
+    def text(col: str) -> None:
+        s = frame[col]
+        frame[col] = s.where(s.isna(), s.astype(str).str.strip()).replace("", np.nan)
+
+    def convert(col: str, kind: str) -> None:
+        s = frame[col]
+        if kind == "date":
+            converted = pd.to_datetime(s, errors="coerce", format="ISO8601") if s.dtype == object \
+                else pd.to_datetime(s, errors="coerce")
+            if getattr(converted.dt, "tz", None) is not None:
+                converted = converted.dt.tz_localize(None)
+            rule = "type: date (YYYY-MM-DD)"
+        else:
+            converted = pd.to_numeric(s, errors="coerce")
+            converted = converted.where(np.isfinite(converted.astype(float)))
+            rule = "type: number"
+        bad = s.notna() & converted.isna()
+        if s.dtype == object:
+            bad &= s.astype(str).str.strip() != ""
+        if bad.any():
+            failures.append(_failure(col, rule, bad, s))
+        frame[col] = converted
+
+    for key in ("patient_id", "provider_code", "provider_name", "consultant_code"):
+        if key in cols:
+            text(cols[key])
+    for key in _DATE_FIELDS:
+        if key in cols:
+            convert(cols[key], "date")
+    for key in ("time", "event"):
+        if key in cols:
+            convert(cols[key], "number")
+    for f in config.risk_factors:
+        if f.kind == "numeric":
+            convert(f.column, "number")
+        else:
+            s = frame[f.column]
+            # Categories are compared as text: 3, 3.0 and "3" are the same ASA grade.
+            as_text = s.map(_category_text, na_action="ignore")
+            frame[f.column] = as_text.replace("", np.nan)
+    return frame, failures
+
+
+def _category_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() and "." in text else text
+
+
+def _schema(config: AuditConfig, providers: pd.DataFrame | None) -> pa.DataFrameSchema:
+    cols = config.columns
+    today = pd.Timestamp(config.extract_date) if config.extract_date else pd.Timestamp.now().normalize()
+    columns: dict[str, pa.Column] = {
+        cols["patient_id"]: pa.Column(nullable=False, unique=True, coerce=False,
+                                      checks=[], title="patient id"),
+        cols["provider_code"]: pa.Column(
+            nullable=False,
+            checks=[pa.Check.isin(sorted(providers["provider_code"].astype(str)),
+                                  name="provider known (in the providers file)")] if providers is not None
+            else []),
+    }
+    if "procedure_date" in cols:
+        columns[cols["procedure_date"]] = pa.Column(nullable=False, checks=[
+            pa.Check(lambda s: s >= _EARLIEST_DATE, element_wise=False, name="date not before 1900"),
+            pa.Check(lambda s: s <= today, name=f"date not after the extract date {today.date()}"),
+        ])
+        columns[cols["death_date"]] = pa.Column(nullable=True, checks=[
+            pa.Check(lambda s: s <= today, name=f"date not after the extract date {today.date()}",
+                     ignore_na=True)])
+        columns[cols["followup_end"]] = pa.Column(nullable=False, checks=[
+            pa.Check(lambda s: s <= today, name=f"date not after the extract date {today.date()}")])
+    else:
+        columns[cols["time"]] = pa.Column(nullable=False, checks=[pa.Check.ge(0, name="time not negative")])
+        columns[cols["event"]] = pa.Column(nullable=False, checks=[pa.Check.isin([0, 1], name="event is 0 or 1")])
+    for f in config.risk_factors:
+        checks = []
+        if f.kind == "categorical":
+            checks.append(pa.Check.isin(list(f.categories), name=f"category in {{{', '.join(f.categories)}}}"))
+        else:
+            if f.minimum is not None:
+                checks.append(pa.Check.ge(f.minimum, name=f"value at least {f.minimum:g}"))
+            if f.maximum is not None:
+                checks.append(pa.Check.le(f.maximum, name=f"value at most {f.maximum:g}"))
+        columns[f.column] = pa.Column(nullable=True, checks=checks)
+    frame_checks = []
+    if "procedure_date" in cols:
+        proc, death, fu = cols["procedure_date"], cols["death_date"], cols["followup_end"]
+        frame_checks = [
+            pa.Check(lambda df: df[death].isna() | df[proc].isna() | (df[death] >= df[proc]),
+                     name=f"{death}: death not before procedure ({proc})"),
+            pa.Check(lambda df: df[fu].isna() | df[proc].isna() | (df[fu] >= df[proc]),
+                     name=f"{fu}: end of follow-up not before procedure ({proc})"),
+        ]
+    return pa.DataFrameSchema(columns, checks=frame_checks, strict=False, coerce=False)
+
+
+def _failures_from_pandera(exc: SchemaErrors, frame: pd.DataFrame) -> list[dict]:
+    cases = exc.failure_cases
+    failures = []
+    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
+        check = str(check)
+        if column is None or (isinstance(column, float) and np.isnan(column)):
+            # Data-frame-wide checks carry their column in their name, "col: rule".
+            column, _, check = check.partition(": ")
+        if check.startswith("field_uniqueness") or check == "unique" or "duplicate" in check:
+            check = "unique (no duplicate patient records)"
+        if check == "not_nullable":
+            check = "value required (not empty)"
+        index = group["index"].dropna()
+        rows = sorted({int(i) + 1 for i in index if _is_int(i)})
+        examples = group["failure_case"].dropna().astype(str).unique()[:3].tolist()
+        failures.append({"column": str(column), "rule": check, "count": len(rows) or len(group),
+                         "rows": rows, "examples": ", ".join(examples) if examples else ""})
+    return failures
+
+
+def _failure(col: str, rule: str, bad: pd.Series, values: pd.Series) -> dict:
+    idx = bad[bad].index
+    return {"column": col, "rule": rule, "count": int(bad.sum()), "rows": [int(i) + 1 for i in idx],
+            "examples": ", ".join(repr(v) for v in values[idx].head(3).tolist())}
+
+
+def _merge(failures: list[dict]) -> list[dict]:
+    merged: dict[tuple[str, str], dict] = {}
+    for f in failures:
+        key = (f["column"], f["rule"])
+        if key in merged:
+            rows = sorted(set(merged[key]["rows"]) | set(f["rows"]))
+            merged[key].update(rows=rows, count=max(len(rows), merged[key]["count"]))
+        else:
+            merged[key] = dict(f)
+    return list(merged.values())
+
+
+def _is_int(value: object) -> bool:
+    try:
+        int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return False
+    return True
