@@ -1,12 +1,24 @@
 """Survival functions against R survival 3.5-3 figures (METHODS.md section 6) and lifelines."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
-from lifelines import KaplanMeierFitter
+from lifelines import CoxPHFitter, KaplanMeierFitter
 from lifelines.datasets import load_lung
+from lifelines.statistics import logrank_test, proportional_hazard_test
 
-from auditreport.stats.survival import CI_TRANSFORMS, kaplan_meier, survival_at
+from auditreport.stats.survival import (
+    CI_TRANSFORMS,
+    CoxResult,
+    cox_expected,
+    fit_cox,
+    kaplan_meier,
+    logrank_vs_rest,
+    median_survival,
+    survival_at,
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +81,107 @@ def test_right_continuity_and_at_risk():
 def test_bad_event_coding_rejected():
     with pytest.raises(ValueError):
         kaplan_meier([1, 2], [1, 2])
+
+
+@pytest.mark.parametrize("transform, lower, upper", [("log", 285, 363), ("log-log", 284, 361)])
+def test_median_matches_r(lung, transform, lower, upper):
+    # R: survfit(Surv(time, status) ~ 1, lung, conf.type = transform)
+    m = median_survival(lung["time"], lung["status"], ci_transform=transform)
+    assert (m["median"], m["lower"], m["upper"]) == (310, lower, upper)
+    assert m["convention"] == "r"
+
+
+def test_median_lifelines_convention_matches_lifelines(lung):
+    from lifelines.utils import median_survival_times
+
+    kmf = KaplanMeierFitter().fit(lung["time"], lung["status"])
+    m = median_survival(lung["time"], lung["status"], ci_transform="log-log", convention="lifelines")
+    ci = median_survival_times(kmf.confidence_interval_)
+    assert m["median"] == kmf.median_survival_time_
+    assert (m["lower"], m["upper"]) == tuple(ci.iloc[0])
+
+
+def test_median_conventions_differ_on_flat_half():
+    # S = 0.75, 0.5, 0.25, 0: the curve is exactly 0.5 on [2, 3).
+    r = median_survival([1, 2, 3, 4], [1, 1, 1, 1], convention="r")
+    lf = median_survival([1, 2, 3, 4], [1, 1, 1, 1], convention="lifelines")
+    assert r["median"] == 2.5 and lf["median"] == 2.0
+
+
+def test_median_not_reached_is_nan():
+    m = median_survival([1, 2, 3, 4], [1, 0, 0, 0])
+    assert np.isnan(m["median"]) and np.isnan(m["upper"])
+
+
+def test_logrank_by_sex_matches_r_and_lifelines(lung):
+    # R: survdiff(Surv(time, status) ~ sex, lung): Chisq = 10.3 on 1 df; males O = 112, E = 91.6.
+    male = (lung["sex"] == 1).to_numpy()
+    res = logrank_vs_rest(lung["time"], lung["status"], male)
+    assert round(res["chi2"], 1) == 10.3 and res["df"] == 1
+    assert res["observed"] == 112 and round(res["expected"], 1) == 91.6
+    ll = logrank_test(lung["time"][male], lung["time"][~male], lung["status"][male], lung["status"][~male])
+    assert res["chi2"] == pytest.approx(ll.test_statistic, rel=1e-10)
+    assert res["p_value"] == pytest.approx(ll.p_value, rel=1e-8)
+
+
+def test_logrank_needs_two_groups(lung):
+    with pytest.raises(ValueError):
+        logrank_vs_rest(lung["time"], lung["status"], np.ones(len(lung), dtype=bool))
+
+
+@pytest.fixture(scope="module")
+def cox(lung) -> CoxResult:
+    return fit_cox(lung, "time", "status", ["age", "sex"])
+
+
+def test_cox_matches_r(cox):
+    # R: coxph(Surv(time, status) ~ age + sex, lung)  (Efron ties)
+    assert round(cox.coef["age"], 6) == 0.017045
+    assert round(cox.coef["sex"], 6) == -0.513219
+    assert round(cox.log_likelihood, 4) == -742.8482
+    assert round(cox.se["sex"], 6) == 0.167458
+    assert cox.n == 228 and cox.n_events == 165 and cox.n_dropped == 0
+    assert cox.ties == "efron"
+    # Likelihood-ratio test 14.12 on 2 df, concordance 0.603 (R prints both).
+    assert round(2 * (cox.log_likelihood - cox.log_likelihood_null), 2) == 14.12
+    assert round(cox.concordance, 3) == 0.603
+
+
+def test_cox_ph_test_matches_lifelines_rank(lung, cox):
+    cph = CoxPHFitter().fit(lung[["time", "status", "age", "sex"]], "time", "status")
+    ref = proportional_hazard_test(cph, lung[["time", "status", "age", "sex"]], time_transform="rank")
+    np.testing.assert_allclose(cox.ph_test.loc[["age", "sex"], "chi2"], ref.test_statistic, rtol=1e-4)
+    assert cox.ph_test.loc["GLOBAL", "df"] == 2
+    assert 0 < cox.ph_test.loc["GLOBAL", "p"] < 1
+    assert cox.ph_transform == "rank"
+
+
+def test_cox_expected_breslow(lung, cox):
+    ex = cox_expected(cox, lung, "time")
+    # Breslow's estimator makes the national expected deaths equal the observed deaths exactly.
+    assert ex.sum() == pytest.approx(lung["status"].sum(), rel=1e-10)
+    cph = CoxPHFitter().fit(
+        lung[["time", "status", "age", "sex"]],
+        "time",
+        "status",
+        fit_options={"precision": 1e-12, "r_precision": 1e-15},
+    )
+    ref = np.diag(cph.predict_cumulative_hazard(lung, times=lung["time"].to_numpy()).to_numpy())
+    np.testing.assert_allclose(ex, ref, rtol=1e-9)
+    # A unit's O/E: one institution.
+    unit = lung[lung["inst"] == 1]
+    oe = unit["status"].sum() / cox_expected(cox, unit, "time").sum()
+    assert 0.5 < oe < 2
+
+
+def test_cox_result_roundtrip(lung, cox):
+    back = CoxResult.from_dict(json.loads(json.dumps(cox.to_dict())))
+    np.testing.assert_allclose(cox_expected(back, lung, "time"), cox_expected(cox, lung, "time"))
+    pd.testing.assert_frame_equal(back.ph_test, cox.ph_test, check_dtype=False, check_names=False)
+
+
+def test_cox_drops_missing(lung):
+    res = fit_cox(lung, "time", "status", ["age", "sex", "ph.ecog"])
+    assert res.n_dropped == 1 and res.n == 227
+    ex = cox_expected(res, lung, "time")
+    assert np.isnan(ex).sum() == 1
