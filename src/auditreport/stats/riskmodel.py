@@ -1,0 +1,654 @@
+"""Risk adjustment: patient-level logistic risk models (METHODS.md section 5).
+
+A risk model turns each patient's risk factors into a predicted probability of the outcome (death within the
+audit's window); a unit's expected deaths are the sum of its patients' predicted risks. The model is either
+
+* fitted on the national cohort of the period by maximum likelihood (``fit_logistic``), or
+* a published model given as fixed coefficients, as logistic EuroSCORE is (``fixed_model``), optionally
+  recalibrated to the current data by refitting the intercept, or the intercept and the slope, of the
+  logistic recalibration model (Cox, "Two further applications of a model for binary regression",
+  Biometrika 1958;45:562-565; Steyerberg, *Clinical Prediction Models*, 2nd ed., 2019, ch. 20).
+
+Categorical risk factors use treatment coding against a reference level, with term names ``name[level]``
+(the patsy/statsmodels-formula convention, without the ``T.`` prefix). Missing values are handled by a
+per-factor rule (``RiskFactor.missing``) applied in ``impute_missing``, which also reports what it imputed so
+that the count per unit can be published as data quality.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "MISSING_LEVEL",
+    "RiskFactor",
+    "RiskModel",
+    "design_matrix",
+    "fit_logistic",
+    "fixed_model",
+    "imputation_values",
+    "impute_missing",
+    "term_names",
+]
+
+MISSING_LEVEL = "Missing"
+_KINDS = ("numeric", "categorical")
+_MISSING_RULES = ("reference", "missing_indicator", "median", "exclude")
+_TRANSFORMS = (None, "centre")
+_MODEL_KINDS = ("fitted", "fixed", "fixed_recalibrated")
+_Z95 = 1.959963984540054
+_FORMAT = "auditreport.riskmodel"
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RiskFactor:
+    """One risk factor as declared in an audit's configuration.
+
+    ``missing`` rules:
+
+    * ``"reference"``: categorical -> the reference level (the lowest-risk level, as NICOR audits do);
+      numeric -> ``float(reference)`` when ``reference`` is given (e.g. a normal creatinine), else the
+      national median (see ``imputation_values``).
+    * ``"missing_indicator"``: categorical -> a separate level ``"Missing"`` with its own coefficient;
+      numeric -> the median, plus a 0/1 term ``name[Missing]``.
+    * ``"median"``: numeric only, the median of the observed values.
+    * ``"exclude"``: the patient is dropped from the model and counted.
+
+    ``transform="centre"`` subtracts the fitting data's mean (stored in the model) so that the intercept is the
+    log-odds of a patient at the average; it does not change predictions.
+    """
+
+    name: str
+    kind: str
+    categories: tuple[str, ...] = ()
+    reference: str | None = None
+    missing: str = "reference"
+    transform: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"risk factor {self.name!r}: kind must be one of {_KINDS}, got {self.kind!r}")
+        if self.missing not in _MISSING_RULES:
+            raise ValueError(
+                f"risk factor {self.name!r}: missing must be one of {_MISSING_RULES}, got {self.missing!r}"
+            )
+        if self.transform not in _TRANSFORMS:
+            raise ValueError(
+                f"risk factor {self.name!r}: transform must be one of {_TRANSFORMS}, got {self.transform!r}"
+            )
+        # Frozen dataclass: normalise through object.__setattr__ so YAML lists/ints become tuples of str.
+        object.__setattr__(self, "categories", tuple(str(c) for c in self.categories))
+        if self.reference is not None:
+            object.__setattr__(self, "reference", str(self.reference))
+        if self.kind == "categorical":
+            if len(self.categories) < 2:
+                raise ValueError(f"risk factor {self.name!r}: a categorical factor needs at least two categories")
+            if len(set(self.categories)) != len(self.categories):
+                raise ValueError(f"risk factor {self.name!r}: duplicate categories {self.categories}")
+            if self.reference is not None and self.reference not in self.categories:
+                raise ValueError(
+                    f"risk factor {self.name!r}: reference {self.reference!r} is not one of {self.categories}"
+                )
+            if self.missing == "median":
+                raise ValueError(f"risk factor {self.name!r}: rule 'median' applies to numeric factors only")
+            if self.missing == "missing_indicator" and MISSING_LEVEL in self.categories:
+                raise ValueError(
+                    f"risk factor {self.name!r}: {MISSING_LEVEL!r} is already a category; "
+                    "use missing='reference' to map blanks to it, or rename the level"
+                )
+            if self.transform is not None:
+                raise ValueError(f"risk factor {self.name!r}: transforms apply to numeric factors only")
+        else:
+            if self.categories:
+                raise ValueError(f"risk factor {self.name!r}: a numeric factor takes no categories")
+            if self.reference is not None:
+                try:
+                    float(self.reference)
+                except ValueError:
+                    raise ValueError(
+                        f"risk factor {self.name!r}: numeric reference must be a number, got {self.reference!r}"
+                    ) from None
+
+    @property
+    def reference_level(self) -> str:
+        """The reference level of a categorical factor (the configured one, else the first category)."""
+        if self.kind != "categorical":
+            raise AttributeError(f"risk factor {self.name!r} is numeric and has no reference level")
+        return self.reference if self.reference is not None else self.categories[0]
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        """All levels a categorical factor may take after imputation (adds ``Missing`` when indicated)."""
+        if self.kind != "categorical":
+            return ()
+        if self.missing == "missing_indicator":
+            return (*self.categories, MISSING_LEVEL)
+        return self.categories
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """Names of this factor's columns in the design matrix."""
+        if self.kind == "numeric":
+            if self.missing == "missing_indicator":
+                return (self.name, f"{self.name}[{MISSING_LEVEL}]")
+            return (self.name,)
+        ref = self.reference_level
+        return tuple(f"{self.name}[{lev}]" for lev in self.levels if lev != ref)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["categories"] = list(self.categories)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RiskFactor:
+        return cls(
+            name=d["name"],
+            kind=d["kind"],
+            categories=tuple(d.get("categories", ())),
+            reference=d.get("reference"),
+            missing=d.get("missing", "reference"),
+            transform=d.get("transform"),
+        )
+
+
+def term_names(factors: Sequence[RiskFactor]) -> list[str]:
+    """Design-matrix column names: ``Intercept`` then each factor's terms in configuration order."""
+    names = ["Intercept"]
+    for f in factors:
+        names.extend(f.terms)
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate term names in risk factors: {names}")
+    return names
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Value handling
+
+
+def _scalar_to_level(v: Any) -> str:
+    # A categorical column holding NaN is read as float, so grade 3 arrives as 3.0; match it to level "3".
+    if isinstance(v, float | np.floating) and float(v).is_integer():
+        return str(int(v))
+    if isinstance(v, bytes):
+        return v.decode()
+    return str(v).strip()
+
+
+def _as_levels(s: pd.Series) -> pd.Series:
+    """The column as strings (object dtype) with missing values as NaN; blanks count as missing."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    labels = np.array([_scalar_to_level(u) for u in uniques] + [np.nan], dtype=object)
+    labels[:-1][labels[:-1] == ""] = np.nan
+    # codes == -1 picks the trailing NaN label.
+    return pd.Series(labels[codes], index=s.index, dtype=object)
+
+
+def _as_numeric(s: pd.Series, name: str) -> pd.Series:
+    try:
+        return pd.to_numeric(s, errors="raise").astype(float)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"risk factor {name!r} is numeric but its column holds non-numeric values: {exc}") from None
+
+
+def _require_columns(df: pd.DataFrame, names: Iterable[str]) -> None:
+    absent = [n for n in names if n not in df.columns]
+    if absent:
+        raise ValueError(f"risk factor column(s) not in the data: {absent}")
+
+
+def imputation_values(df: pd.DataFrame, factors: Sequence[RiskFactor]) -> dict[str, float]:
+    """Fill values for numeric factors whose rule needs one, computed from ``df`` (normally the national cohort).
+
+    Median of the observed values for rules ``median`` and ``missing_indicator``, and for ``reference`` when the
+    factor gives no numeric reference value. Compute these once nationally, store them with the model
+    (``RiskModel.fill_values``) and reuse them for every unit, so that a patient's imputed value does not depend
+    on which unit's data it was imputed with.
+    """
+    _require_columns(df, [f.name for f in factors])
+    values: dict[str, float] = {}
+    for f in factors:
+        if f.kind != "numeric" or f.missing == "exclude":
+            continue
+        if f.missing == "reference" and f.reference is not None:
+            values[f.name] = float(f.reference)
+            continue
+        x = _as_numeric(df[f.name], f.name)
+        if x.notna().sum() == 0:
+            raise ValueError(f"risk factor {f.name!r}: no observed values to take a median of")
+        values[f.name] = float(x.median())
+    return values
+
+
+def impute_missing(
+    df: pd.DataFrame,
+    factors: Sequence[RiskFactor],
+    values: Mapping[str, float] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Apply each factor's missing-value rule.
+
+    Returns ``(data, flags)``:
+
+    * ``data``: a copy of ``df`` with the risk-factor columns imputed (categorical as strings, numeric as float,
+      plus a 0/1 column ``name[Missing]`` for numeric factors with the missing-indicator rule), and without the
+      rows that a factor with rule ``"exclude"`` drops.
+    * ``flags``: booleans on the *input* index, one column per factor (True where that factor was missing and its
+      rule was applied, imputed or excluded), and ``excluded`` (True where the row was dropped from ``data``).
+      Group it by unit to count imputations as data quality.
+
+    ``values`` are numeric fill values (see ``imputation_values``); by default they are computed from ``df``.
+    Categorical values are compared with the configured levels as strings (3.0 matches "3"); values outside the
+    levels are left alone here and rejected by ``RiskModel.predict``/``fit_logistic``.
+    """
+    _require_columns(df, [f.name for f in factors])
+    if values is None:
+        values = imputation_values(df, factors)
+    out = df.copy()
+    flags = pd.DataFrame(index=df.index)
+    excluded = np.zeros(len(df), dtype=bool)
+    for f in factors:
+        if f.kind == "categorical":
+            col = _as_levels(df[f.name])
+            miss = col.isna().to_numpy()
+            if f.missing == "reference":
+                col[miss] = f.reference_level
+            elif f.missing == "missing_indicator":
+                col[miss] = MISSING_LEVEL
+            out[f.name] = col
+        else:
+            col = _as_numeric(df[f.name], f.name)
+            miss = col.isna().to_numpy()
+            if f.missing != "exclude":
+                if f.name not in values:
+                    raise ValueError(f"no fill value given for numeric risk factor {f.name!r}")
+                col = col.where(~miss, float(values[f.name]))
+            out[f.name] = col
+            if f.missing == "missing_indicator":
+                out[f"{f.name}[{MISSING_LEVEL}]"] = miss.astype(float)
+        if f.missing == "exclude":
+            excluded |= miss
+        flags[f.name] = miss
+    flags["excluded"] = excluded
+    return out.loc[~excluded], flags
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Design matrix
+
+
+def design_matrix(
+    df: pd.DataFrame,
+    factors: Sequence[RiskFactor],
+    centres: Mapping[str, float] | None = None,
+) -> np.ndarray:
+    """The model matrix (float64, columns as ``term_names(factors)``) built with numpy.
+
+    Formula parsing (patsy) is avoided because it is several times slower on a national cohort of a million
+    rows and would silently drop or reorder levels; here every configured level has a fixed column.
+    Raises ``ValueError`` naming the factor for missing values or levels outside the configuration.
+    """
+    centres = centres or {}
+    _require_columns(df, [f.name for f in factors])
+    names = term_names(factors)
+    X = np.zeros((len(df), len(names)), dtype=np.float64)
+    X[:, 0] = 1.0
+    j = 1
+    for f in factors:
+        if f.kind == "numeric":
+            x = _as_numeric(df[f.name], f.name).to_numpy()
+            n_miss = int(np.isnan(x).sum())
+            if n_miss:
+                raise ValueError(
+                    f"risk factor {f.name!r} has {n_miss} missing value(s); apply impute_missing "
+                    "(or RiskModel.impute) first"
+                )
+            if f.transform == "centre":
+                if f.name not in centres:
+                    raise ValueError(f"risk factor {f.name!r} is centred but no centre is known")
+                x = x - centres[f.name]
+            X[:, j] = x
+            j += 1
+            if f.missing == "missing_indicator":
+                ind_name = f"{f.name}[{MISSING_LEVEL}]"
+                if ind_name not in df.columns:
+                    raise ValueError(f"column {ind_name!r} absent; apply impute_missing first")
+                X[:, j] = _as_numeric(df[ind_name], ind_name).to_numpy()
+                j += 1
+        else:
+            col = _as_levels(df[f.name])
+            n_miss = int(col.isna().sum())
+            if n_miss:
+                raise ValueError(
+                    f"risk factor {f.name!r} has {n_miss} missing value(s); apply impute_missing "
+                    "(or RiskModel.impute) first"
+                )
+            levels = f.levels
+            codes = pd.Categorical(col, categories=list(levels)).codes
+            if (codes < 0).any():
+                unexpected = sorted(set(col[codes < 0]))
+                shown = ", ".join(repr(u) for u in unexpected[:10])
+                raise ValueError(
+                    f"risk factor {f.name!r}: unexpected level(s) {shown} "
+                    f"(configured levels: {', '.join(repr(lev) for lev in levels)})"
+                )
+            ref = levels.index(f.reference_level)
+            for k in range(len(levels)):
+                if k == ref:
+                    continue
+                X[:, j] = codes == k
+                j += 1
+    return X
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The model
+
+
+def _json_float(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _from_json_float(x: Any) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def _jsonify(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonify(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonify(v) for v in obj]
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return _json_float(obj)
+    return obj
+
+
+@dataclass
+class RiskModel:
+    """A logistic risk model: ``logit p = X @ coefficients``.
+
+    ``coefficients`` are the ones predictions use. For ``fixed_recalibrated`` models they are the published
+    coefficients after recalibration (intercept ``a + b*b0``, others ``b*bj``); the published ones and the
+    recalibration fit are kept in ``recalibration``. ``n``/``events`` count the patients the model was fitted or
+    recalibrated on (0 for an unrecalibrated fixed model).
+    """
+
+    kind: str
+    factors: tuple[RiskFactor, ...]
+    coefficients: pd.Series
+    std_errors: pd.Series | None = None
+    conf_int: pd.DataFrame | None = None
+    n: int = 0
+    events: int = 0
+    recalibration: dict | None = None
+    fill_values: dict[str, float] = field(default_factory=dict)
+    centres: dict[str, float] = field(default_factory=dict)
+    p_values: pd.Series | None = None
+    converged: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _MODEL_KINDS:
+            raise ValueError(f"model kind must be one of {_MODEL_KINDS}, got {self.kind!r}")
+        self.factors = tuple(self.factors)
+        expected = term_names(self.factors)
+        if list(self.coefficients.index) != expected:
+            raise ValueError(f"coefficients index {list(self.coefficients.index)} does not match terms {expected}")
+
+    @property
+    def terms(self) -> list[str]:
+        return list(self.coefficients.index)
+
+    def impute(self, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``impute_missing`` with this model's stored national fill values (when it has them)."""
+        return impute_missing(df, self.factors, self.fill_values or None)
+
+    def linear_predictor(self, df: pd.DataFrame) -> np.ndarray:
+        """Log-odds of the outcome for each row of already-imputed data."""
+        X = design_matrix(df, self.factors, self.centres)
+        return X @ self.coefficients.to_numpy(dtype=np.float64)
+
+    def predict(self, df: pd.DataFrame) -> np.ndarray:
+        """Predicted probability of the outcome for each row of already-imputed data.
+
+        Raises ``ValueError`` naming the factor for missing values or categories outside the configuration.
+        """
+        return _expit(self.linear_predictor(df))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe description; ``RiskModel.from_dict`` restores a model with identical predictions.
+
+        Floats are stored as JSON numbers (Python's ``json`` writes the shortest repr that round-trips exactly);
+        non-finite values become ``null``.
+        """
+        d: dict[str, Any] = {
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "kind": self.kind,
+            "factors": [f.to_dict() for f in self.factors],
+            # A list of pairs, not an object, so that term order survives any JSON tool.
+            "coefficients": [[t, _json_float(v)] for t, v in self.coefficients.items()],
+            "std_errors": None
+            if self.std_errors is None
+            else [_json_float(v) for v in self.std_errors.reindex(self.coefficients.index)],
+            "conf_int": None
+            if self.conf_int is None
+            else [[_json_float(lo), _json_float(hi)] for lo, hi in self.conf_int.to_numpy()],
+            "p_values": None
+            if self.p_values is None
+            else [_json_float(v) for v in self.p_values.reindex(self.coefficients.index)],
+            "n": int(self.n),
+            "events": int(self.events),
+            "converged": None if self.converged is None else bool(self.converged),
+            "recalibration": _jsonify(self.recalibration),
+            "fill_values": {k: _json_float(v) for k, v in self.fill_values.items()},
+            "centres": {k: _json_float(v) for k, v in self.centres.items()},
+        }
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RiskModel:
+        if d.get("format", _FORMAT) != _FORMAT:
+            raise ValueError(f"not a risk model description (format {d.get('format')!r})")
+        if int(d.get("format_version", _FORMAT_VERSION)) > _FORMAT_VERSION:
+            raise ValueError(f"risk model format version {d['format_version']} is newer than this code reads")
+        factors = tuple(RiskFactor.from_dict(f) for f in d["factors"])
+        terms = [t for t, _ in d["coefficients"]]
+        coef = pd.Series([_from_json_float(v) for _, v in d["coefficients"]], index=terms, dtype=float)
+        se = None if d.get("std_errors") is None else pd.Series(
+            [_from_json_float(v) for v in d["std_errors"]], index=terms, dtype=float
+        )
+        ci = None if d.get("conf_int") is None else pd.DataFrame(
+            [[_from_json_float(a), _from_json_float(b)] for a, b in d["conf_int"]],
+            index=terms,
+            columns=["lower", "upper"],
+        )
+        pv = None if d.get("p_values") is None else pd.Series(
+            [_from_json_float(v) for v in d["p_values"]], index=terms, dtype=float
+        )
+        return cls(
+            kind=d["kind"],
+            factors=factors,
+            coefficients=coef,
+            std_errors=se,
+            conf_int=ci,
+            n=int(d.get("n", 0)),
+            events=int(d.get("events", 0)),
+            recalibration=d.get("recalibration"),
+            fill_values={k: float(v) for k, v in (d.get("fill_values") or {}).items()},
+            centres={k: float(v) for k, v in (d.get("centres") or {}).items()},
+            p_values=pv,
+            converged=d.get("converged"),
+        )
+
+
+def _expit(x: np.ndarray) -> np.ndarray:
+    from scipy.special import expit
+
+    return expit(x)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    from scipy.special import logit
+
+    return logit(p)
+
+
+def _outcome(df: pd.DataFrame, outcome: str) -> np.ndarray:
+    if outcome not in df.columns:
+        raise ValueError(f"outcome column {outcome!r} not in the data")
+    y = pd.to_numeric(df[outcome], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isin(y, (0.0, 1.0))
+    if bad.any():
+        raise ValueError(f"outcome {outcome!r} must be 0 or 1 with no missing values; {int(bad.sum())} row(s) are not")
+    return y
+
+
+def fit_logistic(
+    df: pd.DataFrame,
+    factors: Sequence[RiskFactor],
+    outcome: str = "outcome",
+    *,
+    fill_values: Mapping[str, float] | None = None,
+) -> RiskModel:
+    """Fit a logistic regression of ``outcome`` on the risk factors by maximum likelihood.
+
+    statsmodels ``Logit`` (the Binomial GLM with its canonical link) fitted by Newton-Raphson (McCullagh &
+    Nelder, *Generalized Linear Models*, 2nd ed., 1989, ch. 4); standard errors from the inverse Fisher
+    information, Wald 95% intervals and p-values; identical to ``smf.glm(..., family=Binomial())``. Categorical factors are treatment-coded
+    against their reference level. ``df`` must already be imputed (``impute_missing``); ``fill_values`` are the
+    numeric fill values used for that, stored in the model so units' data are imputed the same way.
+
+    A configured level with no patients cannot be estimated and raises ``ValueError``; merge or drop the level
+    in the configuration.
+    """
+    import statsmodels.api as sm
+
+    factors = tuple(factors)
+    y = _outcome(df, outcome)
+    centres: dict[str, float] = {}
+    for f in factors:
+        if f.transform == "centre":
+            centres[f.name] = float(_as_numeric(df[f.name], f.name).mean())
+    X = design_matrix(df, factors, centres)
+    names = term_names(factors)
+    empty = [names[j] for j in range(1, X.shape[1]) if not X[:, j].any()]
+    if empty:
+        raise ValueError(f"term(s) with no patients in the fitting data, cannot be estimated: {empty}")
+    # Newton-Raphson on the logit likelihood (statsmodels Logit) rather than GLM's IRLS: the same maximum
+    # likelihood estimate (the logit link is canonical, so observed and expected information coincide), but each
+    # step is one X'WX product instead of a least-squares solve, about 4x faster on a million rows.
+    res = sm.Logit(y, X).fit(method="newton", maxiter=100, disp=0)
+    converged = bool(res.mle_retvals.get("converged", False))
+    if not converged:
+        warnings.warn("logistic risk model did not converge; check for separation", RuntimeWarning, stacklevel=2)
+    ci = np.asarray(res.conf_int(alpha=0.05))
+    return RiskModel(
+        kind="fitted",
+        factors=factors,
+        coefficients=pd.Series(np.asarray(res.params), index=names, dtype=float),
+        std_errors=pd.Series(np.asarray(res.bse), index=names, dtype=float),
+        conf_int=pd.DataFrame(ci, index=names, columns=["lower", "upper"]),
+        p_values=pd.Series(np.asarray(res.pvalues), index=names, dtype=float),
+        n=int(len(y)),
+        events=int(y.sum()),
+        recalibration=None,
+        fill_values=dict(fill_values or {}),
+        centres=centres,
+        converged=converged,
+    )
+
+
+def fixed_model(
+    coefficients: Mapping[str, float],
+    factors: Sequence[RiskFactor],
+    recalibrate: str | None = None,
+    df: pd.DataFrame | None = None,
+    outcome: str = "outcome",
+    *,
+    centres: Mapping[str, float] | None = None,
+    fill_values: Mapping[str, float] | None = None,
+) -> RiskModel:
+    """A published model given as fixed coefficients (as logistic EuroSCORE is), optionally recalibrated.
+
+    ``coefficients`` must name exactly the terms of ``term_names(factors)``. ``recalibrate``:
+
+    * ``None``: predictions use the published coefficients;
+    * ``"intercept"``: refit the intercept ``a`` of ``logit p = a + lp`` (``lp`` the published linear predictor,
+      as an offset), i.e. recalibration-in-the-large;
+    * ``"intercept_slope"``: refit ``a`` and ``b`` of ``logit p = a + b*lp`` (logistic recalibration; Cox 1958;
+      Steyerberg 2019, ch. 20; Janssen et al., J Clin Epidemiol 2008;61:76-86).
+
+    ``df`` (already imputed) is the current data to recalibrate on. The recalibration fit (a, b, their standard
+    errors, the data's n and events) and the published coefficients are kept in ``model.recalibration``.
+    """
+    import statsmodels.api as sm
+
+    factors = tuple(factors)
+    names = term_names(factors)
+    given = {str(k): float(v) for k, v in coefficients.items()}
+    missing = [t for t in names if t not in given]
+    extra = [t for t in given if t not in names]
+    if missing or extra:
+        raise ValueError(
+            f"fixed coefficients do not match the risk factors' terms; missing {missing}, unexpected {extra} "
+            f"(expected terms: {names})"
+        )
+    coef = pd.Series([given[t] for t in names], index=names, dtype=float)
+    centres = dict(centres or {})
+    for f in factors:
+        if f.transform == "centre" and f.name not in centres:
+            raise ValueError(f"risk factor {f.name!r} is centred: give the published centre in `centres`")
+    base = RiskModel(
+        kind="fixed", factors=factors, coefficients=coef, centres=centres, fill_values=dict(fill_values or {})
+    )
+    if recalibrate is None:
+        return base
+    if recalibrate not in ("intercept", "intercept_slope"):
+        raise ValueError(f"recalibrate must be None, 'intercept' or 'intercept_slope', got {recalibrate!r}")
+    if df is None:
+        raise ValueError("recalibration needs the current data: pass df")
+    y = _outcome(df, outcome)
+    lp = base.linear_predictor(df)
+    if recalibrate == "intercept":
+        res = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=lp).fit()
+        a, b = float(res.params[0]), 1.0
+        se_a, se_b = float(res.bse[0]), None
+    else:
+        res = sm.GLM(y, np.column_stack([np.ones(len(y)), lp]), family=sm.families.Binomial()).fit()
+        a, b = float(res.params[0]), float(res.params[1])
+        se_a, se_b = float(res.bse[0]), float(res.bse[1])
+    new = coef * b
+    new.iloc[0] = a + b * coef.iloc[0]
+    recal = {
+        "method": recalibrate,
+        "intercept": a,
+        "slope": b,
+        "intercept_se": se_a,
+        "slope_se": se_b,
+        "n": int(len(y)),
+        "events": int(y.sum()),
+        "published_coefficients": {t: float(v) for t, v in coef.items()},
+    }
+    return RiskModel(
+        kind="fixed_recalibrated",
+        factors=factors,
+        coefficients=new,
+        n=int(len(y)),
+        events=int(y.sum()),
+        recalibration=recal,
+        fill_values=dict(fill_values or {}),
+        centres=centres,
+        converged=bool(res.converged),
+    )
