@@ -85,9 +85,10 @@ def generate(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     codes = _provider_codes(rng, k)
     names = _provider_names(rng, k)
     effect = rng.normal(0.0, spec.provider_sd, size=k)
-    # Inject outliers in mid-to-large providers, where a real difference is detectable.
+    # Inject outliers among the larger providers, where a real difference of this size is detectable
+    # at alarm level; smaller ones would be true outliers that no method could be expected to find.
     order = np.argsort(-sizes)
-    eligible = order[: max(k // 2, spec.outliers_high + spec.outliers_low)]
+    eligible = order[: max(k // 3, spec.outliers_high + spec.outliers_low)]
     chosen = rng.choice(eligible, size=min(len(eligible), spec.outliers_high + spec.outliers_low), replace=False)
     direction = np.zeros(k, dtype=int)
     direction[chosen[: spec.outliers_high]] = 1

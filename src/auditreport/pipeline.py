@@ -1,0 +1,130 @@
+"""One audit, one period, end to end: national stage, every report, the publication site.
+
+This is the spine the command line drives. The national stage runs once; the
+reports are independent jobs reading its bundle; the site and the manifest are
+written last, from what was actually built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from auditreport.analysis.bundle import BUNDLE_DIR
+from auditreport.analysis.national import load_validated, run_national
+from auditreport.config import AuditConfig, load_config
+from auditreport.data.loading import file_sha256
+from auditreport.execution.batch import run_batch
+from auditreport.execution.report_job import JobResult, ReportJob, safe_name
+from auditreport.provenance import code_version, sha256_json
+
+log = logging.getLogger(__name__)
+
+REPO_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+AUDIENCES = ("local", "public")
+
+
+@dataclass
+class BuildSummary:
+    period_dir: Path
+    national_seconds: float
+    national_skipped: bool
+    results: list[JobResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[JobResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+
+def period_dir(config: AuditConfig, reports_root: str | Path) -> Path:
+    return Path(reports_root) / config.id / config.period_label
+
+
+def inputs_fingerprint(config: AuditConfig) -> str:
+    """What the national stage depends on: data, providers file, definition and code."""
+    parts = {"data": file_sha256(config.source), "config": config.fingerprint(), "code": code_version()}
+    if config.providers_file is not None:
+        parts["providers"] = file_sha256(config.providers_file)
+    return sha256_json(parts)
+
+
+def national_stage(config: AuditConfig, out: Path, force: bool = False) -> tuple[bool, float]:
+    """Run the national stage unless its bundle already matches the inputs. Returns (skipped, seconds)."""
+    started = time.perf_counter()
+    fingerprint = inputs_fingerprint(config)
+    meta_path = out / BUNDLE_DIR / "metadata.json"
+    if not force and meta_path.exists():
+        try:
+            if json.loads(meta_path.read_text()).get("parameters", {}).get("inputs_fingerprint") == fingerprint:
+                return True, time.perf_counter() - started
+        except ValueError:
+            pass
+    validated = load_validated(config)  # raises before anything is written
+    run_national(config, out, validated, parameters={"inputs_fingerprint": fingerprint})
+    return False, time.perf_counter() - started
+
+
+def report_jobs(config: AuditConfig, out: Path, providers: Sequence[str] | None = None,
+                audiences: Sequence[str] = AUDIENCES, notebooks: Path = REPO_NOTEBOOKS,
+                timeout: int = 600) -> list[ReportJob]:
+    """The national report and every (provider, audience) report, as independent jobs."""
+    meta = json.loads((out / BUNDLE_DIR / "metadata.json").read_text())
+    import pandas as pd
+
+    table = pd.read_parquet(out / BUNDLE_DIR / "indicators.parquet", columns=["level", "unit_id", "unit_name"])
+    known = table[table["level"] == "provider"].drop_duplicates("unit_id").set_index("unit_id")["unit_name"]
+    chosen = list(known.index) if not providers else list(providers)
+    unknown = [p for p in chosen if p not in known.index]
+    if unknown:
+        raise KeyError(f"provider(s) not in the results of {config.id} {config.period_label}: {', '.join(unknown)}")
+    base = meta["parameters"]["inputs_fingerprint"]
+    nb_hash = {name: file_sha256(notebooks / f"{name}.ipynb") for name in ("national", "provider")}
+
+    def fingerprint(job: ReportJob) -> str:
+        return hashlib.sha256(json.dumps([base, nb_hash[job.kind], job.parameters, code_version()],
+                                         sort_keys=True).encode()).hexdigest()
+
+    jobs = [ReportJob(kind="national", audience="public", notebook=str(notebooks / "national.ipynb"),
+                      bundle_dir=str(out / BUNDLE_DIR), out_dir=str(out / "national"), stem="national",
+                      title=f"{config.name}: national report {config.period_label}", audit=config.id,
+                      period=config.period_label, timeout=timeout, sortable=True)]
+    for code in chosen:
+        for audience in audiences:
+            jobs.append(ReportJob(
+                kind="provider", audience=audience, notebook=str(notebooks / "provider.ipynb"),
+                bundle_dir=str(out / BUNDLE_DIR), out_dir=str(out / "providers" / safe_name(code)),
+                stem=audience, title=f"{config.name}: {known[code]} ({code}) {config.period_label}",
+                audit=config.id, period=config.period_label, provider=code, timeout=timeout))
+    for job in jobs:
+        job.inputs_fingerprint = fingerprint(job)
+    return jobs
+
+
+def build(config_path: str | Path, reports_root: str | Path, *, providers: Sequence[str] | None = None,
+          audiences: Sequence[str] = AUDIENCES, workers: int | None = None, force: bool = False,
+          notebooks: Path = REPO_NOTEBOOKS, timeout: int = 600,
+          on_result: Callable[[JobResult], None] | None = None) -> BuildSummary:
+    """Build one audit's national stage, reports, site and manifest."""
+    from auditreport.publication.site import publish
+
+    started = time.perf_counter()
+    config = load_config(config_path)
+    out = period_dir(config, reports_root)
+    skipped, national_seconds = national_stage(config, out, force=force)
+    jobs = report_jobs(config, out, providers, audiences, notebooks, timeout)
+    results = run_batch(jobs, workers=workers, force=force, on_result=on_result)
+    publish(config, out, jobs, results)
+    return BuildSummary(period_dir=out, national_seconds=national_seconds, national_skipped=skipped,
+                        results=results, seconds=time.perf_counter() - started)

@@ -1,0 +1,355 @@
+"""The sections of the provider and national reports, built from a results bundle.
+
+Notebooks call these and display what they return; they compute nothing
+statistical themselves. Public-audience output passes through disclosure
+control here, at the last step, so the same bundle serves both audiences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from IPython.display import HTML, display
+from matplotlib.figure import Figure
+
+from auditreport.analysis.bundle import Bundle, load_bundle
+from auditreport.presentation import figures
+from auditreport.presentation.tables import esc, flag_badge, num, pct, table
+from auditreport.publication.disclosure import format_count, suppress_indicators
+
+AUDIENCES = ("local", "public")
+AUDIENCE_LABEL = {"local": "Confidential: local feedback", "public": "For publication"}
+MORTALITY = ("crude_mortality", "oe_ratio", "risk_adjusted_mortality")
+INDICATOR_LABEL = {"crude_mortality": "Crude mortality", "oe_ratio": "Observed / expected deaths (O/E)",
+                   "risk_adjusted_mortality": "Risk-adjusted mortality"}
+
+
+@dataclass
+class ReportContext:
+    bundle: Bundle
+    audience: str
+    provider: str | None = None
+
+    @property
+    def meta(self) -> dict:
+        return self.bundle.metadata
+
+    @property
+    def public(self) -> bool:
+        return self.audience == "public"
+
+    @property
+    def threshold(self) -> int:
+        return int(self.meta["publication"]["suppression_threshold"])
+
+    @property
+    def indicators(self) -> pd.DataFrame:
+        """The indicator table as this audience may see it."""
+        table_ = self.bundle.indicators
+        return suppress_indicators(table_, self.threshold) if self.public else table_.assign(suppressed=False)
+
+    @property
+    def provider_name(self) -> str:
+        rows = self.bundle.indicators
+        match = rows.loc[(rows["level"] == "provider") & (rows["unit_id"] == self.provider), "unit_name"]
+        return str(match.iat[0]) if len(match) else str(self.provider)
+
+
+def load_context(bundle_dir: str | Path, audience: str, provider: str | None = None) -> ReportContext:
+    if audience not in AUDIENCES:
+        raise ValueError(f"audience must be one of {AUDIENCES}, got {audience!r}")
+    bundle = load_bundle(bundle_dir)
+    ctx = ReportContext(bundle=bundle, audience=audience, provider=provider)
+    if provider is not None:
+        known = set(bundle.indicators.loc[bundle.indicators["level"] == "provider", "unit_id"])
+        if provider not in known:
+            raise KeyError(f"provider {provider!r} has no results in {bundle.path}")
+    figures.apply_style()
+    return ctx
+
+
+def show(*parts: str | Figure) -> None:
+    """Display HTML fragments and figures in order (figures are closed after display)."""
+    import matplotlib.pyplot as plt
+
+    for part in parts:
+        if isinstance(part, Figure):
+            display(part)
+            plt.close(part)
+        else:
+            display(HTML(part))
+
+
+def cover(ctx: ReportContext) -> str:
+    m = ctx.meta
+    audit = m["audit"]
+    title = (f"{esc(ctx.provider_name)} <span class='code'>({esc(ctx.provider)})</span>"
+             if ctx.provider else "National report")
+    data_sha = m["data"]["source"]["sha256"][:12]
+    running = f"{audit['name']} · {ctx.provider_name if ctx.provider else 'National report'} · {audit['period']}"
+    return f"""
+<div class='cover' data-audience='{esc(ctx.audience)}' data-running='{esc(running)}'>
+  <p class='audience audience-{esc(ctx.audience)}'>{esc(AUDIENCE_LABEL[ctx.audience])}</p>
+  <p class='audit-name'>{esc(audit['name'])}</p>
+  <h1>{title}</h1>
+  <p class='period'>Period {esc(audit['period'])} &middot; outcome: {esc(audit['outcome'])}</p>
+  <dl class='provenance'>
+    <dt>Produced</dt><dd>{esc(m['created'])}</dd>
+    <dt>Software</dt><dd>auditreport {esc(m['code']['package_version'])}, commit
+        {esc(m['code']['git_commit'][:12])}</dd>
+    <dt>Data fingerprint</dt><dd><code>{esc(data_sha)}</code> (SHA-256 of the extract)</dd>
+    <dt>Configuration</dt><dd><code>{esc(m['config']['sha256'][:12])}</code></dd>
+  </dl>
+</div>"""
+
+
+def _unit_rows(ctx: ReportContext, level: str, unit: str) -> pd.DataFrame:
+    t = ctx.indicators
+    return t[(t["level"] == level) & (t["unit_id"] == unit)].set_index("indicator")
+
+
+def at_a_glance(ctx: ReportContext) -> str:
+    """Each indicator: this provider's value, the national value, the interval and the flag."""
+    mine = _unit_rows(ctx, "provider", ctx.provider)
+    nat = _unit_rows(ctx, "national", "national")
+    rows = []
+    for indicator in list(MORTALITY) + sorted(i for i in mine.index if i.startswith("survival_")):
+        if indicator not in mine.index:
+            continue
+        r, n = mine.loc[indicator], nat.loc[indicator]
+        fmt = num if indicator == "oe_ratio" else pct
+        label = INDICATOR_LABEL.get(indicator, _survival_label(indicator))
+        interval = "*" if r["suppressed"] else f"{fmt(r['lower95'])} to {fmt(r['upper95'])}"
+        rows.append([esc(label), esc(fmt(r["value"])), esc(fmt(n["value"])), esc(interval),
+                     flag_badge(r["flag"])])
+    cases = mine.loc["crude_mortality"]
+    deaths = format_count(cases["numerator"], ctx.threshold, ctx.public)
+    summary = (f"<p class='lead'>{esc(ctx.provider_name)} reported <strong>{format_count(cases['denominator'], ctx.threshold, ctx.public)}</strong> "
+               f"procedures in the period, with <strong>{esc(deaths)}</strong> deaths within "
+               f"{ctx.meta['audit']['outcome_days']} days. {esc(reading(mine.loc['risk_adjusted_mortality']))}</p>")
+    return "<h2>At a glance</h2>" + summary + table(
+        ["Indicator", "This provider", "National", "95% interval", "Outlier status"], rows, raw=True,
+        numeric=(1, 2), caption="Indicators for this provider against the national figure")
+
+
+def reading(row: pd.Series) -> str:
+    """A plain-English sentence about a risk-adjusted mortality row."""
+    if row.get("suppressed", False) or row["value"] != row["value"]:
+        return "Its risk-adjusted mortality is not shown because the numbers are too small to publish."
+    value = pct(row["value"])
+    flag = row["flag"]
+    sentences = {
+        "as_expected": f"Its risk-adjusted mortality of {value} is within the expected range.",
+        "alert_high": f"Its risk-adjusted mortality of {value} is higher than expected: above the 95% "
+                      "control limit (an alert).",
+        "alarm_high": f"Its risk-adjusted mortality of {value} is much higher than expected: above the 99.8% "
+                      "control limit (an alarm).",
+        "alert_low": f"Its risk-adjusted mortality of {value} is lower than expected: below the 95% control "
+                     "limit (a positive alert).",
+        "alarm_low": f"Its risk-adjusted mortality of {value} is much lower than expected: below the 99.8% "
+                     "control limit (a positive alarm).",
+    }
+    return sentences.get(flag, f"Its risk-adjusted mortality is {value}.")
+
+
+def _survival_label(indicator: str) -> str:
+    days = indicator.removeprefix("survival_").removesuffix("d")
+    return f"Survival at {days} days"
+
+
+def funnel(ctx: ReportContext, level: str = "provider", indicator: str = "risk_adjusted_mortality") -> Figure:
+    t = ctx.indicators
+    units = t[(t["level"] == level) & (t["indicator"] == indicator)]
+    units = units[units["value"].notna()]
+    curves = ctx.bundle.funnels
+    curve = curves[(curves["level"] == level) & (curves["indicator"] == indicator)]
+    ratio = indicator == "oe_ratio"
+    rate = float(ctx.meta["national"]["rate"])
+    x = "denominator" if indicator == "crude_mortality" else "expected"
+    return figures.funnel_plot(
+        units, curve, target=1.0 if ratio else rate, x=x, y="value",
+        xlabel="Cases" if x == "denominator" else "Expected deaths (log scale)",
+        ylabel="O/E ratio" if ratio else f"{INDICATOR_LABEL[indicator]} (%)",
+        title=f"{INDICATOR_LABEL[indicator]}: {level}s", percent=not ratio,
+        highlight=ctx.provider if level == "provider" else None,
+        highlight_label=ctx.provider_name if ctx.provider else None)
+
+
+def funnel_section(ctx: ReportContext) -> list:
+    row = _unit_rows(ctx, "provider", ctx.provider).loc["risk_adjusted_mortality"]
+    hidden = int((ctx.indicators.query("level == 'provider' and indicator == 'risk_adjusted_mortality'")
+                  ["value"].isna()).sum())
+    note = (f"<p class='note'>{hidden} provider(s) with small numbers are not plotted.</p>" if hidden else "")
+    limits = ("" if row["suppressed"] else
+              f"<p>Control limits at this provider's expected deaths: 95% {pct(row['limit_lower95'])} to "
+              f"{pct(row['limit_upper95'])}; 99.8% {pct(row['limit_lower998'])} to {pct(row['limit_upper998'])}.</p>")
+    return ["<h2>Risk-adjusted mortality: funnel plot</h2>"
+            f"<p>{esc(reading(row))}</p>" + limits + note, funnel(ctx)]
+
+
+def survival_section(ctx: ReportContext) -> list:
+    km = ctx.bundle.km
+    horizons = ctx.meta["survival"]["horizons"]
+    national = km[km["unit_id"] == "national"]
+    mine = km[km["unit_id"] == ctx.provider] if ctx.provider else None
+    hmax = float(max(horizons))
+    fig = figures.km_plot(national, mine, unit_label=ctx.provider_name if ctx.provider else "",
+                          horizon_max=hmax, title="Kaplan-Meier survival after the procedure",
+                          at_risk_times=[0.0] + [float(h) for h in horizons])
+    rows = []
+    for h in horizons:
+        ind = f"survival_{h}d"
+        nat = _unit_rows(ctx, "national", "national").loc[ind]
+        r = _unit_rows(ctx, "provider", ctx.provider).loc[ind] if ctx.provider else nat
+        ci = "*" if r["suppressed"] else f"{pct(r['lower95'])} to {pct(r['upper95'])}"
+        rows.append([f"{h} days", pct(r["value"]), ci, pct(nat["value"])])
+    note = (f"<p class='note'>Intervals: Greenwood variance with the {esc(ctx.meta['survival']['ci_transform'])} "
+            "transform. The curve stops where follow-up ends.</p>")
+    tab = table(["Horizon", "Survival", "95% interval", "National"], rows, numeric=(1, 3),
+                caption="Kaplan-Meier survival at each horizon")
+    return ["<h2>Survival</h2>", fig, tab + note]
+
+
+def case_mix_section(ctx: ReportContext) -> str:
+    mix = ctx.bundle.casemix
+    mine = mix[mix["unit_id"] == ctx.provider].set_index(["variable", "category"])
+    nat = mix[mix["unit_id"] == "national"].set_index(["variable", "category"])
+    parts = ["<h2>Case mix</h2><p>Share of this provider's patients in each group, against the country.</p>"]
+    for variable in nat.index.get_level_values(0).unique():
+        rows = []
+        for category in nat.loc[variable].index:
+            share = mine["share"].get((variable, category), 0.0)
+            count = mine["n"].get((variable, category), 0)
+            rows.append([category, format_count(count, ctx.threshold, ctx.public),
+                         pct(share) if not (ctx.public and 1 <= count <= ctx.threshold) else "*",
+                         pct(nat.loc[(variable, category), "share"])])
+        parts.append(table([variable.capitalize(), "Patients", "Share", "National share"], rows,
+                           numeric=(1, 2, 3), css_class="data compact"))
+    return "".join(parts)
+
+
+def quality_section(ctx: ReportContext) -> str:
+    q = ctx.bundle.quality.set_index("unit_id")
+    mine, nat = q.loc[ctx.provider], q.loc["national"]
+    rows = [["Records submitted", format_count(mine["records_submitted"], ctx.threshold, ctx.public),
+             f"{int(nat['records_submitted']):,}"],
+            ["Records analysed", format_count(mine["records_analysed"], ctx.threshold, ctx.public),
+             f"{int(nat['records_analysed']):,}"]]
+    for col in q.columns:
+        if col.startswith("excluded: "):
+            rows.append([f"Excluded: {col.removeprefix('excluded: ')}",
+                         format_count(mine[col], ctx.threshold, ctx.public), f"{int(nat[col]):,}"])
+    for col in q.columns:
+        if col.startswith("complete: "):
+            rows.append([f"Completeness: {col.removeprefix('complete: ')}", pct(mine[col]), pct(nat[col])])
+    for col in q.columns:
+        if col.startswith("imputed: "):
+            rows.append([f"Imputed: {col.removeprefix('imputed: ')}",
+                         format_count(mine[col], ctx.threshold, ctx.public), f"{int(nat[col]):,}"])
+    return "<h2>Data quality</h2>" + table(["Measure", "This provider", "National"], rows, numeric=(1, 2),
+                                            caption="Records, completeness of key fields and imputation")
+
+
+def consultant_section(ctx: ReportContext) -> list:
+    if ctx.public and not ctx.meta["publication"]["publish_consultants"]:
+        return []
+    t = ctx.indicators
+    rows = t[(t["level"] == "consultant") & (t["parent_id"] == ctx.provider)
+             & (t["indicator"] == "risk_adjusted_mortality")].sort_values("unit_id")
+    if rows.empty:
+        return []
+    body = [[esc(r.unit_id), esc(format_count(r.denominator, ctx.threshold, ctx.public)),
+             esc(format_count(r.observed, ctx.threshold, ctx.public)), esc(num(r.expected, 1)),
+             esc(pct(r.value)), esc("*" if r.suppressed else f"{pct(r.lower95)} to {pct(r.upper95)}"),
+             flag_badge(r.flag)] for r in rows.itertuples()]
+    return ["<h2>Consultants</h2>" + table(
+        ["Consultant", "Cases", "Deaths", "Expected", "Risk-adjusted", "95% interval", "Status"], body, raw=True,
+        numeric=(1, 2, 3, 4), caption="Risk-adjusted mortality by consultant")]
+
+
+def next_steps(ctx: ReportContext) -> str:
+    contact = esc(ctx.meta["audit"].get("contact") or "the audit team")
+    return f"""<h2>What a flag means and what happens next</h2>
+<p>Under the HQIP outlier process an <strong>alert</strong> (beyond the 95% limit) or an <strong>alarm</strong>
+(beyond the 99.8% limit) starts a staged review before anything is published: the audit checks the data; the
+provider's clinical lead is told and asked to check the data and respond; if the flag stands, the chief
+executive is told and, for a confirmed alarm, the Care Quality Commission. Results lower than expected are
+reported too, as positive outliers.</p><p>Questions about this report: {contact}.</p>"""
+
+
+def methods(ctx: ReportContext) -> str:
+    m = ctx.meta
+    model = ctx.bundle.model
+    perf = model.get("performance", {})
+    od = m.get("overdispersion", {}).get("provider", {}).get("ratio", {})
+    c = perf.get("c_statistic")
+    c_text = (f"c-statistic {c:.3f} (95% CI {perf.get('c_lower', float('nan')):.3f} to "
+              f"{perf.get('c_upper', float('nan')):.3f})" if c is not None else "")
+    return f"""<h2>Methods</h2>
+<p>Expected deaths are the sum of each patient's predicted risk from a logistic regression fitted once on the
+whole national cohort ({m['national']['cases']:,} patients, {int(m['national']['deaths']):,} deaths); {c_text}.
+The O/E ratio's interval is the exact Poisson interval of the observed deaths divided by the expected; the
+risk-adjusted rate is O/E times the national rate ({pct(m['national']['rate'], 2)}). Funnel limits at 95% and 99.8%
+follow Spiegelhalter (2005); over-dispersion: {esc(od.get('method', 'none'))}
+(phi = {od.get('phi', 1.0):.3f}, tau&sup2; = {od.get('tau2', 0.0):.4g}). Outliers follow HQIP (2024).
+Counts from 1 to {ctx.threshold} are suppressed in published outputs.</p>"""
+
+
+# National report -------------------------------------------------------------------------------
+
+def national_summary(ctx: ReportContext) -> str:
+    m = ctx.meta["national"]
+    t = ctx.indicators
+    prov = t[(t["level"] == "provider") & (t["indicator"] == "risk_adjusted_mortality")]
+    counts = prov["flag"].value_counts()
+    flagged = ", ".join(f"{n} {label.lower()}" for flag, n in counts.items() if flag != "as_expected"
+                        for label in [flag.replace("_", " ")])
+    return (f"<h2>Summary</h2><p class='lead'>{m['providers']} providers submitted {m['records_submitted']:,} "
+            f"records; {m['cases']:,} were analysed, with {int(m['deaths']):,} deaths within "
+            f"{ctx.meta['audit']['outcome_days']} days (national rate {pct(m['rate'], 2)}). "
+            f"Risk-adjusted outlier flags: {esc(flagged or 'none')}.</p>")
+
+
+def ranked_table(ctx: ReportContext) -> str:
+    t = ctx.indicators
+    prov = t[(t["level"] == "provider") & (t["indicator"] == "risk_adjusted_mortality")].sort_values(
+        "value", ascending=False, na_position="last")
+    rows = [[esc(r.unit_name), esc(r.unit_id), esc(format_count(r.denominator, ctx.threshold, ctx.public)),
+             esc(format_count(r.observed, ctx.threshold, ctx.public)), esc(num(r.expected, 1)), esc(pct(r.value)),
+             esc("*" if r.suppressed else f"{pct(r.lower95)} to {pct(r.upper95)}"), flag_badge(r.flag)]
+            for r in prov.itertuples()]
+    return "<h2>All providers</h2>" + table(
+        ["Provider", "Code", "Cases", "Deaths", "Expected", "Risk-adjusted", "95% interval", "Status"], rows,
+        raw=True, numeric=(2, 3, 4, 5), css_class="data sortable",
+        caption="Providers ranked by risk-adjusted mortality")
+
+
+def model_section(ctx: ReportContext) -> str:
+    model = ctx.bundle.model
+    coefs = pd.DataFrame(model.get("coefficients", []))
+    parts = ["<h2>Risk model</h2>"]
+    if not coefs.empty:
+        rows = [[esc(r.term), num(r.coefficient, 3), num(getattr(r, "odds_ratio", np.nan), 2),
+                 f"{num(r.lower95, 3)} to {num(r.upper95, 3)}" if hasattr(r, "lower95") else ""]
+                for r in coefs.itertuples()]
+        parts.append(table(["Term", "Coefficient", "Odds ratio", "95% CI (coefficient)"], rows, numeric=(1, 2)))
+    cal = pd.DataFrame(model.get("calibration", []))
+    if not cal.empty:
+        rows = [[int(r.group), f"{int(r.n):,}", f"{r.observed:,.0f}", f"{r.expected:,.1f}", pct(r.observed_rate, 2),
+                 pct(r.expected_rate, 2)] for r in cal.itertuples()]
+        parts.append(table(["Tenth of risk", "Patients", "Observed", "Expected", "Observed rate",
+                            "Expected rate"], rows, numeric=(1, 2, 3, 4, 5), caption="Calibration by tenths"))
+    return "".join(parts)
+
+
+def quality_by_provider(ctx: ReportContext) -> str:
+    q = ctx.bundle.quality
+    complete = [c for c in q.columns if c.startswith("complete: ")]
+    rows = [[esc(r["unit_id"]), format_count(r["records_submitted"], ctx.threshold, ctx.public)]
+            + [pct(r[c]) for c in complete] for _, r in q.iterrows()]
+    return "<h2>Data completeness by provider</h2>" + table(
+        ["Provider", "Records"] + [c.removeprefix("complete: ") for c in complete], rows,
+        numeric=tuple(range(1, len(complete) + 2)), css_class="data sortable compact")
