@@ -51,6 +51,11 @@ PHE_RATIO_COLS = [
 ]
 
 
+def _phe_exact_e(obs, p, side):
+    """E at which O is on PHE's limit: P(X >= O | E) = p ("low") or P(X <= O | E) = p ("high")."""
+    return chi2.ppf(p, 2 * obs) / 2 if side == "low" else chi2.ppf(1 - p, 2 * obs + 2) / 2
+
+
 def test_phe_ratio_outputs_file():
     """PHE's tabulated expected events, counts and ISRs for 100 observed counts.
 
@@ -66,24 +71,27 @@ def test_phe_ratio_outputs_file():
         np.testing.assert_allclose(e, ref[f"{name}_exp_events"], rtol=1e-6, err_msg=name)
         np.testing.assert_allclose(obs / e - 1, ref[f"{name}_count"], rtol=0, atol=1e-6, err_msg=name)
         np.testing.assert_allclose(obs / e * 100, ref[f"{name}_isr"], rtol=0, atol=1e-4, err_msg=name)
-        # The bisection converges to the closed-form Garwood limits; it stops at
-        # dv <= 1e-7 on v = E/(1 + O + E), i.e. a relative error in E up to ~5e-6.
-        exact = chi2.ppf(p, 2 * obs) / 2 if side == "low" else chi2.ppf(1 - p, 2 * obs + 2) / 2
-        np.testing.assert_allclose(e, exact, rtol=5e-6)
+        # PHE's bisection stops at dv <= 1e-7 on v = E / (1 + O + E), so its E equals
+        # the closed-form Garwood limit to within that step on the v scale (a
+        # relative error in E of up to 5e-5 for O = 1, upper 99.8%).
+        exact = _phe_exact_e(obs, p, side)
+        v, v_exact = e / (1 + obs + e), exact / (1 + obs + exact)
+        np.testing.assert_allclose(v, v_exact, rtol=0, atol=1.2e-7)
+        np.testing.assert_allclose(ref[f"{name}_exp_events"] / (1 + obs + ref[f"{name}_exp_events"]), v_exact, rtol=0, atol=1.2e-7)
 
 
 def test_phe_ratio_limits_pass_through_phe_points():
-    """ratio_limits(..., "phe") at PHE's tabulated E gives PHE's O/E limit.
+    """ratio_limits(..., "phe") at the E of each of PHE's 100 tabulated points gives its O/E.
 
-    Tolerance rel 5e-6: our curve inverts the exact relation, PHE's E carries its
-    bisection error (see above), which reaches 1.6e-6 for small O.
+    Evaluated at the closed-form E of each point (which PHE's bisection
+    approximates, see above), rel 1e-8.
     """
     ref = read_shared_csv("reference/phe_testdata_funnel_ratio_outputs.csv")
     obs = ref["Observed_events"].to_numpy(float)
-    for name, _, _, level, which in PHE_RATIO_COLS:
-        e = ref[f"{name}_exp_events"].to_numpy(float)
+    for name, p, side, level, which in PHE_RATIO_COLS:
+        e = _phe_exact_e(obs, p, side)
         got = ratio_limits(e, level, method="phe")[which]
-        np.testing.assert_allclose(got, obs / e, rtol=5e-6, err_msg=name)
+        np.testing.assert_allclose(got, obs / e, rtol=1e-8, err_msg=name)
 
 
 def test_phe_ratio_significance_all_300():
