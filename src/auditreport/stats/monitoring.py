@@ -17,11 +17,12 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 CUSUM_COLUMNS = ["index", "p", "y", "weight", "s", "s_signed", "signal"]
 
 
-def _as_p_y(p, y) -> tuple[np.ndarray, np.ndarray]:
+def _as_p_y(p: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(p, dtype=float)
     y = np.asarray(y, dtype=float)
     if p.shape != y.shape or p.ndim != 1:
@@ -38,7 +39,7 @@ def _check_or(odds_ratio: float) -> None:
         raise ValueError("odds_ratio must be positive and not 1 (the chart would have nothing to detect)")
 
 
-def cusum_weights(p, y, odds_ratio: float) -> np.ndarray:
+def cusum_weights(p: ArrayLike, y: ArrayLike, odds_ratio: float) -> np.ndarray:
     """Steiner et al. (2000) log-likelihood-ratio scores for an odds-ratio shift.
 
     W = y ln(R / (1 - p + R p)) + (1 - y) ln(1 / (1 - p + R p)), testing odds of death multiplied by R
@@ -64,7 +65,9 @@ def cusum_weights(p, y, odds_ratio: float) -> np.ndarray:
     return y * math.log(odds_ratio) - log_denom
 
 
-def ra_cusum(p, y, odds_ratio: float = 2.0, h: float = 4.5, reset: bool = True) -> pd.DataFrame:
+def ra_cusum(
+    p: ArrayLike, y: ArrayLike, odds_ratio: float = 2.0, h: float = 4.5, reset: bool = True
+) -> pd.DataFrame:
     """Risk-adjusted CUSUM chart (Steiner et al. 2000).
 
     S_t = max(0, S_(t-1) + W_t) with W from :func:`cusum_weights`; a signal is raised when S_t > h. The same
@@ -124,7 +127,7 @@ def ra_cusum(p, y, odds_ratio: float = 2.0, h: float = 4.5, reset: bool = True) 
     )
 
 
-def vlad(p, y) -> np.ndarray:
+def vlad(p: ArrayLike, y: ArrayLike) -> np.ndarray:
     """Variable life-adjusted display: cumulative sum of p_t - y_t (Lovegrove et al. 1997).
 
     The value after patient t is "statistical lives gained" against the model: expected minus observed deaths
@@ -143,7 +146,7 @@ def vlad(p, y) -> np.ndarray:
     return np.cumsum(p - y)
 
 
-def run_length(p, y, odds_ratio: float, h: float) -> int | None:
+def run_length(p: ArrayLike, y: ArrayLike, odds_ratio: float, h: float) -> int | None:
     """Number of patients up to and including the first signal (S_t > h, starting from 0), or None if none.
 
     Parameters
@@ -182,7 +185,7 @@ def _block_cusum(w: np.ndarray, s0: np.ndarray) -> np.ndarray:
 
 
 def simulate_run_lengths(
-    p_pool,
+    p_pool: ArrayLike,
     odds_ratio: float,
     h: float,
     n_sim: int = 2000,
@@ -261,7 +264,7 @@ def simulate_run_lengths(
 
 
 def simulate_arl(
-    p_pool,
+    p_pool: ArrayLike,
     odds_ratio: float,
     h: float,
     n_sim: int = 2000,
@@ -294,7 +297,7 @@ def simulate_arl(
 
 
 def arl_threshold(
-    p_pool,
+    p_pool: ArrayLike,
     odds_ratio: float,
     target_arl: float,
     n_sim: int = 2000,
@@ -374,7 +377,7 @@ def arl_threshold(
 
 
 def detection_delay(
-    p_pool,
+    p_pool: ArrayLike,
     h: float,
     odds_ratio: float = 2.0,
     true_odds_ratio: float = 2.0,
