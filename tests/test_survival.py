@@ -185,3 +185,15 @@ def test_cox_drops_missing(lung):
     assert res.n_dropped == 1 and res.n == 227
     ex = cox_expected(res, lung, "time")
     assert np.isnan(ex).sum() == 1
+
+
+def test_cox_oe_by_unit(lung, cox):
+    from auditreport.stats.survival import cox_oe_by_unit
+
+    table = cox_oe_by_unit(cox, lung.dropna(subset=["inst"]), "time", "status", "inst")
+    assert table["n"].sum() == 227  # one patient has no institution
+    single = lung[lung["inst"] == 1]
+    row = table.loc[1.0]
+    assert row["observed"] == single["status"].sum()
+    assert row["expected"] == pytest.approx(cox_expected(cox, single, "time").sum())
+    assert row["oe"] == pytest.approx(row["observed"] / row["expected"])

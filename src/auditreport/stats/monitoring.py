@@ -1,0 +1,428 @@
+"""Monitoring outcomes over time: risk-adjusted CUSUM and VLAD (METHODS.md section 7).
+
+References
+----------
+- Steiner SH, Cook RJ, Farewell VT, Treasure T. Monitoring surgical performance using risk-adjusted cumulative
+  sum charts. Biostatistics 2000;1:441-452. (The weight, the chart and choosing h by in-control run length.)
+- Lovegrove J, Valencia O, Treasure T, Sherlaw-Johnson C, Gallivan S. Monitoring the results of cardiac surgery
+  by variable life-adjusted display. Lancet 1997;350:1128-1130. (VLAD.)
+- Page ES. Continuous inspection schemes. Biometrika 1954;41:100-115. (CUSUM.)
+- Wittenberg P, Gan FF, Knoth S. R package ``vlad``. (Reference weights used in the tests.)
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+CUSUM_COLUMNS = ["index", "p", "y", "weight", "s", "s_signed", "signal"]
+
+
+def _as_p_y(p: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(p, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if p.shape != y.shape or p.ndim != 1:
+        raise ValueError("p and y must be 1-D and of the same length")
+    if np.isnan(p).any() or ((p < 0) | (p > 1)).any():
+        raise ValueError("risks p must be in [0, 1] with no missing values")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("outcomes y must be 0 or 1 with no missing values")
+    return p, y
+
+
+def _check_or(odds_ratio: float) -> None:
+    if not (odds_ratio > 0) or odds_ratio == 1:
+        raise ValueError("odds_ratio must be positive and not 1 (the chart would have nothing to detect)")
+
+
+def cusum_weights(p: ArrayLike, y: ArrayLike, odds_ratio: float) -> np.ndarray:
+    """Steiner et al. (2000) log-likelihood-ratio scores for an odds-ratio shift.
+
+    W = y ln(R / (1 - p + R p)) + (1 - y) ln(1 / (1 - p + R p)), testing odds of death multiplied by R
+    (alternative) against the model's odds (null) for a patient with predicted risk p and outcome y (1 = died).
+    For R > 1 deaths score positive and survivals negative; for R < 1 the reverse.
+
+    Parameters
+    ----------
+    p : array-like
+        Predicted risks from the national model.
+    y : array-like
+        Outcomes, 0 or 1.
+    odds_ratio : float
+        R, e.g. 2 (doubling of the odds) or 0.5 (halving).
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    _check_or(odds_ratio)
+    p, y = _as_p_y(p, y)
+    log_denom = np.log1p((odds_ratio - 1.0) * p)  # ln(1 - p + R p)
+    return y * math.log(odds_ratio) - log_denom
+
+
+def ra_cusum(
+    p: ArrayLike, y: ArrayLike, odds_ratio: float = 2.0, h: float = 4.5, reset: bool = True
+) -> pd.DataFrame:
+    """Risk-adjusted CUSUM chart (Steiner et al. 2000).
+
+    S_t = max(0, S_(t-1) + W_t) with W from :func:`cusum_weights`; a signal is raised when S_t > h. The same
+    recursion serves both charts: with R > 1 (e.g. 2) it accumulates evidence of *worse* outcomes than predicted,
+    with R < 1 (e.g. 1/2) evidence of *better* ones. Charts conventionally draw the R < 1 chart below the axis,
+    so ``s_signed`` is -S for R < 1 and S otherwise (Steiner et al. write the lower chart as min(0, S - W),
+    which is the same quantity).
+
+    After a signal, if ``reset`` is true the next patient starts from S = 0; the ``s`` value on the signalling
+    row is the value that crossed h (so the crossing is visible on the plot), not the reset value.
+
+    Parameters
+    ----------
+    p, y : array-like
+        Predicted risks and outcomes (0/1), in the order patients were treated (procedure date).
+    odds_ratio : float
+        R, the shift to detect.
+    h : float
+        Control limit; state in the report whether it was fixed by configuration or chosen by
+        :func:`arl_threshold` for an in-control average run length.
+    reset : bool
+        Restart at 0 after each signal (the usual practice once a signal has been investigated).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``index`` (0-based position in the input, for joining back to the patients), ``p``, ``y``,
+        ``weight``, ``s``, ``s_signed``, ``signal`` (bool).
+    """
+    if not h > 0:
+        raise ValueError("h must be positive")
+    w = cusum_weights(p, y, odds_ratio)
+    p_arr, y_arr = _as_p_y(p, y)
+    s = np.empty_like(w)
+    signal = np.zeros(len(w), dtype=bool)
+    cur = 0.0
+    # A plain loop: the reset makes the recursion path-dependent, and audit series are at most tens of
+    # thousands of patients.
+    for i, wi in enumerate(w):
+        cur = max(0.0, cur + wi)
+        s[i] = cur
+        if cur > h:
+            signal[i] = True
+            if reset:
+                cur = 0.0
+    return pd.DataFrame(
+        {
+            "index": np.arange(len(w)),
+            "p": p_arr,
+            "y": y_arr.astype(int),
+            "weight": w,
+            "s": s,
+            "s_signed": -s if odds_ratio < 1 else s,
+            "signal": signal,
+        },
+        columns=CUSUM_COLUMNS,
+    )
+
+
+def vlad(p: ArrayLike, y: ArrayLike) -> np.ndarray:
+    """Variable life-adjusted display: cumulative sum of p_t - y_t (Lovegrove et al. 1997).
+
+    The value after patient t is "statistical lives gained" against the model: expected minus observed deaths
+    so far; it rises with each survival by p and falls with each death by 1 - p.
+
+    Parameters
+    ----------
+    p, y : array-like
+        Predicted risks and outcomes (0/1), in procedure-date order.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    p, y = _as_p_y(p, y)
+    return np.cumsum(p - y)
+
+
+def run_length(p: ArrayLike, y: ArrayLike, odds_ratio: float, h: float) -> int | None:
+    """Number of patients up to and including the first signal (S_t > h, starting from 0), or None if none.
+
+    Parameters
+    ----------
+    p, y, odds_ratio, h
+        As :func:`ra_cusum`.
+
+    Returns
+    -------
+    int or None
+    """
+    w = cusum_weights(p, y, odds_ratio)
+    c = np.cumsum(w)
+    # Without a reset, S_t = C_t - min(0, min_{k<=t} C_k) (Lindley), so no Python loop is needed.
+    s = c - np.minimum(0.0, np.minimum.accumulate(c))
+    hit = np.flatnonzero(s > h)
+    return int(hit[0]) + 1 if hit.size else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Simulation of run lengths
+
+
+def _shift_risk(p: np.ndarray, odds_ratio: float) -> np.ndarray:
+    return odds_ratio * p / (1.0 - p + odds_ratio * p)
+
+
+def _block_cusum(w: np.ndarray, s0: np.ndarray) -> np.ndarray:
+    """CUSUM paths (no reset) for rows of weights ``w`` starting from ``s0``.
+
+    S_t = max(0, S_(t-1) + W_t) unrolls to S_t = C_t - min(-S_0, min_{1<=k<=t} C_k) with C the cumulative
+    weight (Lindley's recursion), which numpy evaluates without a Python loop over time.
+    """
+    c = np.cumsum(w, axis=1)
+    return c - np.minimum(-s0[:, None], np.minimum.accumulate(c, axis=1))
+
+
+def simulate_run_lengths(
+    p_pool: ArrayLike,
+    odds_ratio: float,
+    h: float,
+    n_sim: int = 2000,
+    seed: int | np.random.Generator | None = None,
+    true_odds_ratio: float = 1.0,
+    max_n: int = 10_000_000,
+    stop_above: float | None = None,
+    _elements_per_block: int = 1_000_000,
+) -> np.ndarray:
+    """Simulated run lengths of an RA-CUSUM chart started from 0 (zero-state).
+
+    Each of ``n_sim`` independent charts monitors a stream of patients whose predicted risks are drawn with
+    replacement from ``p_pool`` (the case mix, e.g. the national cohort's predicted risks) and whose outcomes are
+    Bernoulli with the model risk shifted by ``true_odds_ratio`` (1 = in control). The charts are advanced
+    together, a block of patients at a time, using the closed form S_t = C_t - min(-S_0, min_{k<=t} C_k) of the
+    CUSUM recursion within a block (C = cumulative weight), so the work is vectorised in numpy; finished
+    charts drop out.
+
+    Parameters
+    ----------
+    p_pool : array-like
+        Predicted risks to sample patients from.
+    odds_ratio : float
+        R of the chart (the shift it is tuned to detect).
+    h : float
+        Control limit.
+    n_sim : int
+    seed : int, Generator or None
+    true_odds_ratio : float
+        The actual shift in the simulated provider's odds of death (1 for in-control run lengths).
+    max_n : int
+        Charts still silent after ``max_n`` patients are stopped; their run length is returned as ``inf``.
+    stop_above : float, optional
+        Stop early, returning ``inf`` for unfinished charts, once the total patients simulated make the mean
+        run length certainly exceed this (used by :func:`arl_threshold`, which only needs to know which side
+        of the target it is on).
+
+    Returns
+    -------
+    numpy.ndarray
+        Run lengths (float; ``inf`` where censored).
+    """
+    _check_or(odds_ratio)
+    rng = np.random.default_rng(seed)
+    pool = np.asarray(p_pool, dtype=float)
+    if pool.ndim != 1 or pool.size == 0 or ((pool < 0) | (pool > 1)).any():
+        raise ValueError("p_pool must be a non-empty 1-D array of risks")
+    p_true = _shift_risk(pool, true_odds_ratio) if true_odds_ratio != 1 else pool
+    # Precomputed weight for death and survival of each pool patient.
+    log_denom = np.log1p((odds_ratio - 1.0) * pool)
+    w_die = math.log(odds_ratio) - log_denom
+    w_live = -log_denom
+
+    rl = np.full(n_sim, np.inf)
+    active = np.arange(n_sim)
+    s0 = np.zeros(n_sim)
+    t0 = 0
+    budget = None if stop_above is None else stop_above * n_sim
+    done_total = 0.0
+    while active.size and t0 < max_n:
+        block = int(min(max(_elements_per_block // active.size, 64), max_n - t0))
+        j = rng.integers(0, pool.size, size=(active.size, block))
+        died = rng.random((active.size, block)) < p_true[j]
+        s = _block_cusum(np.where(died, w_die[j], w_live[j]), s0)
+        over = s > h
+        hit = over.any(axis=1)
+        first = over.argmax(axis=1)
+        rl[active[hit]] = t0 + first[hit] + 1
+        done_total += float(np.sum(t0 + first[hit] + 1))
+        s0 = s[~hit, -1]
+        active = active[~hit]
+        t0 += block
+        if budget is not None and done_total + active.size * t0 > budget:
+            break
+    return rl
+
+
+def simulate_arl(
+    p_pool: ArrayLike,
+    odds_ratio: float,
+    h: float,
+    n_sim: int = 2000,
+    seed: int | np.random.Generator | None = None,
+    true_odds_ratio: float = 1.0,
+    max_n: int = 10_000_000,
+) -> dict:
+    """Average run length by simulation, with its Monte Carlo standard error.
+
+    Returns
+    -------
+    dict
+        ``arl``, ``se`` (SD / sqrt(n)), ``median``, ``n_sim``, ``n_censored`` (charts silent at ``max_n``;
+        if non-zero the ARL is an underestimate and a warning is issued).
+    """
+    rl = simulate_run_lengths(p_pool, odds_ratio, h, n_sim, seed, true_odds_ratio, max_n)
+    censored = ~np.isfinite(rl)
+    if censored.any():
+        warnings.warn(
+            f"{censored.sum()} of {n_sim} charts did not signal within {max_n} patients", stacklevel=2
+        )
+    x = np.where(censored, max_n, rl)
+    return {
+        "arl": float(x.mean()),
+        "se": float(x.std(ddof=1) / math.sqrt(n_sim)),
+        "median": float(np.median(x)),
+        "n_sim": int(n_sim),
+        "n_censored": int(censored.sum()),
+    }
+
+
+def arl_threshold(
+    p_pool: ArrayLike,
+    odds_ratio: float,
+    target_arl: float,
+    n_sim: int = 2000,
+    seed: int | None = 0,
+    h_tol: float = 0.005,
+    rel_tol: float = 0.01,
+    max_iter: int = 40,
+) -> float:
+    """Control limit h giving an in-control average run length close to ``target_arl``, by simulation.
+
+    In-control charts (outcomes Bernoulli with the model's own risks, case mix resampled from ``p_pool``) are
+    simulated with :func:`simulate_run_lengths`. The in-control ARL increases with h (roughly exponentially), so h
+    is found by bisection: the bracket [0, h_hi] starts with h_hi = 1 and doubles h_hi until its ARL exceeds the
+    target; then the midpoint replaces whichever end is on the same side of the target, until the bracket is
+    narrower than ``h_tol`` or the midpoint's ARL is within ``rel_tol`` of the target. Each evaluation uses
+    fresh random numbers (seeded from ``seed``) and stops early once its ARL is certainly above the target, so
+    the cost is about ``n_sim x target_arl`` simulated patients per step. The Monte Carlo error of each ARL is
+    about target/sqrt(n_sim) (run lengths are roughly geometric), so h is determined to that precision:
+    ~2% of the ARL for the default 2000 runs. Steiner et al. (2000) likewise set h from simulated in-control
+    run lengths on their own patients' risks; the h that gives a stated ARL depends on the case mix, so it must
+    be recomputed for each audit's ``p_pool`` rather than borrowed.
+
+    Parameters
+    ----------
+    p_pool : array-like
+        Predicted risks of the population the chart will monitor (e.g. the national cohort).
+    odds_ratio : float
+        R of the chart (2 for the upper chart, 0.5 for the lower).
+    target_arl : float
+        Desired in-control ARL, in patients.
+    n_sim : int
+        Charts simulated per evaluation.
+    seed : int or None
+    h_tol, rel_tol : float
+        Stopping tolerances on h and on the relative ARL error.
+    max_iter : int
+
+    Returns
+    -------
+    float
+        h.
+    """
+    if not target_arl > 1:
+        raise ValueError("target_arl must exceed 1")
+    seeds = np.random.SeedSequence(seed)
+    max_n = int(50 * target_arl) + 1000
+
+    def arl(h: float) -> float:
+        rl = simulate_run_lengths(
+            p_pool,
+            odds_ratio,
+            h,
+            n_sim,
+            np.random.default_rng(seeds.spawn(1)[0]),
+            max_n=max_n,
+            stop_above=target_arl * 1.5,
+        )
+        return float(np.mean(rl))  # inf when stopped early: certainly above target
+
+    lo, hi = 0.0, 1.0
+    for _ in range(max_iter):
+        if arl(hi) >= target_arl:
+            break
+        lo, hi = hi, hi * 2
+    else:
+        raise RuntimeError("could not bracket the target ARL")
+    for _ in range(max_iter):
+        mid = (lo + hi) / 2
+        a = arl(mid)
+        if abs(a - target_arl) <= rel_tol * target_arl or hi - lo < h_tol:
+            return mid
+        if a < target_arl:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def detection_delay(
+    p_pool: ArrayLike,
+    h: float,
+    odds_ratio: float = 2.0,
+    true_odds_ratio: float = 2.0,
+    n_sim: int = 2000,
+    seed: int | None = 0,
+    cases_per_year: float | None = None,
+    max_n: int = 10_000_000,
+) -> dict:
+    """How long an RA-CUSUM takes to signal for a provider whose odds of death are really shifted.
+
+    Zero-state delay: the provider's odds are multiplied by ``true_odds_ratio`` from the first patient on and
+    the chart starts at 0; run lengths are simulated with :func:`simulate_run_lengths`.
+
+    Parameters
+    ----------
+    p_pool, h, odds_ratio
+        As :func:`arl_threshold`.
+    true_odds_ratio : float
+        The provider's actual shift (2 = odds of death doubled).
+    n_sim, seed, max_n
+        Simulation settings.
+    cases_per_year : float, optional
+        The provider's case rate, to express the delay in days (patients / (cases_per_year / 365.25)).
+
+    Returns
+    -------
+    dict
+        ``median_patients``, ``mean_patients``, ``q25_patients``, ``q75_patients``, ``proportion_signalled``
+        and, if a case rate is given, ``median_days`` and ``cases_per_year``.
+    """
+    rl = simulate_run_lengths(p_pool, odds_ratio, h, n_sim, seed, true_odds_ratio, max_n)
+    finite = np.isfinite(rl)
+    # Censored charts are longest, so placing them at +inf keeps the quantiles right while < half censored.
+    q25, med, q75 = np.quantile(np.where(finite, rl, np.inf), [0.25, 0.5, 0.75])
+    out = {
+        "median_patients": float(med),
+        "mean_patients": float(rl[finite].mean()) if finite.any() else float("nan"),
+        "q25_patients": float(q25),
+        "q75_patients": float(q75),
+        "proportion_signalled": float(finite.mean()),
+        "h": float(h),
+        "odds_ratio": float(odds_ratio),
+        "true_odds_ratio": float(true_odds_ratio),
+    }
+    if cases_per_year is not None:
+        out["cases_per_year"] = float(cases_per_year)
+        out["median_days"] = float(med / (cases_per_year / 365.25))
+    return out
