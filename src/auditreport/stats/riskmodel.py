@@ -30,11 +30,14 @@ __all__ = [
     "MISSING_LEVEL",
     "RiskFactor",
     "RiskModel",
+    "calibration_table",
+    "coefficient_table",
     "design_matrix",
     "fit_logistic",
     "fixed_model",
     "imputation_values",
     "impute_missing",
+    "model_performance",
     "term_names",
 ]
 
@@ -651,4 +654,222 @@ def fixed_model(
         fill_values=dict(fill_values or {}),
         centres=centres,
         converged=bool(res.converged),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model quality
+
+
+def _check_py(p: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(p, dtype=float).ravel()
+    y = np.asarray(y, dtype=float).ravel()
+    if p.shape != y.shape:
+        raise ValueError(f"p and y differ in length ({p.size} and {y.size})")
+    if np.isnan(p).any() or ((p < 0) | (p > 1)).any():
+        raise ValueError("predicted risks must be probabilities in [0, 1] with no missing values")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("outcomes must be 0 or 1 with no missing values")
+    return p, y
+
+
+def _wilson(x: np.ndarray, n: np.ndarray, z: float = _Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for x events in n (Wilson, JASA 1927;22:209-212), in the form of METHODS.md s.1.
+
+    Private so this module does not depend on ``auditreport.stats.intervals``, which may not exist yet.
+    """
+    x = np.asarray(x, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        root = z * np.sqrt(z * z + 4 * x * (1 - x / n))
+        lower = (2 * x + z * z - root) / (2 * (n + z * z))
+        upper = (2 * x + z * z + root) / (2 * (n + z * z))
+    return lower, upper
+
+
+def _auc_delong(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Area under the ROC curve and its DeLong standard error.
+
+    DeLong, DeLong & Clarke-Pearson, "Comparing the areas under two or more correlated receiver operating
+    characteristic curves: a nonparametric approach", Biometrics 1988;44:837-845, with the midrank algorithm of
+    Sun & Xu, IEEE Signal Processing Letters 2014;21:1389-1393 (O(n log n), ties counted one half). This is
+    pROC's default ``ci.auc`` method.
+    """
+    from scipy.stats import rankdata
+
+    pos, neg = p[y == 1], p[y == 0]
+    m, n = pos.size, neg.size
+    if m == 0 or n == 0:
+        return float("nan"), float("nan")
+    r_all = rankdata(np.concatenate([pos, neg]))
+    # Placement values: V10_i = share of non-events ranked below event i (ties 1/2), V01_j likewise.
+    v10 = (r_all[:m] - rankdata(pos)) / n
+    v01 = 1.0 - (r_all[m:] - rankdata(neg)) / m
+    auc = float(v10.mean())
+    if m < 2 or n < 2:
+        return auc, float("nan")
+    var = v10.var(ddof=1) / m + v01.var(ddof=1) / n
+    return auc, float(math.sqrt(var))
+
+
+def _auc_se_hanley_mcneil(auc: float, n_events: int, n_nonevents: int) -> float:
+    """Hanley & McNeil, "The meaning and use of the area under a ROC curve", Radiology 1982;143:29-36, eq. 2.
+
+    Q1 = A/(2-A), Q2 = 2A^2/(1+A) assume exponential score distributions.
+    """
+    a = auc
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n_events - 1) * (q1 - a * a) + (n_nonevents - 1) * (q2 - a * a)) / (n_events * n_nonevents)
+    return float(math.sqrt(var))
+
+
+def _risk_groups(p: np.ndarray, groups: int) -> np.ndarray:
+    """Group number (0-based) of each patient by quantiles of predicted risk.
+
+    Follows R's ``ResourceSelection::hoslem.test``: breaks at ``quantile(p, 0:g/g)`` (type 7, numpy's default),
+    duplicate breaks dropped, intervals closed on the right with the lowest included. Patients with equal risk
+    therefore always share a group, and there may be fewer than ``groups`` groups when risks are tied.
+    """
+    breaks = np.unique(np.quantile(p, np.linspace(0, 1, groups + 1)))
+    if breaks.size < 2:
+        return np.zeros(p.size, dtype=int)
+    # right=True: bin k holds breaks[k-1] < p <= breaks[k]; clip folds the minimum into the first bin.
+    return np.clip(np.searchsorted(breaks, p, side="left") - 1, 0, breaks.size - 2)
+
+
+def calibration_table(p: Any, y: Any, groups: int = 10) -> pd.DataFrame:
+    """Observed and expected deaths by groups (tenths by default) of predicted risk.
+
+    Columns ``group`` (1 = lowest risk), ``n``, ``observed``, ``expected`` (sum of p), ``observed_rate``,
+    ``expected_rate``, ``lower95``/``upper95`` (Wilson score interval of the observed rate). Groups are formed as
+    in ``ResourceSelection::hoslem.test`` (see ``_risk_groups``), the same groups the Hosmer-Lemeshow statistic
+    in ``model_performance`` uses.
+    """
+    p, y = _check_py(p, y)
+    g = _risk_groups(p, groups)
+    frame = pd.DataFrame({"g": g, "y": y, "p": p})
+    agg = frame.groupby("g", sort=True).agg(n=("y", "size"), observed=("y", "sum"), expected=("p", "sum"))
+    lower, upper = _wilson(agg["observed"].to_numpy(), agg["n"].to_numpy())
+    return pd.DataFrame(
+        {
+            "group": np.arange(1, len(agg) + 1),
+            "n": agg["n"].to_numpy(dtype=int),
+            "observed": agg["observed"].to_numpy(dtype=int),
+            "expected": agg["expected"].to_numpy(dtype=float),
+            "observed_rate": (agg["observed"] / agg["n"]).to_numpy(dtype=float),
+            "expected_rate": (agg["expected"] / agg["n"]).to_numpy(dtype=float),
+            "lower95": lower,
+            "upper95": upper,
+        }
+    )
+
+
+def model_performance(p: Any, y: Any, *, c_ci: str = "delong", groups: int = 10) -> dict[str, Any]:
+    """Discrimination and calibration of predicted risks ``p`` against outcomes ``y`` (METHODS.md section 5).
+
+    * ``c_statistic``: area under the ROC curve (ties count one half), with ``c_se`` and a Wald 95% interval
+      ``c_lower``-``c_upper`` clipped to [0, 1]. ``c_ci="delong"`` (default; DeLong et al. 1988, as pROC) or
+      ``"hanley_mcneil"`` (Hanley & McNeil 1982, eq. 2); ``c_method`` says which was used.
+    * ``calibration_in_the_large``: intercept ``a`` of ``logit P(y=1) = a + logit p`` (``logit p`` an offset);
+      0 when overall observed equals expected on the logit scale. ``calibration_slope``: ``b`` in
+      ``logit P(y=1) = a + b logit p``; 1 when predictions are neither too extreme nor too moderate (Cox 1958;
+      Steyerberg, *Clinical Prediction Models*, 2019, ch. 15). Both with Wald 95% intervals.
+    * ``brier``: mean squared error of p (Brier, Monthly Weather Review 1950;78:1-3).
+    * ``hosmer_lemeshow`` / ``hosmer_lemeshow_df`` / ``hosmer_lemeshow_p``: sum over risk groups of
+      (O - E)^2 / (E (1 - E/n)), chi-squared on groups - 2 degrees of freedom (Hosmer & Lemeshow, Commun Stat
+      1980;A9:1043-1069), groups as ``calibration_table``.
+    * ``n``, ``events``, ``expected`` (sum of p).
+    """
+    import statsmodels.api as sm
+    from scipy.stats import chi2
+
+    p, y = _check_py(p, y)
+    n, events = int(p.size), int(y.sum())
+    auc, se_delong = _auc_delong(p, y)
+    if c_ci == "delong":
+        se, method = se_delong, "DeLong (DeLong, DeLong & Clarke-Pearson 1988)"
+    elif c_ci == "hanley_mcneil":
+        se = _auc_se_hanley_mcneil(auc, events, n - events) if 0 < events < n else float("nan")
+        method = "Hanley-McNeil (Hanley & McNeil 1982)"
+    else:
+        raise ValueError(f"c_ci must be 'delong' or 'hanley_mcneil', got {c_ci!r}")
+    c_lower = max(0.0, auc - _Z95 * se) if math.isfinite(se) else float("nan")
+    c_upper = min(1.0, auc + _Z95 * se) if math.isfinite(se) else float("nan")
+
+    out: dict[str, Any] = {
+        "n": n,
+        "events": events,
+        "expected": float(p.sum()),
+        "c_statistic": auc,
+        "c_se": se,
+        "c_lower": c_lower,
+        "c_upper": c_upper,
+        "c_method": method,
+    }
+
+    nan = float("nan")
+    citl = slope = (nan, nan, nan)
+    if 0 < events < n:
+        # Risks of exactly 0 or 1 (possible from a fixed model) would give infinite logits.
+        lp = _logit(np.clip(p, 1e-15, 1 - 1e-15))
+        binom = sm.families.Binomial()
+        r0 = sm.GLM(y, np.ones((n, 1)), family=binom, offset=lp).fit()
+        ci0 = np.asarray(r0.conf_int())
+        citl = (float(r0.params[0]), float(ci0[0, 0]), float(ci0[0, 1]))
+        if np.ptp(lp) > 0:
+            r1 = sm.GLM(y, np.column_stack([np.ones(n), lp]), family=binom).fit()
+            ci1 = np.asarray(r1.conf_int())
+            slope = (float(r1.params[1]), float(ci1[1, 0]), float(ci1[1, 1]))
+    out.update(
+        calibration_in_the_large=citl[0],
+        citl_lower=citl[1],
+        citl_upper=citl[2],
+        calibration_slope=slope[0],
+        slope_lower=slope[1],
+        slope_upper=slope[2],
+        brier=float(np.mean((p - y) ** 2)),
+    )
+
+    table = calibration_table(p, y, groups)
+    e, o, m = table["expected"].to_numpy(), table["observed"].to_numpy(), table["n"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hl = float(np.sum((o - e) ** 2 / (e * (1 - e / m))))
+    hl_df = len(table) - 2
+    out.update(
+        hosmer_lemeshow=hl,
+        hosmer_lemeshow_df=hl_df,
+        hosmer_lemeshow_p=float(chi2.sf(hl, hl_df)) if hl_df > 0 and math.isfinite(hl) else nan,
+        hosmer_lemeshow_groups=len(table),
+    )
+    return out
+
+
+def coefficient_table(model: RiskModel) -> pd.DataFrame:
+    """The model's coefficients for the national report.
+
+    Columns ``term``, ``coefficient`` (log odds ratio), ``std_error``, ``odds_ratio``, ``lower95``/``upper95``
+    (Wald 95% interval of the *odds ratio*, exp of the coefficient's interval) and ``p_value`` (Wald). Interval,
+    standard error and p-value are NaN for fixed models, whose published coefficients carry none here. The
+    intercept's "odds ratio" is the odds for a patient at the reference of every factor.
+    """
+    terms = model.coefficients.index
+    coef = model.coefficients.to_numpy(dtype=float)
+    nan = np.full(coef.size, np.nan)
+    se = nan if model.std_errors is None else model.std_errors.reindex(terms).to_numpy(dtype=float)
+    if model.conf_int is None:
+        lo, hi = nan, nan
+    else:
+        ci = model.conf_int.reindex(terms).to_numpy(dtype=float)
+        lo, hi = np.exp(ci[:, 0]), np.exp(ci[:, 1])
+    pv = nan if model.p_values is None else model.p_values.reindex(terms).to_numpy(dtype=float)
+    return pd.DataFrame(
+        {
+            "term": list(terms),
+            "coefficient": coef,
+            "std_error": se,
+            "odds_ratio": np.exp(coef),
+            "lower95": lo,
+            "upper95": hi,
+            "p_value": pv,
+        }
     )
