@@ -445,3 +445,76 @@ def test_coefficient_table(model: RiskModel):
     assert row["p_value"] < 1e-10
     fixed = coefficient_table(fixed_model(TRUE, FACTORS))
     assert fixed["lower95"].isna().all() and fixed["p_value"].isna().all()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Failures that must be loud
+
+
+def test_unconfigured_level_in_fitting_data(data: pd.DataFrame):
+    bad = data.copy()
+    bad.loc[bad.index[:3], "asa"] = 5
+    with pytest.raises(ValueError, match=r"'asa': unexpected level\(s\) '5'"):
+        fit_logistic(bad, FACTORS)
+
+
+def test_configured_level_with_no_patients(data: pd.DataFrame):
+    factors = (*FACTORS[:3], RiskFactor("urgency", "categorical", ("elective", "urgent", "emergency", "salvage")))
+    with pytest.raises(ValueError, match=r"urgency\[salvage\]"):
+        fit_logistic(data, factors)
+
+
+def test_collinear_factors(data: pd.DataFrame):
+    d = data.assign(age_months=data["age"] * 12)
+    with pytest.raises(ValueError, match="collinear"):
+        fit_logistic(d, (*FACTORS, RiskFactor("age_months", "numeric")))
+
+
+def test_separation_is_an_error_naming_the_level(data: pd.DataFrame):
+    d = data.copy()
+    survivors = d.index[d["outcome"] == 0][:40]
+    d["asa"] = d["asa"].astype(object)
+    d.loc[survivors, "asa"] = "5"
+    factors = (*FACTORS[:2], RiskFactor("asa", "categorical", ("1", "2", "3", "4", "5")), FACTORS[3])
+    with pytest.raises(ValueError, match=r"separation.*asa\[5\] \(40 patients, 0 deaths\)"):
+        fit_logistic(d, factors)
+
+
+def test_outcome_must_be_binary(data: pd.DataFrame):
+    d = data.head(100).copy()
+    d.loc[d.index[0], "outcome"] = np.nan
+    with pytest.raises(ValueError, match="0 or 1"):
+        fit_logistic(d, FACTORS)
+
+
+def test_pipeline_impute_fit_then_unit_predict():
+    rng = np.random.default_rng(2)
+    n = 3000
+
+    def holes(x: np.ndarray, rate: float) -> np.ndarray:
+        x = x.astype(object)
+        x[rng.random(n) < rate] = None
+        return x
+
+    big = pd.DataFrame(
+        {
+            "age": holes(rng.normal(70, 10, n), 0.05),
+            "creat": holes(rng.normal(90, 20, n), 0.1),
+            "bmi": holes(rng.normal(27, 4, n), 0.1),
+            "lvef": holes(rng.choice(["good", "moderate", "poor"], n), 0.05),
+            "nyha": holes(rng.choice([1, 2, 3, 4], n), 0.05),
+            "smoker": holes(rng.choice(["no", "ex", "current"], n), 0.05),
+            "diabetes": holes(rng.choice(["no", "yes"], n), 0.02),
+            "outcome": (rng.random(n) < 0.1).astype(float),
+        }
+    )
+    national = imputation_values(big, MISSING_FACTORS)
+    data, flags = impute_missing(big, MISSING_FACTORS, national)
+    assert len(data) == n - flags["excluded"].sum()
+    m = fit_logistic(data, MISSING_FACTORS, fill_values=national)
+    back = RiskModel.from_dict(json.loads(json.dumps(m.to_dict(), allow_nan=False)))
+    assert back.fill_values == national
+    unit = big.head(300)
+    unit_data, unit_flags = back.impute(unit)
+    pd.testing.assert_frame_equal(unit_flags, flags.head(300))
+    np.testing.assert_array_equal(back.predict(unit_data), m.predict(data.loc[unit_data.index]))

@@ -533,10 +533,12 @@ def fit_logistic(
     against their reference level. ``df`` must already be imputed (``impute_missing``); ``fill_values`` are the
     numeric fill values used for that, stored in the model so units' data are imputed the same way.
 
-    A configured level with no patients cannot be estimated and raises ``ValueError``; merge or drop the level
-    in the configuration.
+    ``ValueError`` is raised, rather than a model returned, when a configured level has no patients, when terms
+    are collinear, or when the fit does not converge (separation: a level with no deaths or only deaths); the
+    remedy in each case is to merge or drop levels in the audit's configuration.
     """
     import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
     factors = tuple(factors)
     y = _outcome(df, outcome)
@@ -552,10 +554,37 @@ def fit_logistic(
     # Newton-Raphson on the logit likelihood (statsmodels Logit) rather than GLM's IRLS: the same maximum
     # likelihood estimate (the logit link is canonical, so observed and expected information coincide), but each
     # step is one X'WX product instead of a least-squares solve, about 4x faster on a million rows.
-    res = sm.Logit(y, X).fit(method="newton", maxiter=100, disp=0)
+    logit_model = sm.Logit(y, X)
+    # statsmodels has already computed the rank (one QR); a singular Hessian would otherwise surface as a bare
+    # LinAlgError from inside Newton's method.
+    if int(logit_model.df_model) + 1 < X.shape[1]:
+        raise ValueError(
+            f"the risk factors are collinear in the fitting data (design rank {int(logit_model.df_model) + 1} "
+            f"< {X.shape[1]} terms {names}); drop or merge factors/levels"
+        )
+    with warnings.catch_warnings():
+        # statsmodels repeats its separation warning at every Newton step; one clear error below replaces them.
+        warnings.filterwarnings("ignore", category=PerfectSeparationWarning)
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        res = logit_model.fit(method="newton", maxiter=100, disp=0)
     converged = bool(res.mle_retvals.get("converged", False))
     if not converged:
-        warnings.warn("logistic risk model did not converge; check for separation", RuntimeWarning, stacklevel=2)
+        # Non-convergence of a logistic likelihood is almost always (quasi-)complete separation: a level with no
+        # deaths or only deaths, whose coefficient drifts to infinity. Its predictions would be 0 or 1, so refuse
+        # rather than publish expected counts from it.
+        suspects = []
+        for j, t in enumerate(names[1:], start=1):
+            col = X[:, j]
+            if np.isin(col, (0.0, 1.0)).all():
+                ys = y[col == 1]
+                if ys.size and (ys.min() == ys.max()):
+                    suspects.append(f"{t} ({ys.size} patients, {int(ys.sum())} deaths)")
+        if not suspects:
+            suspects = [t for t, b in zip(names, res.params, strict=True) if abs(b) > 10]
+        raise ValueError(
+            "the logistic risk model did not converge, which usually means separation (a level with no deaths or "
+            f"only deaths); suspect terms: {suspects or names}. Merge rare levels in the audit's configuration."
+        )
     ci = np.asarray(res.conf_int(alpha=0.05))
     return RiskModel(
         kind="fitted",
