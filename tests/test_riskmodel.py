@@ -101,7 +101,9 @@ def test_matches_statsmodels_formula_api(data: pd.DataFrame, model: RiskModel):
     for term in model.coefficients.index:
         if "[" in term:
             name, level = term.rstrip("]").split("[")
-            order.append(next(t for t in ref.params.index if t.startswith(f"C({name},") and t.endswith(f"[T.{level}]")))
+            order.append(
+                next(t for t in ref.params.index if t.startswith(f"C({name},") and t.endswith(f"[T.{level}]"))
+            )
         else:
             order.append(term)
     np.testing.assert_allclose(model.coefficients.to_numpy(), ref.params[order].to_numpy(), rtol=0, atol=1e-8)
@@ -198,7 +200,14 @@ def test_missing_rules_impute_and_count(messy: pd.DataFrame):
     assert flags.index.equals(messy.index)
     counts = flags.sum().to_dict()
     assert counts == {
-        "age": 2, "creat": 2, "bmi": 2, "lvef": 2, "nyha": 2, "smoker": 2, "diabetes": 1, "excluded": 1,
+        "age": 2,
+        "creat": 2,
+        "bmi": 2,
+        "lvef": 2,
+        "nyha": 2,
+        "smoker": 2,
+        "diabetes": 1,
+        "excluded": 1,
     }
     # The row with diabetes missing is dropped from the data and flagged.
     assert list(data.index) == [10, 11, 13, 14]
@@ -274,7 +283,9 @@ def test_intercept_recalibration_fixes_miscalibrated_model(data: pd.DataFrame):
     perf = model_performance(m.predict(data), y)
     assert perf["calibration_in_the_large"] == pytest.approx(0.0, abs=1e-6)
     # Non-intercept coefficients are untouched.
-    assert m.coefficients.drop("Intercept").to_dict() == pytest.approx({k: v for k, v in wrong.items() if k != "Intercept"})
+    assert m.coefficients.drop("Intercept").to_dict() == pytest.approx(
+        {k: v for k, v in wrong.items() if k != "Intercept"}
+    )
 
 
 def test_intercept_slope_recalibration_fixes_overfitted_model(data: pd.DataFrame):
@@ -408,7 +419,14 @@ def test_calibration_table():
     y = (rng.random(2000) < p).astype(float)
     t = calibration_table(p, y)
     assert list(t.columns) == [
-        "group", "n", "observed", "expected", "observed_rate", "expected_rate", "lower95", "upper95",
+        "group",
+        "n",
+        "observed",
+        "expected",
+        "observed_rate",
+        "expected_rate",
+        "lower95",
+        "upper95",
     ]
     assert list(t["group"]) == list(range(1, 11))
     assert t["n"].sum() == 2000 and t["observed"].sum() == y.sum()
@@ -437,7 +455,15 @@ def test_wilson_reference_figures():
 
 def test_coefficient_table(model: RiskModel):
     t = coefficient_table(model)
-    assert list(t.columns) == ["term", "coefficient", "std_error", "odds_ratio", "lower95", "upper95", "p_value"]
+    assert list(t.columns) == [
+        "term",
+        "coefficient",
+        "std_error",
+        "odds_ratio",
+        "lower95",
+        "upper95",
+        "p_value",
+    ]
     assert list(t["term"]) == list(TRUE)
     row = t.set_index("term").loc["asa[4]"]
     assert row["odds_ratio"] == pytest.approx(np.exp(model.coefficients["asa[4]"]))
@@ -459,7 +485,10 @@ def test_unconfigured_level_in_fitting_data(data: pd.DataFrame):
 
 
 def test_configured_level_with_no_patients(data: pd.DataFrame):
-    factors = (*FACTORS[:3], RiskFactor("urgency", "categorical", ("elective", "urgent", "emergency", "salvage")))
+    factors = (
+        *FACTORS[:3],
+        RiskFactor("urgency", "categorical", ("elective", "urgent", "emergency", "salvage")),
+    )
     with pytest.raises(ValueError, match=r"urgency\[salvage\]"):
         fit_logistic(data, factors)
 

@@ -93,7 +93,9 @@ class RiskFactor:
             object.__setattr__(self, "reference", str(self.reference))
         if self.kind == "categorical":
             if len(self.categories) < 2:
-                raise ValueError(f"risk factor {self.name!r}: a categorical factor needs at least two categories")
+                raise ValueError(
+                    f"risk factor {self.name!r}: a categorical factor needs at least two categories"
+                )
             if len(set(self.categories)) != len(self.categories):
                 raise ValueError(f"risk factor {self.name!r}: duplicate categories {self.categories}")
             if self.reference is not None and self.reference not in self.categories:
@@ -199,7 +201,9 @@ def _as_numeric(s: pd.Series, name: str) -> pd.Series:
     try:
         return pd.to_numeric(s, errors="raise").astype(float)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"risk factor {name!r} is numeric but its column holds non-numeric values: {exc}") from None
+        raise ValueError(
+            f"risk factor {name!r} is numeric but its column holds non-numeric values: {exc}"
+        ) from None
 
 
 def _require_columns(df: pd.DataFrame, names: Iterable[str]) -> None:
@@ -326,17 +330,24 @@ def design_matrix(
                 X[:, j] = _as_numeric(df[ind_name], ind_name).to_numpy()
                 j += 1
         else:
-            col = _as_levels(df[f.name])
-            n_miss = int(col.isna().sum())
+            levels = f.levels
+            # Factorise once and translate the (few) distinct values, rather than converting a million cells to
+            # strings: -1 marks a missing value, -2 a value outside the configured levels.
+            raw_codes, uniques = pd.factorize(df[f.name], use_na_sentinel=True)
+            labels = [_scalar_to_level(u) for u in uniques]
+            position = {lev: k for k, lev in enumerate(levels)}
+            lookup = np.array(
+                [(-1 if lab == "" else position.get(lab, -2)) for lab in labels] + [-1], dtype=np.int64
+            )
+            codes = lookup[raw_codes]
+            n_miss = int((codes == -1).sum())
             if n_miss:
                 raise ValueError(
                     f"risk factor {f.name!r} has {n_miss} missing value(s); apply impute_missing "
                     "(or RiskModel.impute) first"
                 )
-            levels = f.levels
-            codes = pd.Categorical(col, categories=list(levels)).codes
-            if (codes < 0).any():
-                unexpected = sorted(set(col[codes < 0]))
+            if (codes == -2).any():
+                unexpected = sorted({lab for lab, k in zip(labels, lookup[:-1], strict=True) if k == -2})
                 shown = ", ".join(repr(u) for u in unexpected[:10])
                 raise ValueError(
                     f"risk factor {f.name!r}: unexpected level(s) {shown} "
@@ -407,7 +418,9 @@ class RiskModel:
         self.factors = tuple(self.factors)
         expected = term_names(self.factors)
         if list(self.coefficients.index) != expected:
-            raise ValueError(f"coefficients index {list(self.coefficients.index)} does not match terms {expected}")
+            raise ValueError(
+                f"coefficients index {list(self.coefficients.index)} does not match terms {expected}"
+            )
 
     @property
     def terms(self) -> list[str]:
@@ -469,16 +482,24 @@ class RiskModel:
         factors = tuple(RiskFactor.from_dict(f) for f in d["factors"])
         terms = [t for t, _ in d["coefficients"]]
         coef = pd.Series([_from_json_float(v) for _, v in d["coefficients"]], index=terms, dtype=float)
-        se = None if d.get("std_errors") is None else pd.Series(
-            [_from_json_float(v) for v in d["std_errors"]], index=terms, dtype=float
+        se = (
+            None
+            if d.get("std_errors") is None
+            else pd.Series([_from_json_float(v) for v in d["std_errors"]], index=terms, dtype=float)
         )
-        ci = None if d.get("conf_int") is None else pd.DataFrame(
-            [[_from_json_float(a), _from_json_float(b)] for a, b in d["conf_int"]],
-            index=terms,
-            columns=["lower", "upper"],
+        ci = (
+            None
+            if d.get("conf_int") is None
+            else pd.DataFrame(
+                [[_from_json_float(a), _from_json_float(b)] for a, b in d["conf_int"]],
+                index=terms,
+                columns=["lower", "upper"],
+            )
         )
-        pv = None if d.get("p_values") is None else pd.Series(
-            [_from_json_float(v) for v in d["p_values"]], index=terms, dtype=float
+        pv = (
+            None
+            if d.get("p_values") is None
+            else pd.Series([_from_json_float(v) for v in d["p_values"]], index=terms, dtype=float)
         )
         return cls(
             kind=d["kind"],
@@ -514,7 +535,9 @@ def _outcome(df: pd.DataFrame, outcome: str) -> np.ndarray:
     y = pd.to_numeric(df[outcome], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isin(y, (0.0, 1.0))
     if bad.any():
-        raise ValueError(f"outcome {outcome!r} must be 0 or 1 with no missing values; {int(bad.sum())} row(s) are not")
+        raise ValueError(
+            f"outcome {outcome!r} must be 0 or 1 with no missing values; {int(bad.sum())} row(s) are not"
+        )
     return y
 
 
@@ -748,7 +771,9 @@ def _auc_se_hanley_mcneil(auc: float, n_events: int, n_nonevents: int) -> float:
     """
     a = auc
     q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-    var = (a * (1 - a) + (n_events - 1) * (q1 - a * a) + (n_nonevents - 1) * (q2 - a * a)) / (n_events * n_nonevents)
+    var = (a * (1 - a) + (n_events - 1) * (q1 - a * a) + (n_nonevents - 1) * (q2 - a * a)) / (
+        n_events * n_nonevents
+    )
     return float(math.sqrt(var))
 
 
