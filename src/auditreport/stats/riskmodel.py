@@ -273,7 +273,7 @@ def impute_missing(
         else:
             col = _as_numeric(df[f.name], f.name)
             miss = col.isna().to_numpy()
-            if f.missing != "exclude":
+            if f.missing != "exclude" and miss.any():
                 if f.name not in values:
                     raise ValueError(f"no fill value given for numeric risk factor {f.name!r}")
                 col = col.where(~miss, float(values[f.name]))
@@ -389,7 +389,8 @@ def _jsonify(obj: Any) -> Any:
     return obj
 
 
-@dataclass
+# eq=False: field-wise == on pandas objects raises "truth value is ambiguous"; compare to_dict() instead.
+@dataclass(eq=False)
 class RiskModel:
     """A logistic risk model: ``logit p = X @ coefficients``.
 
