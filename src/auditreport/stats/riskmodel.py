@@ -30,11 +30,14 @@ __all__ = [
     "MISSING_LEVEL",
     "RiskFactor",
     "RiskModel",
+    "calibration_table",
+    "coefficient_table",
     "design_matrix",
     "fit_logistic",
     "fixed_model",
     "imputation_values",
     "impute_missing",
+    "model_performance",
     "term_names",
 ]
 
@@ -90,7 +93,9 @@ class RiskFactor:
             object.__setattr__(self, "reference", str(self.reference))
         if self.kind == "categorical":
             if len(self.categories) < 2:
-                raise ValueError(f"risk factor {self.name!r}: a categorical factor needs at least two categories")
+                raise ValueError(
+                    f"risk factor {self.name!r}: a categorical factor needs at least two categories"
+                )
             if len(set(self.categories)) != len(self.categories):
                 raise ValueError(f"risk factor {self.name!r}: duplicate categories {self.categories}")
             if self.reference is not None and self.reference not in self.categories:
@@ -196,7 +201,9 @@ def _as_numeric(s: pd.Series, name: str) -> pd.Series:
     try:
         return pd.to_numeric(s, errors="raise").astype(float)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"risk factor {name!r} is numeric but its column holds non-numeric values: {exc}") from None
+        raise ValueError(
+            f"risk factor {name!r} is numeric but its column holds non-numeric values: {exc}"
+        ) from None
 
 
 def _require_columns(df: pd.DataFrame, names: Iterable[str]) -> None:
@@ -266,7 +273,7 @@ def impute_missing(
         else:
             col = _as_numeric(df[f.name], f.name)
             miss = col.isna().to_numpy()
-            if f.missing != "exclude":
+            if f.missing != "exclude" and miss.any():
                 if f.name not in values:
                     raise ValueError(f"no fill value given for numeric risk factor {f.name!r}")
                 col = col.where(~miss, float(values[f.name]))
@@ -323,17 +330,24 @@ def design_matrix(
                 X[:, j] = _as_numeric(df[ind_name], ind_name).to_numpy()
                 j += 1
         else:
-            col = _as_levels(df[f.name])
-            n_miss = int(col.isna().sum())
+            levels = f.levels
+            # Factorise once and translate the (few) distinct values, rather than converting a million cells to
+            # strings: -1 marks a missing value, -2 a value outside the configured levels.
+            raw_codes, uniques = pd.factorize(df[f.name], use_na_sentinel=True)
+            labels = [_scalar_to_level(u) for u in uniques]
+            position = {lev: k for k, lev in enumerate(levels)}
+            lookup = np.array(
+                [(-1 if lab == "" else position.get(lab, -2)) for lab in labels] + [-1], dtype=np.int64
+            )
+            codes = lookup[raw_codes]
+            n_miss = int((codes == -1).sum())
             if n_miss:
                 raise ValueError(
                     f"risk factor {f.name!r} has {n_miss} missing value(s); apply impute_missing "
                     "(or RiskModel.impute) first"
                 )
-            levels = f.levels
-            codes = pd.Categorical(col, categories=list(levels)).codes
-            if (codes < 0).any():
-                unexpected = sorted(set(col[codes < 0]))
+            if (codes == -2).any():
+                unexpected = sorted({lab for lab, k in zip(labels, lookup[:-1], strict=True) if k == -2})
                 shown = ", ".join(repr(u) for u in unexpected[:10])
                 raise ValueError(
                     f"risk factor {f.name!r}: unexpected level(s) {shown} "
@@ -375,7 +389,8 @@ def _jsonify(obj: Any) -> Any:
     return obj
 
 
-@dataclass
+# eq=False: field-wise == on pandas objects raises "truth value is ambiguous"; compare to_dict() instead.
+@dataclass(eq=False)
 class RiskModel:
     """A logistic risk model: ``logit p = X @ coefficients``.
 
@@ -404,7 +419,9 @@ class RiskModel:
         self.factors = tuple(self.factors)
         expected = term_names(self.factors)
         if list(self.coefficients.index) != expected:
-            raise ValueError(f"coefficients index {list(self.coefficients.index)} does not match terms {expected}")
+            raise ValueError(
+                f"coefficients index {list(self.coefficients.index)} does not match terms {expected}"
+            )
 
     @property
     def terms(self) -> list[str]:
@@ -466,16 +483,24 @@ class RiskModel:
         factors = tuple(RiskFactor.from_dict(f) for f in d["factors"])
         terms = [t for t, _ in d["coefficients"]]
         coef = pd.Series([_from_json_float(v) for _, v in d["coefficients"]], index=terms, dtype=float)
-        se = None if d.get("std_errors") is None else pd.Series(
-            [_from_json_float(v) for v in d["std_errors"]], index=terms, dtype=float
+        se = (
+            None
+            if d.get("std_errors") is None
+            else pd.Series([_from_json_float(v) for v in d["std_errors"]], index=terms, dtype=float)
         )
-        ci = None if d.get("conf_int") is None else pd.DataFrame(
-            [[_from_json_float(a), _from_json_float(b)] for a, b in d["conf_int"]],
-            index=terms,
-            columns=["lower", "upper"],
+        ci = (
+            None
+            if d.get("conf_int") is None
+            else pd.DataFrame(
+                [[_from_json_float(a), _from_json_float(b)] for a, b in d["conf_int"]],
+                index=terms,
+                columns=["lower", "upper"],
+            )
         )
-        pv = None if d.get("p_values") is None else pd.Series(
-            [_from_json_float(v) for v in d["p_values"]], index=terms, dtype=float
+        pv = (
+            None
+            if d.get("p_values") is None
+            else pd.Series([_from_json_float(v) for v in d["p_values"]], index=terms, dtype=float)
         )
         return cls(
             kind=d["kind"],
@@ -511,7 +536,9 @@ def _outcome(df: pd.DataFrame, outcome: str) -> np.ndarray:
     y = pd.to_numeric(df[outcome], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isin(y, (0.0, 1.0))
     if bad.any():
-        raise ValueError(f"outcome {outcome!r} must be 0 or 1 with no missing values; {int(bad.sum())} row(s) are not")
+        raise ValueError(
+            f"outcome {outcome!r} must be 0 or 1 with no missing values; {int(bad.sum())} row(s) are not"
+        )
     return y
 
 
@@ -530,10 +557,12 @@ def fit_logistic(
     against their reference level. ``df`` must already be imputed (``impute_missing``); ``fill_values`` are the
     numeric fill values used for that, stored in the model so units' data are imputed the same way.
 
-    A configured level with no patients cannot be estimated and raises ``ValueError``; merge or drop the level
-    in the configuration.
+    ``ValueError`` is raised, rather than a model returned, when a configured level has no patients, when terms
+    are collinear, or when the fit does not converge (separation: a level with no deaths or only deaths); the
+    remedy in each case is to merge or drop levels in the audit's configuration.
     """
     import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
     factors = tuple(factors)
     y = _outcome(df, outcome)
@@ -549,10 +578,37 @@ def fit_logistic(
     # Newton-Raphson on the logit likelihood (statsmodels Logit) rather than GLM's IRLS: the same maximum
     # likelihood estimate (the logit link is canonical, so observed and expected information coincide), but each
     # step is one X'WX product instead of a least-squares solve, about 4x faster on a million rows.
-    res = sm.Logit(y, X).fit(method="newton", maxiter=100, disp=0)
+    logit_model = sm.Logit(y, X)
+    # statsmodels has already computed the rank (one QR); a singular Hessian would otherwise surface as a bare
+    # LinAlgError from inside Newton's method.
+    if int(logit_model.df_model) + 1 < X.shape[1]:
+        raise ValueError(
+            f"the risk factors are collinear in the fitting data (design rank {int(logit_model.df_model) + 1} "
+            f"< {X.shape[1]} terms {names}); drop or merge factors/levels"
+        )
+    with warnings.catch_warnings():
+        # statsmodels repeats its separation warning at every Newton step; one clear error below replaces them.
+        warnings.filterwarnings("ignore", category=PerfectSeparationWarning)
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        res = logit_model.fit(method="newton", maxiter=100, disp=0)
     converged = bool(res.mle_retvals.get("converged", False))
     if not converged:
-        warnings.warn("logistic risk model did not converge; check for separation", RuntimeWarning, stacklevel=2)
+        # Non-convergence of a logistic likelihood is almost always (quasi-)complete separation: a level with no
+        # deaths or only deaths, whose coefficient drifts to infinity. Its predictions would be 0 or 1, so refuse
+        # rather than publish expected counts from it.
+        suspects = []
+        for j, t in enumerate(names[1:], start=1):
+            col = X[:, j]
+            if np.isin(col, (0.0, 1.0)).all():
+                ys = y[col == 1]
+                if ys.size and (ys.min() == ys.max()):
+                    suspects.append(f"{t} ({ys.size} patients, {int(ys.sum())} deaths)")
+        if not suspects:
+            suspects = [t for t, b in zip(names, res.params, strict=True) if abs(b) > 10]
+        raise ValueError(
+            "the logistic risk model did not converge, which usually means separation (a level with no deaths or "
+            f"only deaths); suspect terms: {suspects or names}. Merge rare levels in the audit's configuration."
+        )
     ci = np.asarray(res.conf_int(alpha=0.05))
     return RiskModel(
         kind="fitted",
@@ -651,4 +707,224 @@ def fixed_model(
         fill_values=dict(fill_values or {}),
         centres=centres,
         converged=bool(res.converged),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model quality
+
+
+def _check_py(p: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(p, dtype=float).ravel()
+    y = np.asarray(y, dtype=float).ravel()
+    if p.shape != y.shape:
+        raise ValueError(f"p and y differ in length ({p.size} and {y.size})")
+    if np.isnan(p).any() or ((p < 0) | (p > 1)).any():
+        raise ValueError("predicted risks must be probabilities in [0, 1] with no missing values")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("outcomes must be 0 or 1 with no missing values")
+    return p, y
+
+
+def _wilson(x: np.ndarray, n: np.ndarray, z: float = _Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for x events in n (Wilson, JASA 1927;22:209-212), in the form of METHODS.md s.1.
+
+    Private so this module does not depend on ``auditreport.stats.intervals``, which may not exist yet.
+    """
+    x = np.asarray(x, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        root = z * np.sqrt(z * z + 4 * x * (1 - x / n))
+        lower = (2 * x + z * z - root) / (2 * (n + z * z))
+        upper = (2 * x + z * z + root) / (2 * (n + z * z))
+    return lower, upper
+
+
+def _auc_delong(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Area under the ROC curve and its DeLong standard error.
+
+    DeLong, DeLong & Clarke-Pearson, "Comparing the areas under two or more correlated receiver operating
+    characteristic curves: a nonparametric approach", Biometrics 1988;44:837-845, with the midrank algorithm of
+    Sun & Xu, IEEE Signal Processing Letters 2014;21:1389-1393 (O(n log n), ties counted one half). This is
+    pROC's default ``ci.auc`` method.
+    """
+    from scipy.stats import rankdata
+
+    pos, neg = p[y == 1], p[y == 0]
+    m, n = pos.size, neg.size
+    if m == 0 or n == 0:
+        return float("nan"), float("nan")
+    r_all = rankdata(np.concatenate([pos, neg]))
+    # Placement values: V10_i = share of non-events ranked below event i (ties 1/2), V01_j likewise.
+    v10 = (r_all[:m] - rankdata(pos)) / n
+    v01 = 1.0 - (r_all[m:] - rankdata(neg)) / m
+    auc = float(v10.mean())
+    if m < 2 or n < 2:
+        return auc, float("nan")
+    var = v10.var(ddof=1) / m + v01.var(ddof=1) / n
+    return auc, float(math.sqrt(var))
+
+
+def _auc_se_hanley_mcneil(auc: float, n_events: int, n_nonevents: int) -> float:
+    """Hanley & McNeil, "The meaning and use of the area under a ROC curve", Radiology 1982;143:29-36, eq. 2.
+
+    Q1 = A/(2-A), Q2 = 2A^2/(1+A) assume exponential score distributions.
+    """
+    a = auc
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n_events - 1) * (q1 - a * a) + (n_nonevents - 1) * (q2 - a * a)) / (
+        n_events * n_nonevents
+    )
+    return float(math.sqrt(var))
+
+
+def _risk_groups(p: np.ndarray, groups: int) -> np.ndarray:
+    """Group number (0-based) of each patient by quantiles of predicted risk.
+
+    Follows R's ``ResourceSelection::hoslem.test``: breaks at ``quantile(p, 0:g/g)`` (type 7, numpy's default),
+    duplicate breaks dropped, intervals closed on the right with the lowest included. Patients with equal risk
+    therefore always share a group, and there may be fewer than ``groups`` groups when risks are tied.
+    """
+    breaks = np.unique(np.quantile(p, np.linspace(0, 1, groups + 1)))
+    if breaks.size < 2:
+        return np.zeros(p.size, dtype=int)
+    # right=True: bin k holds breaks[k-1] < p <= breaks[k]; clip folds the minimum into the first bin.
+    return np.clip(np.searchsorted(breaks, p, side="left") - 1, 0, breaks.size - 2)
+
+
+def calibration_table(p: Any, y: Any, groups: int = 10) -> pd.DataFrame:
+    """Observed and expected deaths by groups (tenths by default) of predicted risk.
+
+    Columns ``group`` (1 = lowest risk), ``n``, ``observed``, ``expected`` (sum of p), ``observed_rate``,
+    ``expected_rate``, ``lower95``/``upper95`` (Wilson score interval of the observed rate). Groups are formed as
+    in ``ResourceSelection::hoslem.test`` (see ``_risk_groups``), the same groups the Hosmer-Lemeshow statistic
+    in ``model_performance`` uses.
+    """
+    p, y = _check_py(p, y)
+    g = _risk_groups(p, groups)
+    frame = pd.DataFrame({"g": g, "y": y, "p": p})
+    agg = frame.groupby("g", sort=True).agg(n=("y", "size"), observed=("y", "sum"), expected=("p", "sum"))
+    lower, upper = _wilson(agg["observed"].to_numpy(), agg["n"].to_numpy())
+    return pd.DataFrame(
+        {
+            "group": np.arange(1, len(agg) + 1),
+            "n": agg["n"].to_numpy(dtype=int),
+            "observed": agg["observed"].to_numpy(dtype=int),
+            "expected": agg["expected"].to_numpy(dtype=float),
+            "observed_rate": (agg["observed"] / agg["n"]).to_numpy(dtype=float),
+            "expected_rate": (agg["expected"] / agg["n"]).to_numpy(dtype=float),
+            "lower95": lower,
+            "upper95": upper,
+        }
+    )
+
+
+def model_performance(p: Any, y: Any, *, c_ci: str = "delong", groups: int = 10) -> dict[str, Any]:
+    """Discrimination and calibration of predicted risks ``p`` against outcomes ``y`` (METHODS.md section 5).
+
+    * ``c_statistic``: area under the ROC curve (ties count one half), with ``c_se`` and a Wald 95% interval
+      ``c_lower``-``c_upper`` clipped to [0, 1]. ``c_ci="delong"`` (default; DeLong et al. 1988, as pROC) or
+      ``"hanley_mcneil"`` (Hanley & McNeil 1982, eq. 2); ``c_method`` says which was used.
+    * ``calibration_in_the_large``: intercept ``a`` of ``logit P(y=1) = a + logit p`` (``logit p`` an offset);
+      0 when overall observed equals expected on the logit scale. ``calibration_slope``: ``b`` in
+      ``logit P(y=1) = a + b logit p``; 1 when predictions are neither too extreme nor too moderate (Cox 1958;
+      Steyerberg, *Clinical Prediction Models*, 2019, ch. 15). Both with Wald 95% intervals.
+    * ``brier``: mean squared error of p (Brier, Monthly Weather Review 1950;78:1-3).
+    * ``hosmer_lemeshow`` / ``hosmer_lemeshow_df`` / ``hosmer_lemeshow_p``: sum over risk groups of
+      (O - E)^2 / (E (1 - E/n)), chi-squared on groups - 2 degrees of freedom (Hosmer & Lemeshow, Commun Stat
+      1980;A9:1043-1069), groups as ``calibration_table``.
+    * ``n``, ``events``, ``expected`` (sum of p).
+    """
+    import statsmodels.api as sm
+    from scipy.stats import chi2
+
+    p, y = _check_py(p, y)
+    n, events = int(p.size), int(y.sum())
+    auc, se_delong = _auc_delong(p, y)
+    if c_ci == "delong":
+        se, method = se_delong, "DeLong (DeLong, DeLong & Clarke-Pearson 1988)"
+    elif c_ci == "hanley_mcneil":
+        se = _auc_se_hanley_mcneil(auc, events, n - events) if 0 < events < n else float("nan")
+        method = "Hanley-McNeil (Hanley & McNeil 1982)"
+    else:
+        raise ValueError(f"c_ci must be 'delong' or 'hanley_mcneil', got {c_ci!r}")
+    c_lower = max(0.0, auc - _Z95 * se) if math.isfinite(se) else float("nan")
+    c_upper = min(1.0, auc + _Z95 * se) if math.isfinite(se) else float("nan")
+
+    out: dict[str, Any] = {
+        "n": n,
+        "events": events,
+        "expected": float(p.sum()),
+        "c_statistic": auc,
+        "c_se": se,
+        "c_lower": c_lower,
+        "c_upper": c_upper,
+        "c_method": method,
+    }
+
+    nan = float("nan")
+    citl = slope = (nan, nan, nan)
+    if 0 < events < n:
+        # Risks of exactly 0 or 1 (possible from a fixed model) would give infinite logits.
+        lp = _logit(np.clip(p, 1e-15, 1 - 1e-15))
+        binom = sm.families.Binomial()
+        r0 = sm.GLM(y, np.ones((n, 1)), family=binom, offset=lp).fit()
+        ci0 = np.asarray(r0.conf_int())
+        citl = (float(r0.params[0]), float(ci0[0, 0]), float(ci0[0, 1]))
+        if np.ptp(lp) > 0:
+            r1 = sm.GLM(y, np.column_stack([np.ones(n), lp]), family=binom).fit()
+            ci1 = np.asarray(r1.conf_int())
+            slope = (float(r1.params[1]), float(ci1[1, 0]), float(ci1[1, 1]))
+    out.update(
+        calibration_in_the_large=citl[0],
+        citl_lower=citl[1],
+        citl_upper=citl[2],
+        calibration_slope=slope[0],
+        slope_lower=slope[1],
+        slope_upper=slope[2],
+        brier=float(np.mean((p - y) ** 2)),
+    )
+
+    table = calibration_table(p, y, groups)
+    e, o, m = table["expected"].to_numpy(), table["observed"].to_numpy(), table["n"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hl = float(np.sum((o - e) ** 2 / (e * (1 - e / m))))
+    hl_df = len(table) - 2
+    out.update(
+        hosmer_lemeshow=hl,
+        hosmer_lemeshow_df=hl_df,
+        hosmer_lemeshow_p=float(chi2.sf(hl, hl_df)) if hl_df > 0 and math.isfinite(hl) else nan,
+        hosmer_lemeshow_groups=len(table),
+    )
+    return out
+
+
+def coefficient_table(model: RiskModel) -> pd.DataFrame:
+    """The model's coefficients for the national report.
+
+    Columns ``term``, ``coefficient`` (log odds ratio), ``std_error``, ``odds_ratio``, ``lower95``/``upper95``
+    (Wald 95% interval of the *odds ratio*, exp of the coefficient's interval) and ``p_value`` (Wald). Interval,
+    standard error and p-value are NaN for fixed models, whose published coefficients carry none here. The
+    intercept's "odds ratio" is the odds for a patient at the reference of every factor.
+    """
+    terms = model.coefficients.index
+    coef = model.coefficients.to_numpy(dtype=float)
+    nan = np.full(coef.size, np.nan)
+    se = nan if model.std_errors is None else model.std_errors.reindex(terms).to_numpy(dtype=float)
+    if model.conf_int is None:
+        lo, hi = nan, nan
+    else:
+        ci = model.conf_int.reindex(terms).to_numpy(dtype=float)
+        lo, hi = np.exp(ci[:, 0]), np.exp(ci[:, 1])
+    pv = nan if model.p_values is None else model.p_values.reindex(terms).to_numpy(dtype=float)
+    return pd.DataFrame(
+        {
+            "term": list(terms),
+            "coefficient": coef,
+            "std_error": se,
+            "odds_ratio": np.exp(coef),
+            "lower95": lo,
+            "upper95": hi,
+            "p_value": pv,
+        }
     )
