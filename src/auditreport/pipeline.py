@@ -49,7 +49,7 @@ class BuildSummary:
 
 
 def period_dir(config: AuditConfig, reports_root: str | Path) -> Path:
-    return Path(reports_root) / config.id / config.period_label
+    return Path(reports_root).resolve() / config.id / config.period_label
 
 
 def inputs_fingerprint(config: AuditConfig) -> str:

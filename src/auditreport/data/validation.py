@@ -197,9 +197,7 @@ def _schema(config: AuditConfig, providers: pd.DataFrame | None) -> pa.DataFrame
                                       checks=[], title="patient id"),
         cols["provider_code"]: pa.Column(
             nullable=False,
-            checks=[pa.Check.isin(sorted(providers["provider_code"].astype(str)),
-                                  name="provider known (in the providers file)")] if providers is not None
-            else []),
+            checks=[_known_provider_check(providers)] if providers is not None else []),
     }
     if "procedure_date" in cols:
         columns[cols["procedure_date"]] = pa.Column(nullable=False, checks=[
@@ -236,6 +234,11 @@ def _schema(config: AuditConfig, providers: pd.DataFrame | None) -> pa.DataFrame
     return pa.DataFrameSchema(columns, checks=frame_checks, strict=False, coerce=False)
 
 
+def _known_provider_check(providers: pd.DataFrame) -> pa.Check:
+    known = set(providers["provider_code"].astype(str))
+    return pa.Check(lambda s: s.isin(known), name="provider known (listed in the providers file)")
+
+
 def _failures_from_pandera(exc: SchemaErrors, frame: pd.DataFrame) -> list[dict]:
     cases = exc.failure_cases
     failures = []
@@ -248,12 +251,24 @@ def _failures_from_pandera(exc: SchemaErrors, frame: pd.DataFrame) -> list[dict]
             check = "unique (no duplicate patient records)"
         if check == "not_nullable":
             check = "value required (not empty)"
+        check = _readable_rule(check)
         index = group["index"].dropna()
         rows = sorted({int(i) + 1 for i in index if _is_int(i)})
         examples = group["failure_case"].dropna().astype(str).unique()[:3].tolist()
         failures.append({"column": str(column), "rule": check, "count": len(rows) or len(group),
                          "rows": rows, "examples": ", ".join(examples) if examples else ""})
     return failures
+
+
+_BUILTIN_RULES = (("isin(", "allowed value, one of "), ("greater_than_or_equal_to(", "value at least "),
+                  ("less_than_or_equal_to(", "value at most "))
+
+
+def _readable_rule(check: str) -> str:
+    for prefix, words in _BUILTIN_RULES:
+        if check.startswith(prefix) and check.endswith(")"):
+            return words + check[len(prefix):-1]
+    return check
 
 
 def _failure(col: str, rule: str, bad: pd.Series, values: pd.Series) -> dict:

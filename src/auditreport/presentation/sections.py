@@ -72,15 +72,26 @@ def load_context(bundle_dir: str | Path, audience: str, provider: str | None = N
 
 
 def show(*parts: str | Figure) -> None:
-    """Display HTML fragments and figures in order (figures are closed after display)."""
+    """Display HTML fragments and figures in order (figures become PNGs with alt text, then close)."""
+    import io
+
     import matplotlib.pyplot as plt
+    from IPython.display import Image
 
     for part in parts:
         if isinstance(part, Figure):
-            display(part)
+            buffer = io.BytesIO()
+            part.savefig(buffer, format="png", dpi=150)
+            alt = getattr(part, "alt_text", "") or _figure_title(part)
+            display(Image(data=buffer.getvalue(), format="png"), metadata={"alt": alt})
             plt.close(part)
         else:
             display(HTML(part))
+
+
+def _figure_title(fig: Figure) -> str:
+    titles = [ax.get_title(loc="left") or ax.get_title() for ax in fig.axes]
+    return "; ".join(t for t in titles if t) or "Chart"
 
 
 def cover(ctx: ReportContext) -> str:
@@ -220,15 +231,22 @@ def case_mix_section(ctx: ReportContext) -> str:
     parts = ["<h2>Case mix</h2><p>Share of this provider's patients in each group, against the country.</p>"]
     for variable in nat.index.get_level_values(0).unique():
         rows = []
-        for category in nat.loc[variable].index:
+        for category in _category_order(nat.loc[variable].index):
             share = mine["share"].get((variable, category), 0.0)
             count = mine["n"].get((variable, category), 0)
             rows.append([category, format_count(count, ctx.threshold, ctx.public),
                          pct(share) if not (ctx.public and 1 <= count <= ctx.threshold) else "*",
                          pct(nat.loc[(variable, category), "share"])])
-        parts.append(table([variable.capitalize(), "Patients", "Share", "National share"], rows,
+        parts.append(table([variable.replace("_", " ").capitalize(), "Patients", "Share", "National share"], rows,
                            numeric=(1, 2, 3), css_class="data compact"))
     return "".join(parts)
+
+
+def _category_order(categories: pd.Index) -> list[str]:
+    from auditreport.analysis.quality import AGE_LABELS
+
+    rank = {label: i for i, label in enumerate(AGE_LABELS)}
+    return sorted(categories, key=lambda c: (c == "missing", rank.get(c, len(rank)), str(c)))
 
 
 def quality_section(ctx: ReportContext) -> str:

@@ -1,0 +1,172 @@
+"""The ``auditreport`` command line.
+
+Exit codes: 0 success; 1 unexpected error; 2 invalid audit definition or usage;
+3 input data failed validation (nothing written); 4 some reports failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from auditreport import __version__
+from auditreport.errors import AuditReportError, BuildError
+
+DEFAULT_REPORTS = Path("reports")
+DEMO_AUDITS = ("params/synthetic.yaml",)
+
+
+def _fail(exc: AuditReportError) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):  # report user errors without a traceback
+        try:
+            return super().invoke(ctx)
+        except AuditReportError as exc:
+            _fail(exc)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="auditreport")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
+def main(verbose: bool) -> None:
+    """Risk-adjusted, reproducible reports for national clinical audits."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("audit", type=click.Path(dir_okay=False, path_type=Path))
+def validate(audit: Path) -> None:
+    """Check an audit definition and its data without writing anything."""
+    from auditreport.analysis.national import load_validated
+    from auditreport.config import load_config
+
+    config = load_config(audit)
+    data = load_validated(config)
+    p = data.patients
+    click.echo(f"{config.path.name}: valid. {data.n_submitted:,} records from {p['provider_code'].nunique()} "
+               f"providers; {int((p['exclusion'] != '').sum()):,} to be excluded.")
+    for warning in data.warnings:
+        click.echo(f"  warning: {warning}")
+
+
+@main.command()
+@click.argument("audit", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--reports", "reports_root", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_REPORTS,
+              show_default=True, help="Folder that receives <audit>/<period>/.")
+@click.option("-p", "--provider", "providers", multiple=True, help="Build only these providers (repeatable).")
+@click.option("--audience", "audiences", multiple=True, type=click.Choice(["local", "public"]),
+              help="Audiences to build (default both).")
+@click.option("-j", "--jobs", type=int, default=None, help="Reports built at once (default: all cores).")
+@click.option("--force", is_flag=True, help="Rebuild everything, even what is up to date.")
+@click.option("--timeout", type=int, default=600, show_default=True, help="Seconds a notebook cell may run.")
+def run(audit: Path, reports_root: Path, providers: tuple[str, ...], audiences: tuple[str, ...],
+        jobs: int | None, force: bool, timeout: int) -> None:
+    """Run an audit: national stage, every provider's reports, site and manifest."""
+    _build(audit, reports_root, providers, audiences or ("local", "public"), jobs, force, timeout)
+
+
+def _build(audit: Path, reports_root: Path, providers, audiences, jobs, force: bool, timeout: int) -> Path:
+    from auditreport.pipeline import build
+
+    def progress(result) -> None:
+        mark = {"built": "built", "skipped": "up to date", "failed": "FAILED"}[result.status]
+        click.echo(f"  {mark:<10} {result.name} ({result.seconds:.1f}s){': ' + result.error if result.error else ''}")
+
+    click.echo(f"{audit}: building")
+    summary = build(audit, reports_root, providers=providers or None, audiences=audiences, workers=jobs,
+                    force=force, timeout=timeout, on_result=progress)
+    counts = summary.counts()
+    national = "up to date" if summary.national_skipped else f"{summary.national_seconds:.1f}s"
+    click.echo(f"{audit}: national stage {national}; reports: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+               + f"; {summary.seconds:.1f}s in all")
+    click.echo(f"  open {summary.period_dir / 'index.html'}")
+    if summary.failed:
+        raise BuildError(f"{len(summary.failed)} report(s) failed:\n" + "\n".join(
+            f"  {r.name}: {r.error} (notebook: {r.failed_notebook or 'none'})" for r in summary.failed))
+    return summary.period_dir
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("data/synthetic"),
+              show_default=True)
+@click.option("--records", type=int, default=50_000, show_default=True, help="Records over the whole period.")
+@click.option("--providers", type=int, default=120, show_default=True)
+@click.option("--consultants", type=int, default=500, show_default=True)
+@click.option("--seed", type=int, default=20241, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+def synth(out: Path, records: int, providers: int, consultants: int, seed: int, fmt: str) -> None:
+    """Generate the synthetic national audit (data, providers and the truth)."""
+    from auditreport.data.synthetic import SyntheticSpec, write
+
+    started = time.perf_counter()
+    paths = write(SyntheticSpec(records=records, providers=providers, consultants=consultants, seed=seed), out, fmt)
+    click.echo(f"wrote {', '.join(str(p) for p in paths.values())} in {time.perf_counter() - started:.1f}s")
+
+
+@main.command()
+@click.option("--reports", "reports_root", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_REPORTS,
+              show_default=True)
+@click.option("-j", "--jobs", type=int, default=None)
+@click.option("--force", is_flag=True)
+def demo(reports_root: Path, jobs: int | None, force: bool) -> None:
+    """Build the demo: the synthetic audit (every provider, both audiences) and the other demo audits."""
+    from auditreport.data.synthetic import SyntheticSpec, write
+
+    started = time.perf_counter()
+    data = Path("data/synthetic/records.parquet")
+    if force or not data.exists():
+        write(SyntheticSpec(), data.parent)
+    built = []
+    for audit in DEMO_AUDITS:
+        built.append(_build(Path(audit), reports_root, (), ("local", "public"), jobs, force, 600))
+    _write_top_index(reports_root)
+    click.echo(f"demo built in {time.perf_counter() - started:.0f}s; open {reports_root.resolve() / 'index.html'}")
+
+
+def _write_top_index(reports_root: Path) -> None:
+    from auditreport.publication.index import write_top_index
+
+    write_top_index(reports_root)
+
+
+@main.command()
+@click.argument("input_csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--unit", "unit_col", required=True, help="Column naming the unit.")
+@click.option("--observed", "observed_col", required=True, help="Column of observed events.")
+@click.option("--expected", "expected_col", default=None, help="Column of expected events (ratio mode).")
+@click.option("--denominator", "denominator_col", default=None, help="Column of denominators (proportion mode).")
+@click.option("--target", type=float, default=None, help="Target rate (default: pooled).")
+@click.option("--overdispersion", type=click.Choice(["none", "multiplicative", "additive", "shmi"]), default="none",
+              show_default=True)
+@click.option("--method", default=None, help="Limit method: exact or phe (ratios); wilson or exact (proportions).")
+@click.option("--plot", "plot_prefix", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a funnel plot to PREFIX.png and PREFIX.svg.")
+def aggregate(input_csv: Path, output: Path, unit_col: str, observed_col: str, expected_col: str | None,
+              denominator_col: str | None, target: float | None, overdispersion: str, method: str | None,
+              plot_prefix: Path | None) -> None:
+    """Funnel limits and HQIP flags from a table with one row per unit."""
+    from auditreport.aggregate import AggregateInputError, run_aggregate
+
+    try:
+        result = run_aggregate(input_csv, output, unit_col=unit_col, observed_col=observed_col,
+                               expected_col=expected_col, denominator_col=denominator_col, target=target,
+                               overdispersion=overdispersion, method=method, plot_prefix=plot_prefix)
+    except AggregateInputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    flags = result["flag"].value_counts().to_dict()
+    click.echo(f"wrote {output} ({len(result)} units; flags: {flags})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Shared fixtures: small synthetic audits written to temporary folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from auditreport.data.synthetic import SyntheticSpec, write
+
+REPO = Path(__file__).resolve().parents[1]
+SYNTHETIC_PARAMS = REPO / "params" / "synthetic.yaml"
+
+
+def make_audit(folder: Path, spec: SyntheticSpec, fmt: str = "parquet", **overrides) -> Path:
+    """Write synthetic data and an audit definition pointing at it; return the definition's path."""
+    paths = write(spec, folder / "data", fmt)
+    definition = yaml.safe_load(SYNTHETIC_PARAMS.read_text())
+    definition["data"]["source"] = str(paths["records"])
+    definition["data"]["providers"] = str(paths["providers"])
+    for section, values in overrides.items():
+        definition[section].update(values)
+    out = folder / "audit.yaml"
+    out.write_text(yaml.safe_dump(definition, sort_keys=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_audit(tmp_path_factory) -> Path:
+    """A few providers, enough to exercise everything quickly."""
+    folder = tmp_path_factory.mktemp("small_audit")
+    return make_audit(folder, SyntheticSpec(records=3000, providers=6, consultants=18, outliers_high=1,
+                                            outliers_low=0, seed=7))
+
+
+@pytest.fixture(scope="session")
+def built_small_audit(small_audit, tmp_path_factory):
+    """The small audit built end to end (national stage, every report, site)."""
+    from auditreport.pipeline import build
+
+    reports = tmp_path_factory.mktemp("reports")
+    summary = build(small_audit, reports, workers=2)
+    assert not summary.failed, [(r.name, r.error) for r in summary.failed]
+    return summary
+
+
+def truth(audit_yaml: Path) -> dict:
+    return json.loads((audit_yaml.parent / "data" / "truth.json").read_text())
