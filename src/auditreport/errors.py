@@ -38,6 +38,12 @@ class DataValidationError(AuditReportError):
         return "\n".join(lines)
 
 
+class RiskModelError(AuditReportError):
+    """The risk model cannot be fitted on the data (names the factor and level, and the remedy)."""
+
+    exit_code = 3
+
+
 class BuildError(AuditReportError):
     """One or more reports failed to build."""
 

@@ -23,7 +23,7 @@ from auditreport.analysis.quality import case_mix, data_quality
 from auditreport.config import AuditConfig
 from auditreport.data.loading import file_sha256, read_table
 from auditreport.data.validation import ValidatedData, validate
-from auditreport.errors import DataValidationError
+from auditreport.errors import DataValidationError, RiskModelError
 from auditreport.provenance import code_version, now_utc
 from auditreport.stats import riskmodel, survival
 from auditreport.stats.overdispersion import Overdispersion, estimate_proportion, estimate_ratio
@@ -49,7 +49,7 @@ def load_validated(config: AuditConfig) -> ValidatedData:
         if missing:
             raise DataValidationError(str(config.providers_file), [
                 {"column": c, "rule": "column present", "count": 1, "rows": [],
-                 "examples": f"the providers file needs columns provider_code and provider_name"}
+                 "examples": "the providers file needs columns provider_code and provider_name"}
                 for c in missing])
         providers = table.assign(provider_code=table["provider_code"].astype(str).str.strip())
     raw = read_table(config.source)
@@ -74,12 +74,53 @@ def fit_risk(config: AuditConfig, cohort: pd.DataFrame) -> tuple[riskmodel.RiskM
     imputed, flags = riskmodel.impute_missing(cohort, factors, fill)
     usable = ~flags["excluded"] if "excluded" in flags else pd.Series(True, index=imputed.index)
     spec = config.risk_model
-    if spec.method == "fit":
-        model = riskmodel.fit_logistic(imputed[usable], factors, fill_values=fill)
-    else:
-        model = riskmodel.fixed_model(spec.coefficients, factors, recalibrate=spec.recalibrate,
-                                      df=imputed[usable] if spec.recalibrate else None, fill_values=fill)
+    try:
+        if spec.method == "fit":
+            _check_fittable(config, imputed[usable])
+            model = riskmodel.fit_logistic(imputed[usable], factors, fill_values=fill)
+        else:
+            model = riskmodel.fixed_model(spec.coefficients, factors, recalibrate=spec.recalibrate,
+                                          df=imputed[usable] if spec.recalibrate else None, fill_values=fill)
+    except ValueError as exc:
+        raise _model_error(config, imputed[usable], str(exc)) from None
     return model, imputed, flags
+
+
+def _check_fittable(config: AuditConfig, cohort: pd.DataFrame) -> None:
+    """Refuse, with a clear reason, a cohort in which no model of the outcome can be fitted."""
+    deaths, n = int(cohort["outcome"].sum()), len(cohort)
+    if deaths == 0:
+        raise RiskModelError(f"{config.path}: the risk model cannot be fitted on {config.source}: there are no "
+                             f"deaths among the {n:,} records analysed, so there is nothing to predict. Check the "
+                             "death date (or event) column, or give risk_model.method: fixed with coefficients. "
+                             "Nothing was written.")
+    if deaths == n:
+        raise RiskModelError(f"{config.path}: the risk model cannot be fitted on {config.source}: every patient "
+                             f"died (all {n:,} records analysed). Check the death date (or event) column. "
+                             "Nothing was written.")
+
+
+def _model_error(config: AuditConfig, cohort: pd.DataFrame, reason: str) -> RiskModelError:
+    """Name each categorical level that stops the fit (no patients, no deaths, only deaths) and the remedy."""
+    lines = []
+    index = {f.name: i for i, f in enumerate(config.risk_factors)}
+    for f in config.risk_factors:
+        if f.kind != "categorical" or f.name not in config.risk_model.covariates:
+            continue
+        levels = cohort[f.name].astype("string").fillna(f.reference or "")
+        for level in f.categories:
+            if level == f.reference:
+                continue
+            mask = (levels == level).to_numpy()
+            n, d = int(mask.sum()), int(cohort["outcome"].to_numpy()[mask].sum())
+            if n == 0 or d == 0 or d == n:
+                what = "no patients" if n == 0 else f"{n} patients, {d} deaths"
+                lines.append(f"  risk factor '{f.name}' level '{level}': {what} "
+                             f"(merge it into another level in risk_factors[{index[f.name]}].categories, "
+                             f"or drop '{f.name}' from risk_model.covariates)")
+    head = (f"{config.path}: the risk model cannot be fitted on {config.source}; nothing was written."
+            + ("\n" + "\n".join(lines) if lines else ""))
+    return RiskModelError(f"{head}\n  cause: {reason}")
 
 
 def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData | None = None,

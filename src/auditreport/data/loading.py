@@ -19,7 +19,12 @@ SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes: the data fingerprint recorded with every output."""
+    """SHA-256 of a file's bytes: the data fingerprint recorded with every output.
+
+    A missing file is a data problem the user can fix, reported like any other.
+    """
+    if not Path(path).is_file():
+        raise DataValidationError(str(path), [_file_failure("file exists", "the data file was not found")])
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -74,7 +79,40 @@ def _read_csv(path: Path) -> pd.DataFrame:
             raise DataValidationError(src, [_file_failure(
                 "comma-separated", f"the header '{header[:80]}' looks {sniffed!r}-separated; "
                 "export the file with commas")])
+    short = _short_rows(path, df.shape[1])
+    if short:
+        truncated = not _ends_with_newline(path) and short[-1][0] == len(df)
+        rows = [r for r, _ in short]
+        first_row, first_n = short[0]
+        detail = (f"data row {first_row} has {first_n} of {df.shape[1]} fields"
+                  + (f" ({len(short) - 1} more short row(s))" if len(short) > 1 else ""))
+        if truncated:
+            detail += "; the file ends mid-line, so it was probably truncated in transfer"
+        raise DataValidationError(src, [{"column": "(file)", "rule": "complete lines (every row has every field)",
+                                          "count": len(short), "rows": rows, "examples": detail}])
     return df
+
+
+def _short_rows(path: Path, n_fields: int) -> list[tuple[int, int]]:
+    """(data row, fields) of every row with fewer fields than the header (pandas pads them silently)."""
+    short = []
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        row_number = 0
+        for row in reader:
+            if not row:  # blank lines are skipped by pandas too
+                continue
+            row_number += 1
+            if len(row) < n_fields:
+                short.append((row_number, len(row)))
+    return short
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, 2)
+        return fh.read(1) in (b"\n", b"\r")
 
 
 def _sniff_delimiter(header: str) -> str | None:

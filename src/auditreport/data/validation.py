@@ -120,13 +120,27 @@ def _require_columns(config: AuditConfig, raw: pd.DataFrame, source: str) -> Non
     present = [str(c) for c in raw.columns]
     for role, column in needed.items():
         if column not in raw.columns:
-            close = difflib.get_close_matches(column, present, n=1)
+            close = _close_match(column, present)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             failures.append({"column": column, "rule": "column present", "count": len(raw), "rows": [],
                              "examples": f"mapped as {role} in {config.path.name} but not in the file{hint} "
                                          f"(file has: {', '.join(present[:20])})"})
     if failures:
         raise DataValidationError(source, failures)
+
+
+def _close_match(column: str, present: list[str]) -> list[str]:
+    """The file's column most like ``column``: by spelling, or one contained in the other (asa, asa_grade)."""
+    def norm(text: str) -> str:
+        return "".join(ch for ch in text.lower() if ch.isalnum())
+
+    by_norm = {norm(p): p for p in present}
+    close = difflib.get_close_matches(norm(column), list(by_norm), n=1, cutoff=0.75)
+    if close:
+        return [by_norm[close[0]]]
+    wanted = norm(column)
+    contained = [p for n, p in by_norm.items() if len(n) >= 3 and (n in wanted or wanted in n)]
+    return sorted(contained, key=lambda p: abs(len(norm(p)) - len(wanted)))[:1]
 
 
 def _coerce(config: AuditConfig, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:

@@ -1,0 +1,81 @@
+"""Every case of the bad-input corpus stops ``auditreport run`` with its exit code and a clear message,
+and writes nothing to the reports folder."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bad_input_corpus import CASES, Audit, Case
+from click.testing import CliRunner
+from conftest import make_audit
+
+from auditreport.cli import main
+from auditreport.data.synthetic import SyntheticSpec
+
+CLEAN_SPEC = SyntheticSpec(records=400, providers=4, consultants=8, outliers_high=0, outliers_low=0, seed=11)
+
+
+@pytest.fixture(scope="session")
+def clean_template(tmp_path_factory) -> Path:
+    """A clean 400-record CSV audit whose paths are relative, so copies of the folder stand alone."""
+    folder = tmp_path_factory.mktemp("clean_audit")
+    make_audit(folder, CLEAN_SPEC, fmt="csv")
+    audit = Audit(folder)
+
+    def relative(d):
+        d["data"].update(source="data/records.csv", providers="data/providers.csv")
+        # Few records: fit on the factors every level of which has deaths in this sample.
+        d["risk_model"]["covariates"] = ["age", "sex", "urgency"]
+    audit.edit_definition(relative)
+    return folder
+
+
+@pytest.fixture()
+def audit_copy(clean_template, tmp_path) -> Audit:
+    folder = tmp_path / "audit"
+    shutil.copytree(clean_template, folder)
+    return Audit(folder)
+
+
+def run_cli(audit: Audit, reports: Path, *extra: str):
+    return CliRunner().invoke(main, ["run", str(audit.yaml), "--reports", str(reports), *extra])
+
+
+def test_corpus_is_large_and_names_are_unique():
+    assert len(CASES) >= 30
+    assert len({c.name for c in CASES}) == len(CASES)
+
+
+def test_clean_audit_validates(audit_copy):
+    result = CliRunner().invoke(main, ["validate", str(audit_copy.yaml)])
+    assert result.exit_code == 0, result.output
+    assert "valid. 400 records from 4 providers" in result.output
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_is_refused_with_a_clear_message(case: Case, audit_copy: Audit, tmp_path):
+    case.mutate(audit_copy)
+    reports = tmp_path / "reports"
+    result = run_cli(audit_copy, reports)
+    message = result.output
+    assert result.exit_code == case.exit_code, (result.exit_code, message, result.exception)
+    assert "Traceback" not in message
+    missing = [f for f in case.fragments if f not in message]
+    assert not missing, f"{missing} not in:\n{message}"
+    assert not reports.exists(), sorted(p.name for p in reports.rglob("*"))
+
+
+def test_real_process_exit_code_and_stderr(audit_copy, tmp_path):
+    """The installed command line, in its own process: exit 3, message on stderr, nothing written."""
+    audit_copy.set([4], "death_date", "1999-01-01")
+    reports = tmp_path / "reports"
+    proc = subprocess.run([sys.executable, "-m", "auditreport.cli", "run", str(audit_copy.yaml),
+                           "--reports", str(reports)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert "column 'death_date'" in proc.stderr and "rows 4" in proc.stderr
+    assert "nothing was written" in proc.stderr and "Traceback" not in proc.stderr
+    assert not reports.exists()
