@@ -3,42 +3,15 @@ and writes nothing to the reports folder."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from bad_input_corpus import CASES, Audit, Case
 from click.testing import CliRunner
-from conftest import make_audit
 
 from auditreport.cli import main
-from auditreport.data.synthetic import SyntheticSpec
-
-CLEAN_SPEC = SyntheticSpec(records=400, providers=4, consultants=8, outliers_high=0, outliers_low=0, seed=11)
-
-
-@pytest.fixture(scope="session")
-def clean_template(tmp_path_factory) -> Path:
-    """A clean 400-record CSV audit whose paths are relative, so copies of the folder stand alone."""
-    folder = tmp_path_factory.mktemp("clean_audit")
-    make_audit(folder, CLEAN_SPEC, fmt="csv")
-    audit = Audit(folder)
-
-    def relative(d):
-        d["data"].update(source="data/records.csv", providers="data/providers.csv")
-        # Few records: fit on the factors every level of which has deaths in this sample.
-        d["risk_model"]["covariates"] = ["age", "sex", "urgency"]
-    audit.edit_definition(relative)
-    return folder
-
-
-@pytest.fixture()
-def audit_copy(clean_template, tmp_path) -> Audit:
-    folder = tmp_path / "audit"
-    shutil.copytree(clean_template, folder)
-    return Audit(folder)
+from bad_inputs.bad_input_corpus import CASES, Audit, Case
 
 
 def run_cli(audit: Audit, reports: Path, *extra: str):

@@ -206,7 +206,8 @@ def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData
                      "records_submitted": validated.n_submitted,
                      "records_excluded": int((patients["exclusion"] != "").sum()),
                      "providers": int(patients["provider_code"].nunique()),
-                     "consultants": int(cohort["consultant_code"].nunique())},
+                     "consultants": int(cohort["consultant_code"].nunique()),
+                     "providers_without_cases": _providers_without_cases(validated, patients, cohort)},
         "overdispersion": od_info,
         "overdispersion_method": config.overdispersion,
         "survival": {"horizons": list(config.horizons), "ci_transform": config.ci_transform},
@@ -223,6 +224,16 @@ def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData
     log.info("national stage: %d patients, %d providers in %.1fs", n, metadata["national"]["providers"],
              time.perf_counter() - started)
     return NationalResult(bundle_path=bundle, metadata=metadata, indicators=table)
+
+
+def _providers_without_cases(validated: ValidatedData, patients: pd.DataFrame,
+                             cohort: pd.DataFrame) -> list[dict[str, Any]]:
+    """Providers listed or submitting that have no case to analyse: no report, but a caveat nationally."""
+    registry = validated.providers.set_index("provider_code")["provider_name"].astype(str)
+    submitted = patients["provider_code"].value_counts()
+    codes = sorted((set(registry.index) | set(submitted.index)) - set(cohort["provider_code"]))
+    return [{"provider_code": c, "provider_name": str(registry.get(c, c)), "records_submitted": int(submitted.get(c, 0))}
+            for c in codes]
 
 
 def _unit_names(patients: pd.DataFrame) -> pd.Series:

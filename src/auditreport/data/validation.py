@@ -107,6 +107,10 @@ def validate(config: AuditConfig, raw: pd.DataFrame, source: str,
                 .sort_values("provider_code").reset_index(drop=True))
     if providers is not None:
         registry = providers[["provider_code", "provider_name"]].copy()
+        silent = sorted(set(registry["provider_code"]) - set(out["provider_code"]))
+        if silent:
+            warnings.append(f"{len(silent)} provider(s) in the providers file submitted no records: "
+                            + ", ".join(silent[:20]) + (" ..." if len(silent) > 20 else ""))
     out = out.reset_index(drop=True)
     return ValidatedData(patients=out, source=source, n_submitted=len(raw), providers=registry,
                          warnings=warnings)

@@ -328,7 +328,17 @@ def national_summary(ctx: ReportContext) -> str:
     return (f"<h2>Summary</h2><p class='lead'>{m['providers']} providers submitted {m['records_submitted']:,} "
             f"records; {m['cases']:,} were analysed, with {int(m['deaths']):,} deaths within "
             f"{ctx.meta['audit']['outcome_days']} days (national rate {pct(m['rate'], 2)}). "
-            f"Risk-adjusted outlier flags: {esc(flagged or 'none')}.</p>")
+            f"Risk-adjusted outlier flags: {esc(flagged or 'none')}.</p>" + _without_cases(m))
+
+
+def _without_cases(national: dict) -> str:
+    """Caveat naming providers with no case analysed in the period (they have no report)."""
+    silent = national.get("providers_without_cases") or []
+    if not silent:
+        return ""
+    names = ", ".join(f"{esc(p['provider_name'])} ({esc(p['provider_code'])})" for p in silent)
+    return (f"<p class='note'>{len(silent)} provider(s) had no cases to analyse in the period and have no "
+            f"results: {names}.</p>")
 
 
 def ranked_table(ctx: ReportContext) -> str:

@@ -1,0 +1,172 @@
+"""Unusual but legitimate data give correct results with the right caveat, never a crash.
+
+Each case runs the national stage on a copy of the clean audit and then builds every section of the
+national report and of each provider's local and public report exactly as the notebooks do (without
+a kernel, to stay fast; the full notebooks run in the end-to-end and hostile-name tests).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from auditreport.analysis.national import load_validated, run_national
+from auditreport.config import load_config
+from auditreport.presentation import sections as s
+
+
+def _text(parts) -> str:
+    out = []
+    for part in parts:
+        if isinstance(part, Figure):
+            import matplotlib.pyplot as plt
+
+            out.append(s._figure_title(part))
+            plt.close(part)
+        else:
+            out.append(part)
+    return "\n".join(out)
+
+
+def render_provider(bundle: str, provider: str, audience: str) -> str:
+    ctx = s.load_context(bundle, audience, provider)
+    return _text([s.cover(ctx), s.at_a_glance(ctx), *s.funnel_section(ctx), *s.survival_section(ctx),
+                  s.case_mix_section(ctx), *s.consultant_section(ctx), s.quality_section(ctx), s.next_steps(ctx),
+                  s.methods(ctx)])
+
+
+def render_national(bundle: str) -> str:
+    ctx = s.load_context(bundle, "public")
+    return _text([s.cover(ctx), s.national_summary(ctx), s.funnel(ctx, "provider", "risk_adjusted_mortality"),
+                  s.funnel(ctx, "provider", "oe_ratio"), s.funnel(ctx, "provider", "crude_mortality"),
+                  s.ranked_table(ctx), s.model_section(ctx), *s.survival_section(ctx), s.quality_by_provider(ctx),
+                  s.methods(ctx)])
+
+
+def build_all(audit, tmp_path, provider: str | None = None):
+    config = load_config(audit.yaml)
+    result = run_national(config, tmp_path / "out")
+    bundle = str(result.bundle_path)
+    ind = result.indicators
+    providers = sorted(ind.loc[ind["level"] == "provider", "unit_id"].unique())
+    providers = [p for p in providers if provider is None or p == provider]
+    pages = {(p, a): render_provider(bundle, p, a) for p in providers for a in ("local", "public")}
+    pages[("national", "public")] = render_national(bundle)
+    return config, result, pages
+
+
+def _row(result, unit, indicator, level="provider"):
+    t = result.indicators
+    return t[(t["level"] == level) & (t["unit_id"] == unit) & (t["indicator"] == indicator)].iloc[0]
+
+
+def _smallest_provider(audit) -> str:
+    return audit.frame()["provider_code"].value_counts().index[-1]
+
+
+def test_provider_listed_but_without_records(audit_copy, tmp_path):
+    with open(audit_copy.providers, "a") as fh:
+        fh.write("RZZ0,Silent Valley NHS Trust\n")
+    data = load_validated(load_config(audit_copy.yaml))
+    assert any("submitted no records: RZZ0" in w for w in data.warnings)
+    _, result, pages = build_all(audit_copy, tmp_path, "")
+    assert "RZZ0" not in set(result.indicators["unit_id"])  # no results, so no report
+    assert result.metadata["national"]["providers_without_cases"] == [
+        {"provider_code": "RZZ0", "provider_name": "Silent Valley NHS Trust", "records_submitted": 0}]
+    assert "1 provider(s) had no cases to analyse" in pages[("national", "public")]
+    assert "Silent Valley NHS Trust (RZZ0)" in pages[("national", "public")]
+
+
+def test_provider_whose_records_are_all_outside_the_period(audit_copy, tmp_path):
+    code = _smallest_provider(audit_copy)
+    audit_copy.edit(lambda f: f.assign(procedure_date=f["procedure_date"].where(f["provider_code"] != code,
+                                                                                  "2023-03-01")))
+    _, result, pages = build_all(audit_copy, tmp_path, code)
+    silent = result.metadata["national"]["providers_without_cases"]
+    assert [p["provider_code"] for p in silent] == [code] and silent[0]["records_submitted"] > 0
+    assert f"({code})" in pages[("national", "public")]
+
+
+def test_provider_with_one_case(audit_copy, tmp_path):
+    code = _smallest_provider(audit_copy)
+    other = audit_copy.frame()["provider_code"].value_counts().index[0]
+
+    def change(f):
+        mine = f.index[f["provider_code"] == code]
+        f.loc[mine[1:], "provider_code"] = other
+    audit_copy.edit(change)
+    _, result, pages = build_all(audit_copy, tmp_path, code)
+    row = _row(result, code, "crude_mortality")
+    assert row["denominator"] == 1
+    assert "reported <strong>1</strong> procedures" in pages[(code, "local")]
+    public = pages[(code, "public")]
+    assert "reported <strong>*</strong> procedures" in public
+    assert "numbers are too small to publish" in public
+
+
+def test_provider_where_every_patient_lived(audit_copy, tmp_path):
+    code = audit_copy.frame()["provider_code"].value_counts().index[0]
+
+    def change(f):
+        f.loc[f["provider_code"] == code, "death_date"] = ""
+    audit_copy.edit(change)
+    _, result, pages = build_all(audit_copy, tmp_path, code)
+    oe = _row(result, code, "oe_ratio")
+    assert oe["observed"] == 0 and oe["value"] == 0 and oe["lower95"] == 0
+    assert np.isfinite(oe["upper95"]) and oe["upper95"] > 0 and oe["expected"] > 0
+    assert np.isfinite([oe["limit_lower95"], oe["limit_upper95"], oe["limit_lower998"], oe["limit_upper998"]]).all()
+    assert oe["flag"] in ("as_expected", "alert_low", "alarm_low")
+    assert _row(result, code, "survival_30d")["value"] == 1.0
+    assert "Risk-adjusted mortality" in pages[(code, "local")]
+
+
+def test_provider_where_every_patient_died(audit_copy, tmp_path):
+    code = _smallest_provider(audit_copy)
+
+    def change(f):
+        mine = f["provider_code"] == code
+        f.loc[mine, "death_date"] = f.loc[mine, "procedure_date"]
+    audit_copy.edit(change)
+    _, result, pages = build_all(audit_copy, tmp_path, code)
+    crude = _row(result, code, "crude_mortality")
+    assert crude["value"] == 1.0 and crude["upper95"] == pytest.approx(1.0)
+    assert _row(result, code, "oe_ratio")["flag"] == "alarm_high"
+    # Everyone died on the day of the procedure: the survival curve ends at day 0, and by the survival
+    # module's rule (no estimate beyond the last follow-up time) survival at 30 days is not estimated.
+    surv = _row(result, code, "survival_30d")["value"]
+    assert surv == 0.0 or np.isnan(surv)
+    assert "much higher than expected" in pages[(code, "local")]
+
+
+def test_provider_missing_every_risk_factor(audit_copy, tmp_path):
+    code = _smallest_provider(audit_copy)
+    factors = ["age", "sex", "asa", "urgency", "procedure_group", "diabetes", "bmi"]
+
+    def change(f):
+        f.loc[f["provider_code"] == code, factors] = ""
+    audit_copy.edit(change)
+    n = int((audit_copy.frame()["provider_code"] == code).sum())
+    data = load_validated(load_config(audit_copy.yaml))
+    assert any(w.startswith(f"age: {n} missing") for w in data.warnings)
+    _, result, pages = build_all(audit_copy, tmp_path, code)
+    from auditreport.analysis.bundle import load_bundle
+
+    q = load_bundle(result.bundle_path, tables=("quality",)).quality.set_index("unit_id").loc[code]
+    assert q["complete: age"] == 0 and q["complete: urgency"] == 0
+    assert q["imputed: age"] == n and q["imputed: urgency"] == n  # counted in data quality
+    assert np.isfinite(_row(result, code, "oe_ratio")["expected"])
+    assert "Imputed: age" in pages[(code, "local")]
+
+
+def test_risk_model_with_fixed_coefficients_and_no_deaths_nationally(audit_copy, tmp_path):
+    """With no deaths a model cannot be fitted (a corpus error); with given coefficients the run is fine."""
+    audit_copy.edit(lambda f: f.assign(death_date=""))
+    audit_copy.edit_definition(lambda d: d.update(risk_model={
+        "method": "fixed", "covariates": ["age"], "coefficients": {"Intercept": -4.0, "age": 0.02}}))
+    _, result, pages = build_all(audit_copy, tmp_path, "")
+    nat = _row(result, "national", "oe_ratio", level="national")
+    assert nat["observed"] == 0 and nat["value"] == 0 and nat["expected"] > 0
+    assert isinstance(pages[("national", "public")], str)
+    assert pd.notna(result.indicators["expected"]).any()
