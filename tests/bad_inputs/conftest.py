@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -33,3 +34,52 @@ def audit_copy(clean_template, tmp_path) -> Audit:
     folder = tmp_path / "audit"
     shutil.copytree(clean_template, folder)
     return Audit(folder)
+
+
+# --- a tiny audit whose providers and consultants have hostile names ------------------------------
+
+#: provider code -> name; each tries to break out of HTML, a file name, a spreadsheet or a string literal.
+HOSTILE_PROVIDERS = {
+    "<script>alert(1)</script>": "<script>alert('name')</script> Trust & \"Partners\" <b>bold</b>",
+    "../../escape\\'\"": "Ysbyty Athrofaol Cymru \u2013 Bwrdd Iechyd Prifysgol Caerdydd a'r Fro \u0174\u0175 \U0001F3E5 "
+                          + "very long name " * 25,
+    "=1+2/R\u0174\U0001F3E5": "=HYPERLINK(\"http://evil.example/\",\"click me\")",
+}
+HOSTILE_CONSULTANTS = ["<img src=x onerror=alert(2)>", "@SUM(1+1)", "-2+3", "+44 cmd|' /C calc'!A0",
+                       "../c\u00e9", "C1234567"]
+HOSTILE_SPEC = SyntheticSpec(records=450, providers=3, consultants=6, outliers_high=0, outliers_low=0, seed=5)
+
+
+def make_hostile_audit(folder: Path) -> Path:
+    """Write the hostile audit into ``folder`` (data/ and audit.yaml); return the definition."""
+    write(HOSTILE_SPEC, folder / "data", "csv")
+    audit = Audit(folder)
+    frame = audit.frame()
+    providers = pd.read_csv(audit.providers, dtype=str)
+    codes = dict(zip(sorted(providers["provider_code"]), HOSTILE_PROVIDERS, strict=True))
+    frame["provider_code"] = frame["provider_code"].map(codes)
+    frame["provider_name"] = frame["provider_code"].map(HOSTILE_PROVIDERS)
+    real = sorted(frame["consultant_code"].unique())
+    consultants = dict(zip(real, HOSTILE_CONSULTANTS + real[len(HOSTILE_CONSULTANTS):], strict=False))
+    frame["consultant_code"] = frame["consultant_code"].map(consultants)
+    audit.save_frame(frame)
+    pd.DataFrame({"provider_code": list(HOSTILE_PROVIDERS), "provider_name": list(HOSTILE_PROVIDERS.values())}
+                 ).to_csv(audit.providers, index=False)
+    d = yaml.safe_load(SYNTHETIC_PARAMS.read_text())
+    d["data"].update(source="data/records.csv", providers="data/providers.csv")
+    d["risk_model"]["covariates"] = ["age", "sex", "urgency"]
+    d["publication"]["publish_consultants"] = False
+    audit.save_definition(d)
+    return audit.yaml
+
+
+@pytest.fixture(scope="session")
+def hostile_build(tmp_path_factory):
+    """The hostile audit built end to end once (3 providers x 2 audiences + national)."""
+    from auditreport.pipeline import build
+
+    root = tmp_path_factory.mktemp("hostile")
+    audit = make_hostile_audit(root / "audit")
+    summary = build(audit, root / "reports", workers=2)
+    assert not summary.failed, [(r.name, r.error) for r in summary.failed]
+    return audit, summary

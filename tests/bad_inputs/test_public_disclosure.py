@@ -1,0 +1,121 @@
+"""Local feedback never leaks into public output: every public file (the site, the national report,
+providers/*/public.*) is read back and searched for consultant detail (not published in this audit),
+small counts and the figures derived from them, and patient identifiers."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pypdf import PdfReader
+
+from auditreport.presentation.tables import pct
+
+pytestmark = pytest.mark.slow
+
+
+class _Text(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = False
+
+    def handle_starttag(self, tag, attrs):
+        self._skip = tag in ("script", "style")
+
+    def handle_endtag(self, tag):
+        self._skip = False
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.parts.append(data)
+
+
+def read_back(path: Path) -> str:
+    """What a reader of ``path`` sees: HTML text, PDF text, CSV or notebook as written."""
+    if path.suffix == ".html":
+        parser = _Text()
+        parser.feed(path.read_text(encoding="utf-8"))
+        return re.sub(r"\s+", " ", " ".join(parser.parts))
+    if path.suffix == ".pdf":
+        # pypdf returns text in a font that needed two-byte codes (the Welsh name's) with NUL bytes between.
+        text = " ".join(p.extract_text() for p in PdfReader(path).pages).replace("\x00", "")
+        return re.sub(r"\s+", " ", text)
+    return path.read_text(encoding="utf-8")
+
+
+def public_files(period: Path) -> list[Path]:
+    files = [p for p in (period / "site").rglob("*") if p.is_file()]
+    files += sorted((period / "providers").glob("*/public.*")) + sorted((period / "national").glob("national.*"))
+    return files
+
+
+@pytest.fixture(scope="module")
+def texts(hostile_build):
+    _, summary = hostile_build
+    period = summary.period_dir
+    public = {p: read_back(p) for p in public_files(period)}
+    local = {p: read_back(p) for p in sorted((period / "providers").glob("*/local.*"))}
+    return period, public, local
+
+
+def test_public_files_are_all_there(texts):
+    period, public, _ = texts
+    names = {p.relative_to(period).as_posix() for p in public}
+    assert {"site/index.html", "site/indicators.csv", "site/national.pdf", "national/national.html"} <= names
+    assert len([n for n in names if n.startswith("providers/") and n.endswith("public.pdf")]) == 3
+    assert len([n for n in names if n.startswith("site/providers/")]) == 6
+    for path, text in public.items():  # the read-back works: every report says what it is
+        if path.suffix in (".pdf", ".html") and path.name != "index.html":
+            assert "For publication" in text.replace(" ", " "), path
+
+
+def test_no_consultant_detail_in_public_files(texts, hostile_build):
+    audit, _ = hostile_build
+    period, public, local = texts
+    records = pd.read_csv(audit.parent / "data" / "records.csv", dtype=str)
+    consultants = sorted(records["consultant_code"].unique())
+    # Positive control: the confidential reports do show them.
+    assert "Consultants" in " ".join(t for p, t in local.items() if p.suffix == ".html")
+    assert any(c in " ".join(local.values()) for c in consultants)
+    for path, text in public.items():
+        leaked = [c for c in consultants if c in text or json.dumps(c)[1:-1] in text]
+        assert not leaked, (path, leaked)
+        assert "Risk-adjusted mortality by consultant" not in text, path
+    site_csv = pd.read_csv(period / "site" / "indicators.csv")
+    assert "consultant" not in set(site_csv["level"])
+
+
+def test_no_patient_identifier_in_public_files(texts, hostile_build):
+    audit, _ = hostile_build
+    _, public, _ = texts
+    ids = pd.read_csv(audit.parent / "data" / "records.csv", dtype=str)["patient_id"]
+    pattern = re.compile("|".join(re.escape(i) for i in ids))
+    for path, text in public.items():
+        assert not pattern.search(text), (path, pattern.search(text).group(0))
+
+
+def test_small_counts_and_their_figures_are_not_public(texts):
+    period, public, local = texts
+    bundle = pd.read_parquet(period / "bundle" / "indicators.parquet")
+    crude = bundle[(bundle["level"] == "provider") & (bundle["indicator"] == "crude_mortality")]
+    small = crude[(crude["numerator"] >= 1) & (crude["numerator"] <= 7)]
+    assert len(small) >= 2, "the fixture should have providers with small death counts"
+    site_csv = pd.read_csv(period / "site" / "indicators.csv", dtype={"unit_id": str})
+    all_public = " ".join(public.values())
+    all_local = " ".join(local.values())
+    for row in small.itertuples():
+        interval = f"{pct(row.lower95)} to {pct(row.upper95)}"
+        deaths = f"with {int(row.numerator)} deaths within"
+        assert interval in all_local and deaths in all_local  # positive control
+        assert interval not in all_public and deaths not in all_public, row.unit_id
+        published = site_csv[(site_csv["unit_id"].str.lstrip("'") == row.unit_id)
+                             & (site_csv["indicator"].isin(["crude_mortality", "oe_ratio",
+                                                             "risk_adjusted_mortality"]))]
+        assert len(published) == 3 and published["suppressed"].all()
+        assert published[["numerator", "observed", "value", "lower95", "upper95"]].isna().all().all()
+    assert "with * deaths within" in all_public
