@@ -1,7 +1,8 @@
 """The ``auditreport`` command line.
 
 Exit codes: 0 success; 1 unexpected error; 2 invalid audit definition or usage;
-3 input data failed validation (nothing written); 4 some reports failed.
+3 input data failed validation (nothing written); 4 some reports failed;
+5 ``reproduce`` found a difference (or changed inputs).
 """
 
 from __future__ import annotations
@@ -93,6 +94,21 @@ def _build(audit: Path, reports_root: Path, providers, audiences, jobs, force: b
         raise BuildError(f"{len(summary.failed)} report(s) failed:\n" + "\n".join(
             f"  {r.name}: {r.error} (notebook: {r.failed_notebook or 'none'})" for r in summary.failed))
     return summary.period_dir
+
+
+@main.command()
+@click.argument("period_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+def reproduce(period_dir: Path) -> None:
+    """Rerun a built period's national stage from its recorded inputs and check every figure and report."""
+    from auditreport.publication.reproduce import ReproductionError
+    from auditreport.publication.reproduce import reproduce as run_reproduce
+
+    result = run_reproduce(period_dir)
+    for note in result.notes:
+        click.echo(f"  note: {note}")
+    if not result.identical:
+        raise ReproductionError(result.summary())
+    click.echo(result.summary())
 
 
 @main.command()
