@@ -57,7 +57,7 @@ def validate(config: AuditConfig, raw: pd.DataFrame, source: str,
     try:
         schema.validate(frame, lazy=True)
     except SchemaErrors as exc:
-        failures.extend(_failures_from_pandera(exc, frame))
+        failures.extend(_without_repeats(_failures_from_pandera(exc, frame), failures))
     if failures:
         raise DataValidationError(source, _merge(failures))
 
@@ -257,8 +257,30 @@ def _known_provider_check(providers: pd.DataFrame) -> pa.Check:
     return pa.Check(lambda s: s.isin(known), name="provider known (listed in the providers file)")
 
 
+def _without_repeats(found: list[dict], type_failures: list[dict]) -> list[dict]:
+    """Drop 'value required' on rows whose value was already reported as unreadable (it became empty)."""
+    unreadable: dict[str, set[int]] = {}
+    for f in type_failures:
+        unreadable.setdefault(f["column"], set()).update(f["rows"])
+    out = []
+    for f in found:
+        if f["rule"] == "value required (not empty)" and f["column"] in unreadable:
+            rows = [r for r in f["rows"] if r not in unreadable[f["column"]]]
+            if not rows:
+                continue
+            f = dict(f, rows=rows, count=len(rows))
+        out.append(f)
+    return out
+
+
 def _failures_from_pandera(exc: SchemaErrors, frame: pd.DataFrame) -> list[dict]:
-    cases = exc.failure_cases
+    cases = exc.failure_cases.copy()
+    # A data-frame-wide check reports every column of each failing row; it names its own column ("col: rule"),
+    # so report it once, under that column.
+    frame_wide = (cases["schema_context"] == "DataFrameSchema") & cases["check"].astype(str).str.contains(": ")
+    cases.loc[frame_wide, "column"] = None
+    cases.loc[frame_wide, "failure_case"] = None
+    cases = cases.drop_duplicates(["column", "check", "index"])
     failures = []
     for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
         check = str(check)
@@ -272,7 +294,11 @@ def _failures_from_pandera(exc: SchemaErrors, frame: pd.DataFrame) -> list[dict]
         check = _readable_rule(check)
         index = group["index"].dropna()
         rows = sorted({int(i) + 1 for i in index if _is_int(i)})
-        examples = group["failure_case"].dropna().astype(str).unique()[:3].tolist()
+        examples = (group["failure_case"].dropna().astype(str).str.replace(r" 00:00:00$", "", regex=True)
+                    .unique()[:3].tolist())
+        if not examples and column in frame.columns and rows:
+            examples = [str(v.date()) if isinstance(v, pd.Timestamp) else str(v)
+                        for v in frame[column].iloc[[r - 1 for r in rows[:3]]]]
         failures.append({"column": str(column), "rule": check, "count": len(rows) or len(group),
                          "rows": rows, "examples": ", ".join(examples) if examples else ""})
     return failures
