@@ -53,6 +53,11 @@ def validate(audit: Path) -> None:
     config = load_config(audit)
     data = load_validated(config)
     p = data.patients
+    cohort = p[p["exclusion"] == ""]
+    if not cohort.empty:  # the risk model must be fittable too, or 'run' would fail after 'valid'
+        from auditreport.analysis.national import fit_risk
+
+        fit_risk(config, cohort)
     click.echo(f"{config.path.name}: valid. {data.n_submitted:,} records from {p['provider_code'].nunique()} "
                f"providers; {int((p['exclusion'] != '').sum()):,} to be excluded.")
     for warning in data.warnings:

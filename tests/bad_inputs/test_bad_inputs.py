@@ -52,3 +52,13 @@ def test_real_process_exit_code_and_stderr(audit_copy, tmp_path):
     assert "column 'death_date'" in proc.stderr and "rows 4" in proc.stderr
     assert "nothing was written" in proc.stderr and "Traceback" not in proc.stderr
     assert not reports.exists()
+
+
+@pytest.mark.parametrize("name", ["risk_factor_level_without_deaths", "duplicate_patient", "yaml_unknown_key"])
+def test_validate_command_finds_the_same_problems(name, audit_copy):
+    """'auditreport validate' refuses what 'run' would refuse, the risk model included."""
+    case = next(c for c in CASES if c.name == name)
+    case.mutate(audit_copy)
+    result = CliRunner().invoke(main, ["validate", str(audit_copy.yaml)])
+    assert result.exit_code == case.exit_code, result.output
+    assert all(f in result.output for f in case.fragments), result.output
