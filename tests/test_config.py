@@ -7,6 +7,7 @@ import yaml
 
 from auditreport.config import load_config
 from auditreport.errors import ConfigError
+
 from conftest import SYNTHETIC_PARAMS
 
 

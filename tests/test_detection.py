@@ -14,6 +14,7 @@ import pytest
 from auditreport.analysis.national import load_validated, run_national
 from auditreport.config import load_config
 from auditreport.data.synthetic import SyntheticSpec
+
 from conftest import make_audit, truth
 
 

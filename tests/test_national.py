@@ -10,6 +10,7 @@ from auditreport.analysis.indicators import INDICATOR_COLUMNS
 from auditreport.analysis.national import run_national
 from auditreport.config import load_config
 from auditreport.data.synthetic import SyntheticSpec
+
 from conftest import make_audit, truth
 
 

@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from auditreport.analysis.national import load_validated
 from auditreport.cli import main
 from auditreport.config import load_config
-from auditreport.analysis.national import load_validated
 from auditreport.data.synthetic import SyntheticSpec
 from auditreport.errors import DataValidationError
+
 from conftest import make_audit
 
 

@@ -49,7 +49,7 @@ def load_validated(config: AuditConfig) -> ValidatedData:
         if missing:
             raise DataValidationError(str(config.providers_file), [
                 {"column": c, "rule": "column present", "count": 1, "rows": [],
-                 "examples": f"the providers file needs columns provider_code and provider_name"}
+                 "examples": "the providers file needs columns provider_code and provider_name"}
                 for c in missing])
         providers = table.assign(provider_code=table["provider_code"].astype(str).str.strip())
     raw = read_table(config.source)
