@@ -69,14 +69,15 @@ def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: s
     me = units[units["unit_id"].isin(chosen)]
     if not me.empty:
         ax.scatter(me[x], me[y] * scale, s=90 if highlight else 50, marker="D", color=HIGHLIGHT,
-                   edgecolors="white", linewidths=1.0, zorder=5, label=highlight_label or highlight)
+                   edgecolors="white", linewidths=1.0, zorder=5, label=_short(highlight_label or highlight or "", 40))
         if highlight and len(me) == 1:
             # Label inside the axes: towards the centre, so a unit at the edge is not cut off.
             px, py = float(me[x].iat[0]), float(me[y].iat[0]) * scale
             right = px > np.sqrt(np.nanmin(curve["x"]) * np.nanmax(curve["x"]))
             ax.annotate(_short(highlight_label or highlight), (px, py), xytext=(-8 if right else 8, 10),
                         textcoords="offset points", ha="right" if right else "left", color=HIGHLIGHT,
-                        fontweight="bold", fontsize=8)
+                        fontweight="bold", fontsize=8, zorder=6,
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel(xlabel)

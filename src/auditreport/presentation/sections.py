@@ -102,15 +102,16 @@ def _figure_title(fig: Figure) -> str:
 def cover(ctx: ReportContext) -> str:
     m = ctx.meta
     audit = m["audit"]
-    title = (f"{esc(ctx.provider_name)} <span class='code'>({esc(ctx.provider)})</span>"
-             if ctx.provider else "National report")
+    # The code goes on its own line: WeasyPrint breaks a long name badly before an inline span.
+    heading = (f"<h1>{esc(ctx.provider_name)}</h1><p class='code'>Provider code {esc(ctx.provider)}</p>"
+               if ctx.provider else "<h1>National report</h1>")
     data_sha = m["data"]["source"]["sha256"][:12]
     running = f"{audit['name']} · {ctx.provider_name if ctx.provider else 'National report'} · {audit['period']}"
     return f"""
 <div class='cover' data-audience='{esc(ctx.audience)}' data-running='{esc(running)}'>
   <p class='audience audience-{esc(ctx.audience)}'>{esc(AUDIENCE_LABEL[ctx.audience])}</p>
   <p class='audit-name'>{esc(audit['name'])}</p>
-  <h1>{title}</h1>
+  {heading}
   <p class='period'>Period {esc(audit['period'])} &middot; outcome: {esc(audit['outcome'])}</p>
   <dl class='provenance'>
     <dt>Produced</dt><dd>{esc(m['created'])}</dd>

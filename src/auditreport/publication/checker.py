@@ -141,8 +141,12 @@ class _CountCells(HTMLParser):
             self._cell.append(data)
 
 
+#: A stated range ("between 1 and 7 patients", "from 1 to 7 records") describes the rule, not a count.
+_RANGE = re.compile(r"\b(?:between|from)\s+\d+\s+(?:and|to)\s+\d+", re.IGNORECASE)
+
+
 def _prose_findings(path: str, text: str, threshold: int, where: str) -> list[Finding]:
-    flat = " ".join(text.split())
+    flat = _RANGE.sub("a range", " ".join(text.split()))
     return [Finding(path, where, flat[max(0, m.start() - 40):m.end() + 10])
             for m in _PROSE_COUNT.finditer(flat) if _small(m.group(1), threshold)]
 
