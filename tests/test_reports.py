@@ -252,3 +252,14 @@ def test_site_in_a_browser(out, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "site.png"), full_page=True)
         browser.close()
     assert (ARTIFACTS / "site.png").stat().st_size > 10_000
+
+
+def test_small_denominator_takes_a_complement_with_it():
+    rows = [("national", "national", "", 50, 1000)] + [
+        ("provider", p, "", d, n) for p, d, n in [("P1", 0, 5), ("P2", 20, 395), ("P3", 10, 100), ("P4", 20, 500)]]
+    table = pd.DataFrame(rows, columns=["level", "unit_id", "parent_id", "numerator", "denominator"])
+    table["indicator"] = "crude_mortality"
+    out = suppress_indicators(table, 7).set_index("unit_id")
+    assert out.loc["P1", "denominator"] != out.loc["P1", "denominator"]  # NaN: small
+    assert out["denominator"].isna().sum() == 2  # and the next smallest (P3) with it
+    assert out.loc["P3", "denominator"] != out.loc["P3", "denominator"]

@@ -65,7 +65,7 @@ def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: s
     others = units[~units["unit_id"].isin(chosen)]
     colours = others["flag"].map(FLAG_COLOURS).fillna(OTHERS)
     ax.scatter(others[x], others[y] * scale, s=16, c=colours, edgecolors="white", linewidths=0.4,
-               label="other units", zorder=3)
+               label="other units" if len(others) else None, zorder=3)
     me = units[units["unit_id"].isin(chosen)]
     if not me.empty:
         ax.scatter(me[x], me[y] * scale, s=90 if highlight else 50, marker="D", color=HIGHLIGHT,
@@ -176,6 +176,9 @@ def case_mix_chart(mix: pd.DataFrame, *, unit_label: str) -> Figure:
         rows = mix[mix["variable"] == variable]
         y = np.arange(len(rows))
         ax.barh(y - 0.2, rows["share"].fillna(0) * 100, height=0.4, color=HIGHLIGHT, label=_short(unit_label, 30))
+        # A withheld share must not read as zero: mark it with the suppression sign.
+        for yy in y[rows["share"].isna().to_numpy()]:
+            ax.text(0.5, yy - 0.2, "* withheld", va="center", fontsize=6, color=HIGHLIGHT)
         ax.barh(y + 0.2, rows["national"] * 100, height=0.4, color="#D8DDE0", edgecolor=NATIONAL, hatch="////",
                 lw=0.4, label="National")
         # Banded categories ("03: 0.807% to 1.17%") are labelled by band number; the table gives the range.

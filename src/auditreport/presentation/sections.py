@@ -396,7 +396,7 @@ def figures_funnel_consultants(ctx: ReportContext, mine: set[str]) -> Figure:
         units, curve, target=float(ctx.meta["national"]["rate"]), x="expected", y="value",
         xlabel="Expected deaths (log scale)", ylabel="Risk-adjusted mortality (%)",
         title="Risk-adjusted mortality: consultants", percent=True, highlight_set=mine,
-        highlight_label=f"{ctx.provider_name} consultants")
+        highlight_label="this provider's consultants")
 
 
 def next_steps(ctx: ReportContext) -> str:

@@ -32,8 +32,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, caption: 
     what was written (``publication.checker``), whatever the column is called.
     """
     cell = (lambda v: str(v)) if raw else esc
-    head = "".join(f"<th scope='col' class='num'>{esc(h)}</th>" if i in numeric else f"<th scope='col'>{esc(h)}</th>"
-                   for i, h in enumerate(headers))
+    head = "".join(f"<th scope='col' class='num'>{esc(h)}</th>" if i in numeric or i in counts
+                   else f"<th scope='col'>{esc(h)}</th>" for i, h in enumerate(headers))
     body = []
     for row in rows:
         cells = []

@@ -113,13 +113,17 @@ def suppress_indicators(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
         small = propagate(small)
         if small.equals(before):
             break
-    # Provider cases add up to the national cases: one blanked denominator must not be recoverable.
-    provider_rows = out[(out["level"] == "provider") & (out["indicator"] == "crude_mortality")]
-    den_counts = {out.at[i, "unit_id"]: den[i] for i in provider_rows.index}
-    hidden_den_units = secondary_suppress(
-        den_counts, {u for u in den_counts if is_small(den_counts[u], threshold)}, threshold)
-    hide_den = (out["level"] == "provider") & out["unit_id"].isin(hidden_den_units)
-    hide_den |= pd.Series(is_small(den, threshold), index=out.index)
+    # Provider cases add up to the national cases, consultants' to their provider's: one blanked
+    # denominator must not be recoverable by subtraction either.
+    hide_den = pd.Series(is_small(den, threshold), index=out.index)
+    cases = out[(out["level"] != "national") & (out["indicator"] == "crude_mortality")]
+    parents = cases["level"].astype(str) + "|" + cases["parent_id"].fillna("").astype(str).where(
+        cases["level"] == "consultant", "")
+    for _, group in cases.groupby(parents):
+        den_counts = {key[i]: den[i] for i in group.index}
+        hidden = secondary_suppress(den_counts, {k for k, v in den_counts.items() if is_small(v, threshold)},
+                                    threshold)
+        hide_den |= key.isin(hidden)
 
     out["suppressed"] = small.to_numpy() | hide_den.to_numpy()
     for col in DERIVED:
