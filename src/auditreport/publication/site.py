@@ -88,6 +88,10 @@ def publish(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], results: 
     site = _build_site(config, out, data, [j for j in jobs if j.name in ok and j.audience == "public"])
     _atomic_text(out / "index.html", _team_index(config, out, jobs, ok))
     write_manifest(config, out, jobs, results)
+    # The public index across every audit period under the reports root, refreshed by each publication.
+    from auditreport.publication.index import write_top_index
+
+    write_top_index(out.parents[1])
     return site
 
 
