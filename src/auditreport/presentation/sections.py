@@ -159,7 +159,8 @@ def at_a_glance(ctx: ReportContext) -> str:
 def reading(row: pd.Series) -> str:
     """A plain-English sentence about a risk-adjusted mortality row."""
     if row.get("suppressed", False) or row["value"] != row["value"]:
-        return "Its risk-adjusted mortality is not shown because the numbers are too small to publish."
+        return ("Its risk-adjusted mortality is not shown because it involves small numbers, or could be used with "
+                "other published figures to work them out.")
     value = pct(row["value"])
     flag = row["flag"]
     sentences = {
@@ -275,6 +276,14 @@ def survival_section(ctx: ReportContext) -> list:
     horizons = ctx.meta["survival"]["horizons"]
     national = km[km["unit_id"] == "national"]
     mine = km[km["unit_id"] == ctx.provider] if ctx.provider else None
+    withheld = ""
+    if ctx.public and ctx.provider:
+        surv = _unit_rows(ctx, "provider", ctx.provider)
+        if bool(surv.loc[surv.index.str.startswith("survival_"), "suppressed"].any()):
+            # Each step of a Kaplan-Meier curve is a death: a suppressed provider's curve would show its count.
+            mine = None
+            withheld = ("<p class='note'>This provider's survival curve is not shown in the published report "
+                        "because its numbers are small or could reveal small numbers; the national curve is.</p>")
     hmax = float(max(horizons))
     fig = figures.km_plot(national, mine, unit_label=ctx.provider_name if ctx.provider else "",
                           horizon_max=hmax, title="Kaplan-Meier survival after the procedure",
@@ -290,10 +299,10 @@ def survival_section(ctx: ReportContext) -> list:
             "transform. The curve stops where follow-up ends.</p>")
     tab = table(["Horizon", "Survival", "95% interval", "National"], rows, numeric=(1, 3),
                 caption="Kaplan-Meier survival at each horizon")
-    return ["<h2>Survival</h2>", fig, tab + note]
+    return ["<h2>Survival</h2>" + withheld, fig, tab + note]
 
 
-def case_mix_section(ctx: ReportContext) -> str:
+def case_mix_section(ctx: ReportContext) -> list:
     mix = ctx.bundle.casemix
     mine = mix[mix["unit_id"] == ctx.provider].set_index(["variable", "category"])
     nat = mix[mix["unit_id"] == "national"].set_index(["variable", "category"])
