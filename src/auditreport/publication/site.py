@@ -56,7 +56,8 @@ DATA_DICTIONARY = [
     ("limit_lower998", "Lower 99.8% funnel control limit at this unit's precision"),
     ("limit_upper998", "Upper 99.8% funnel control limit at this unit's precision"),
     ("flag", "HQIP outlier status: alarm_high, alert_high, as_expected, alert_low, alarm_low; blank if not assessed"),
-    ("suppressed", "True where figures were withheld under the small-numbers rule"),
+    ("suppressed", "True where figures were withheld under the small-numbers rule: a count from 1 to the threshold, "
+                   "or a further count withheld so that a small one cannot be worked out from a total"),
     ("method", "How the interval and limits were computed"),
 ]
 
