@@ -5,11 +5,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _stats_shared import shared_file
 
 from auditreport.aggregate import AggregateInputError, run_aggregate
 from auditreport.stats.funnel import proportion_limits, ratio_limits
 from auditreport.stats.outliers import PHE_LABELS
+
+from _stats_shared import shared_file
 
 LITERAL = pd.DataFrame(
     {

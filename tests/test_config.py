@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import SYNTHETIC_PARAMS
 
 from auditreport.config import load_config
 from auditreport.errors import ConfigError
+
+from conftest import SYNTHETIC_PARAMS
 
 
 def test_synthetic_definition_loads():

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from _stats_shared import read_shared_csv
 from scipy.stats import chi2
 
 from auditreport.stats.funnel import (
@@ -13,6 +12,8 @@ from auditreport.stats.funnel import (
 )
 from auditreport.stats.outliers import PHE_LABELS, hqip_flag, hqip_flag_from_interval
 from auditreport.stats.overdispersion import Overdispersion, estimate_ratio
+
+from _stats_shared import read_shared_csv
 
 # FunnelPlotR tests/testthat/test-poisson_limits.R, via METHODS.md section 2.
 FPR = {

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_audit, truth
 
 from auditreport.analysis.bundle import load_bundle
 from auditreport.analysis.indicators import INDICATOR_COLUMNS
 from auditreport.analysis.national import run_national
 from auditreport.config import load_config
 from auditreport.data.synthetic import SyntheticSpec
+
+from conftest import make_audit, truth
 
 
 @pytest.fixture(scope="module")

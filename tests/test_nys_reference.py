@@ -33,9 +33,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from _stats_shared import shared_file
 
 from auditreport.stats.intervals import ramr
+
+from _stats_shared import shared_file
 
 KEY = ["Procedure", "Year of Hospital Discharge"]
 PUB = {

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import make_audit
 
 from auditreport.analysis.national import load_validated
 from auditreport.cli import main
 from auditreport.config import load_config
 from auditreport.data.synthetic import SyntheticSpec
 from auditreport.errors import DataValidationError
+
+from conftest import make_audit
 
 
 @pytest.fixture()

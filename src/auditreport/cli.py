@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 unexpected error; 2 invalid audit definition or usage;
 3 input data failed validation (nothing written); 4 some reports failed;
-5 ``reproduce`` found a difference (or changed inputs).
+5 a public output failed the disclosure check; 6 ``reproduce`` found a difference
+(or changed inputs).
 """
 
 from __future__ import annotations

@@ -126,5 +126,9 @@ def build(config_path: str | Path, reports_root: str | Path, *, providers: Seque
     jobs = report_jobs(config, out, providers, audiences, notebooks, timeout)
     results = run_batch(jobs, workers=workers, force=force, on_result=on_result)
     publish(config, out, jobs, results)
+    # Disclosure control is tested on what was written: any small count or patient id fails the run.
+    from auditreport.publication.checker import check_period
+
+    check_period(config, out).raise_if_failed()
     return BuildSummary(period_dir=out, national_seconds=national_seconds, national_skipped=skipped,
                         results=results, seconds=time.perf_counter() - started)

@@ -42,7 +42,7 @@ def test_tampered_indicators_csv_is_reported(hostile_build):
     path = summary.period_dir / "indicators.csv"
     with tampered(path, lambda b: b.replace(b",13.0,450.0,", b",14.0,450.0,", 1)):
         result = _reproduce(summary.period_dir)
-    assert result.exit_code == 5, result.output
+    assert result.exit_code == 6, result.output
     assert "NOT reproduced" in result.output
     assert "indicators.csv: national/national/crude_mortality numerator: published '14.0', recomputed '13.0'" \
         in result.output
@@ -54,7 +54,7 @@ def test_tampered_report_number_is_reported(hostile_build):
     with tampered(report, lambda b: re.sub(rb"reported <strong>(\d+)</strong>", rb"reported <strong>9\1</strong>",
                                            b, count=1)):
         result = _reproduce(summary.period_dir)
-    assert result.exit_code == 5
+    assert result.exit_code == 6
     rel = report.relative_to(summary.period_dir).as_posix()
     assert re.search(re.escape(rel) + r": numbers differ: published 9\d+ -> recomputed \d+", result.output), \
         result.output
@@ -65,5 +65,5 @@ def test_changed_input_data_is_reported(hostile_build):
     records = audit.parent / "data" / "records.csv"
     with tampered(records, lambda b: b + b"\n"):
         result = _reproduce(summary.period_dir)
-    assert result.exit_code == 5
+    assert result.exit_code == 6
     assert "input changed: source file" in result.output and "records.csv" in result.output

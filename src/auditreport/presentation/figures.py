@@ -7,11 +7,14 @@ diamond with its name), other units as small grey points; limits are dashed
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import matplotlib
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -35,10 +38,21 @@ def apply_style() -> None:
     plt.rcParams.update(STYLE)
 
 
+def _alt(fig: Figure, text: str) -> Figure:
+    """Attach alt text (the report's <img alt>): what the chart shows, for readers who cannot see it."""
+    fig.alt_text = text  # type: ignore[attr-defined]
+    return fig
+
+
 def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: str, y: str,
                 xlabel: str, ylabel: str, title: str, highlight: str | None = None,
-                highlight_label: str | None = None, percent: bool = False) -> Figure:
-    """Funnel plot: ``units`` has columns unit_id, flag and the ``x`` and ``y`` columns."""
+                highlight_label: str | None = None, percent: bool = False,
+                highlight_set: set[str] | None = None) -> Figure:
+    """Funnel plot: ``units`` has columns unit_id, flag and the ``x`` and ``y`` columns.
+
+    ``highlight`` is one unit (a diamond labelled with its name); ``highlight_set``
+    several (diamonds, one legend entry), e.g. a provider's consultants.
+    """
     apply_style()
     fig, ax = plt.subplots(figsize=(7.0, 4.3))
     scale = 100.0 if percent else 1.0
@@ -47,39 +61,64 @@ def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: s
     ax.plot(curve["x"], curve["upper95"] * scale, color=LIMIT95, lw=1.1, ls="--", label="95% limits")
     ax.plot(curve["x"], curve["lower95"] * scale, color=LIMIT95, lw=1.1, ls="--")
     ax.axhline(target * scale, color=NATIONAL, lw=1.0, ls=":", label="national")
-    others = units if highlight is None else units[units["unit_id"] != highlight]
+    chosen = set(highlight_set or ()) | ({highlight} if highlight else set())
+    others = units[~units["unit_id"].isin(chosen)]
     colours = others["flag"].map(FLAG_COLOURS).fillna(OTHERS)
     ax.scatter(others[x], others[y] * scale, s=16, c=colours, edgecolors="white", linewidths=0.4,
-               label="other units", zorder=3)
-    if highlight is not None:
-        me = units[units["unit_id"] == highlight]
-        if not me.empty:
-            ax.scatter(me[x], me[y] * scale, s=90, marker="D", color=HIGHLIGHT, edgecolors="white",
-                       linewidths=1.0, zorder=5, label=highlight_label or highlight)
-            ax.annotate(highlight_label or highlight, (me[x].iat[0], me[y].iat[0] * scale),
-                        xytext=(8, 8), textcoords="offset points", color=HIGHLIGHT, fontweight="bold",
-                        fontsize=8)
+               label="other units" if len(others) else None, zorder=3)
+    me = units[units["unit_id"].isin(chosen)]
+    if not me.empty:
+        ax.scatter(me[x], me[y] * scale, s=90 if highlight else 50, marker="D", color=HIGHLIGHT,
+                   edgecolors="white", linewidths=1.0, zorder=5, label=_short(highlight_label or highlight or "", 40))
+        if highlight and len(me) == 1:
+            # Label inside the axes: towards the centre, so a unit at the edge is not cut off.
+            px, py = float(me[x].iat[0]), float(me[y].iat[0]) * scale
+            right = px > np.sqrt(np.nanmin(curve["x"]) * np.nanmax(curve["x"]))
+            ax.annotate(_short(highlight_label or highlight), (px, py), xytext=(-8 if right else 8, 10),
+                        textcoords="offset points", ha="right" if right else "left", color=HIGHLIGHT,
+                        fontweight="bold", fontsize=8, zorder=6,
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, loc="left")
     finite = np.concatenate([units[y].to_numpy(float) * scale, curve["upper95"].to_numpy(float) * scale])
     finite = finite[np.isfinite(finite)]
     if finite.size:
-        ax.set_ylim(0, min(np.nanmax(finite) * 1.05, (curve["upper998"].max() * scale) * 1.2 + 1e-9))
-    ax.legend(loc="upper right", ncols=2)
+        top = min(np.nanmax(finite) * 1.05, (curve["upper998"].max() * scale) * 1.2 + 1e-9)
+        ax.set_ylim(0, max(top, np.nanmax(units[y].to_numpy(float) * scale, initial=0) * 1.1))
+    # Legend below the plot: inside it would cover the limits where they are steepest.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=5, fontsize=7.5)
     fig.tight_layout()
-    return fig
+    n = len(units)
+    where = ""
+    if highlight and len(me) == 1:
+        where = (f" {highlight_label or highlight} is shown as a blue diamond at {px:.3g} "
+                 f"{'cases' if x == 'denominator' else 'expected deaths'}, {py:.1f}{'%' if percent else ''}.")
+    return _alt(fig, f"{title}. Funnel plot of {n} units: {ylabel} against {xlabel}, with 95% (dashed) and 99.8% "
+                     f"(solid) control limits around the national value ({target * scale:.2f}"
+                     f"{'%' if percent else ''}).{where}")
+
+
+def _short(label: str, width: int = 34) -> str:
+    return label if len(label) <= width else label[: width - 1] + "\u2026"
 
 
 def km_plot(national: pd.DataFrame, unit: pd.DataFrame | None, *, unit_label: str, horizon_max: float,
-            title: str, at_risk_times: list[float] | None = None) -> Figure:
-    """Kaplan-Meier curves (unit against national) with CIs and a numbers-at-risk table below."""
+            title: str, at_risk_times: list[float] | None = None,
+            at_risk_format: Callable[[int], str] = str) -> Figure:
+    """Kaplan-Meier curves (unit against national) with CIs and a numbers-at-risk table below.
+
+    The numbers at risk are shown at the x-axis ticks, under them, with the row
+    labels in the left margin; ``at_risk_format`` lets public reports suppress
+    small numbers at risk.
+    """
     apply_style()
-    fig, (ax, tab) = plt.subplots(2, 1, figsize=(7.0, 4.6), height_ratios=[4, 1], sharex=True)
+    fig, (ax, tab) = plt.subplots(2, 1, figsize=(7.0, 4.8), height_ratios=[4, 1.1], sharex=True)
     series = [("National", national, NATIONAL, "--")]
     if unit is not None:
-        series.append((unit_label, unit, HIGHLIGHT, "-"))
+        series.append((_short(unit_label, 28), unit, HIGHLIGHT, "-"))
     for label, km, colour, ls in series:
         km = km[km["time"] <= horizon_max]
         ax.step(km["time"], km["survival"] * 100, where="post", color=colour, ls=ls, lw=1.4, label=label)
@@ -89,24 +128,28 @@ def km_plot(national: pd.DataFrame, unit: pd.DataFrame | None, *, unit_label: st
     lows = [km.loc[km["time"] <= horizon_max, "lower"].min() for _, km, _, _ in series]
     ax.set_ylim(max(0, np.nanmin(lows) * 100 - 3), 100.5)
     ax.set_title(title, loc="left")
-    ax.legend(loc="lower left")
-    times = at_risk_times or list(np.linspace(0, horizon_max, 5).round())
+    ax.legend(loc="lower left", title="Shaded: 95% confidence interval", title_fontsize=7)
+    ax.set_xlim(0, horizon_max)
+    step = 30 if horizon_max <= 120 else 60 if horizon_max <= 400 else 180
+    times = at_risk_times or [float(t) for t in np.arange(0, horizon_max + 1, step)]
+    ax.set_xticks(times)
     tab.set_axis_off()
     for row, (label, km, colour, _) in enumerate(series):
-        tab.text(-0.01 * horizon_max, 0.7 - row * 0.45, label, ha="right", va="center", color=colour,
-                 fontsize=8, transform=tab.transData)
+        yy = 0.65 - row * 0.5
+        # x in axes units (left of the first column of numbers), y in data units like the numbers.
+        tab.text(-0.07, yy, label, ha="right", va="center", color=colour, fontsize=7.5,
+                 transform=tab.get_yaxis_transform())
         for t in times:
-            tab.text(t, 0.7 - row * 0.45, str(at_risk(km, t)), ha="center", va="center", fontsize=8,
-                     color=colour)
-    tab.set_ylim(-0.3, 1.1)
+            tab.text(t, yy, at_risk_format(at_risk(km, t)), ha="center", va="center", fontsize=7.5, color=colour)
+    tab.set_ylim(-0.4, 1.1)
     tab.set_title("Number at risk", loc="left", fontsize=8)
-    ax.set_xlim(0, horizon_max)
     ax.set_xlabel("Days since procedure")
     ax.xaxis.set_tick_params(labelbottom=True)
     fig.tight_layout()
-    return fig
-
-
+    fig.subplots_adjust(left=0.3)  # room for the numbers-at-risk row labels
+    return _alt(fig, f"{title}: survival (%) against days since procedure, "
+                     + " and ".join(lbl for lbl, *_ in series) + f", to {horizon_max:g} days, with 95% intervals "
+                     "and the number at risk below.")
 def at_risk(km: pd.DataFrame, t: float) -> int:
     """Patients still at risk just before time ``t`` (from a Kaplan-Meier step table)."""
     later = km[km["time"] >= t]
@@ -114,3 +157,81 @@ def at_risk(km: pd.DataFrame, t: float) -> int:
         return 0
     row = later.iloc[0]
     return int(row["at_risk"])
+
+
+def case_mix_chart(mix: pd.DataFrame, *, unit_label: str) -> Figure:
+    """Case mix against national: one small panel per variable, provider bars beside national ones.
+
+    ``mix`` has columns variable, category, share (the unit's; NaN where
+    withheld) and national. The provider is the solid dark-blue bar (as its
+    diamond on the funnels), national is a light hatched bar, so the two differ
+    in greyscale too.
+    """
+    apply_style()
+    variables = list(dict.fromkeys(mix["variable"]))
+    ncols = 2
+    nrows = int(np.ceil(len(variables) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7.0, 1.45 * nrows + 0.5), squeeze=False)
+    for ax, variable in zip(axes.flat, variables, strict=False):
+        rows = mix[mix["variable"] == variable]
+        y = np.arange(len(rows))
+        ax.barh(y - 0.2, rows["share"].fillna(0) * 100, height=0.4, color=HIGHLIGHT, label=_short(unit_label, 30))
+        # A withheld share must not read as zero: mark it with the suppression sign.
+        for yy in y[rows["share"].isna().to_numpy()]:
+            ax.text(0.5, yy - 0.2, "* withheld", va="center", fontsize=6, color=HIGHLIGHT)
+        ax.barh(y + 0.2, rows["national"] * 100, height=0.4, color="#D8DDE0", edgecolor=NATIONAL, hatch="////",
+                lw=0.4, label="National")
+        # Banded categories ("03: 0.807% to 1.17%") are labelled by band number; the table gives the range.
+        ax.set_yticks(y, [_short(str(c).split(":")[0], 18) for c in rows["category"]], fontsize=6.5)
+        ax.invert_yaxis()
+        ax.set_title(variable, loc="left", fontsize=8)
+        ax.tick_params(axis="x", labelsize=6.5)
+        ax.grid(axis="y", visible=False)
+    for ax in list(axes.flat)[len(variables):]:
+        ax.set_axis_off()
+    for ax in axes[-1]:
+        ax.set_xlabel("Share of patients (%)", fontsize=7)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncols=2, fontsize=7.5)
+    fig.suptitle("Case mix against national", x=0.01, ha="left", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return _alt(fig, f"Case mix against national: share of {unit_label}'s patients in each group of "
+                     + ", ".join(variables) + ", beside the national share; the table below gives the figures.")
+
+
+def calibration_plot(cal: pd.DataFrame, *, c_statistic: float | None = None, slope: float | None = None) -> Figure:
+    """Observed against expected mortality by tenth of predicted risk, with 95% intervals and the identity line.
+
+    ``cal`` has columns group, expected_rate, observed_rate, lower95, upper95
+    (observed values may be NaN where withheld under the small-numbers rule).
+    """
+    apply_style()
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    if cal.empty:
+        ax.text(0.5, 0.5, "No calibration table in the results", ha="center", transform=ax.transAxes)
+        return _alt(fig, "Calibration plot: no calibration table")
+    e, o = cal["expected_rate"] * 100, cal["observed_rate"] * 100
+    top = float(np.nanmax(np.concatenate([e.to_numpy(), (cal["upper95"] * 100).to_numpy()]))) * 1.05
+    ax.plot([0, top], [0, top], color=LIMIT95, ls="--", lw=1, label="perfect calibration")
+    shown = o.notna()
+    ax.errorbar(e[shown], o[shown], yerr=[(o - cal["lower95"] * 100)[shown], (cal["upper95"] * 100 - o)[shown]],
+                fmt="o", color=HIGHLIGHT, ms=5, capsize=2, lw=1, label="observed (95% CI)")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("Expected mortality (%), by tenth of predicted risk")
+    ax.set_ylabel("Observed mortality (%)")
+    ax.set_title("Calibration of the risk model", loc="left")
+    notes = []
+    if c_statistic is not None:
+        notes.append(f"c-statistic {c_statistic:.3f}")
+    if slope is not None:
+        notes.append(f"calibration slope {slope:.2f}")
+    if (~shown).any():
+        notes.append(f"{int((~shown).sum())} tenth(s) withheld (small numbers)")
+    if notes:
+        ax.text(0.02, 0.97, "; ".join(notes), transform=ax.transAxes, va="top", fontsize=7.5, color=NATIONAL)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return _alt(fig, "Calibration of the risk model: observed against expected mortality (%) in each tenth of "
+                     "predicted risk, with 95% intervals; points on the dashed diagonal mean the model is well "
+                     "calibrated. " + "; ".join(notes))

@@ -17,8 +17,8 @@ from matplotlib.figure import Figure
 
 from auditreport.analysis.bundle import Bundle, load_bundle
 from auditreport.presentation import figures
-from auditreport.presentation.tables import esc, flag_badge, num, pct, table
-from auditreport.publication.disclosure import format_count, suppress_indicators
+from auditreport.presentation.tables import count, esc, flag_badge, num, pct, table
+from auditreport.publication.disclosure import format_count, is_small, suppress_group, suppress_indicators
 
 AUDIENCES = ("local", "public")
 AUDIENCE_LABEL = {"local": "Confidential: local feedback", "public": "For publication"}
@@ -71,15 +71,20 @@ def load_context(bundle_dir: str | Path, audience: str, provider: str | None = N
     return ctx
 
 
-def show(*parts: str | Figure) -> None:
-    """Display HTML fragments and figures in order (figures become PNGs with alt text, then close)."""
+def show(*parts: str | Figure | list) -> None:
+    """Display HTML fragments and figures in order (figures become PNGs with alt text, then close).
+
+    A list is shown item by item, so a section may return one fragment or several.
+    """
     import io
 
     import matplotlib.pyplot as plt
     from IPython.display import Image
 
     for part in parts:
-        if isinstance(part, Figure):
+        if isinstance(part, list | tuple):
+            show(*part)
+        elif isinstance(part, Figure):
             buffer = io.BytesIO()
             part.savefig(buffer, format="png", dpi=150)
             alt = getattr(part, "alt_text", "") or _figure_title(part)
@@ -97,15 +102,16 @@ def _figure_title(fig: Figure) -> str:
 def cover(ctx: ReportContext) -> str:
     m = ctx.meta
     audit = m["audit"]
-    title = (f"{esc(ctx.provider_name)} <span class='code'>({esc(ctx.provider)})</span>"
-             if ctx.provider else "National report")
+    # The code goes on its own line: WeasyPrint breaks a long name badly before an inline span.
+    heading = (f"<h1>{esc(ctx.provider_name)}</h1><p class='code'>Provider code {esc(ctx.provider)}</p>"
+               if ctx.provider else "<h1>National report</h1>")
     data_sha = m["data"]["source"]["sha256"][:12]
     running = f"{audit['name']} · {ctx.provider_name if ctx.provider else 'National report'} · {audit['period']}"
     return f"""
 <div class='cover' data-audience='{esc(ctx.audience)}' data-running='{esc(running)}'>
   <p class='audience audience-{esc(ctx.audience)}'>{esc(AUDIENCE_LABEL[ctx.audience])}</p>
   <p class='audit-name'>{esc(audit['name'])}</p>
-  <h1>{title}</h1>
+  {heading}
   <p class='period'>Period {esc(audit['period'])} &middot; outcome: {esc(audit['outcome'])}</p>
   <dl class='provenance'>
     <dt>Produced</dt><dd>{esc(m['created'])}</dd>
@@ -138,9 +144,13 @@ def at_a_glance(ctx: ReportContext) -> str:
                      flag_badge(r["flag"])])
     cases = mine.loc["crude_mortality"]
     deaths = format_count(cases["numerator"], ctx.threshold, ctx.public)
-    summary = (f"<p class='lead'>{esc(ctx.provider_name)} reported <strong>{format_count(cases['denominator'], ctx.threshold, ctx.public)}</strong> "
-               f"procedures in the period, with <strong>{esc(deaths)}</strong> deaths within "
-               f"{ctx.meta['audit']['outcome_days']} days. {esc(reading(mine.loc['risk_adjusted_mortality']))}</p>")
+    sentences = [crude_reading(cases, nat.loc["crude_mortality"]), reading(mine.loc["risk_adjusted_mortality"]),
+                 survival_reading(ctx), small_numbers_caveat(ctx), quality_caveat(ctx)]
+    summary = (f"<p class='lead'>{esc(ctx.provider_name)} reported "
+               f"{count(format_count(cases['denominator'], ctx.threshold, ctx.public))} "
+               f"procedures in the period, with {count(deaths)} deaths within "
+               f"{ctx.meta['audit']['outcome_days']} days.</p>"
+               + "".join(f"<p>{esc(x)}</p>" for x in sentences if x))
     return "<h2>At a glance</h2>" + summary + table(
         ["Indicator", "This provider", "National", "95% interval", "Outlier status"], rows, raw=True,
         numeric=(1, 2), caption="Indicators for this provider against the national figure")
@@ -149,7 +159,8 @@ def at_a_glance(ctx: ReportContext) -> str:
 def reading(row: pd.Series) -> str:
     """A plain-English sentence about a risk-adjusted mortality row."""
     if row.get("suppressed", False) or row["value"] != row["value"]:
-        return "Its risk-adjusted mortality is not shown because the numbers are too small to publish."
+        return ("Its risk-adjusted mortality is not shown because it involves small numbers, or could be used with "
+                "other published figures to work them out.")
     value = pct(row["value"])
     flag = row["flag"]
     sentences = {
@@ -164,6 +175,65 @@ def reading(row: pd.Series) -> str:
                      "control limit (a positive alarm).",
     }
     return sentences.get(flag, f"Its risk-adjusted mortality is {value}.")
+
+
+def crude_reading(row: pd.Series, national: pd.Series) -> str:
+    """A sentence comparing the crude rate with the national one, and why it is not the verdict."""
+    if row.get("suppressed", False) or row["value"] != row["value"]:
+        return ""
+    mine, nat = row["value"], national["value"]
+    side = "higher than" if mine > nat * 1.005 else "lower than" if mine < nat * 0.995 else "about the same as"
+    return (f"Its crude (unadjusted) mortality of {pct(mine)} is {side} the national {pct(nat)}; crude rates do "
+            "not allow for how ill the patients were, so the risk-adjusted figure is the fair comparison.")
+
+
+def survival_reading(ctx: ReportContext) -> str:
+    """A sentence on survival at the longest horizon against the country."""
+    horizons = ctx.meta.get("survival", {}).get("horizons") or []
+    if not horizons or not ctx.provider:
+        return ""
+    ind = f"survival_{max(horizons)}d"
+    mine, nat = _unit_rows(ctx, "provider", ctx.provider), _unit_rows(ctx, "national", "national")
+    if ind not in mine.index or mine.loc[ind, "suppressed"] or mine.loc[ind, "value"] != mine.loc[ind, "value"]:
+        return ""
+    r, n = mine.loc[ind], nat.loc[ind]
+    overlap = r["lower95"] <= n["value"] <= r["upper95"]
+    verdict = ("the national figure lies within its 95% interval" if overlap else
+               "the national figure lies outside its 95% interval, though survival is not risk-adjusted")
+    return (f"Survival at {max(horizons)} days was {pct(r['value'])} ({pct(r['lower95'])} to {pct(r['upper95'])}) "
+            f"against {pct(n['value'])} nationally: {verdict}.")
+
+
+def small_numbers_caveat(ctx: ReportContext) -> str:
+    """Warn where small numbers make the results imprecise, or (public) where figures were withheld."""
+    if not ctx.provider:
+        return ""
+    mine = _unit_rows(ctx, "provider", ctx.provider)
+    row = mine.loc["risk_adjusted_mortality"]
+    if ctx.public and bool(mine["suppressed"].any()):
+        return (f"Some figures are shown as * because they involve between 1 and {ctx.threshold} patients, or "
+                "could be worked out from figures that do; this protects patients' confidentiality.")
+    expected = row.get("expected", np.nan)
+    if expected == expected and expected < 10:
+        return (f"With fewer than 10 expected deaths ({num(expected, 1)}), a few deaths either way move the rate a "
+                "lot: the interval is wide and the result should be read with caution.")
+    return ""
+
+
+def quality_caveat(ctx: ReportContext) -> str:
+    """A sentence when this provider's data are notably less complete than the country's."""
+    if not ctx.provider:
+        return ""
+    q = ctx.bundle.quality.set_index("unit_id")
+    if ctx.provider not in q.index:
+        return ""
+    mine, nat = q.loc[ctx.provider], q.loc["national"]
+    worse = [c.removeprefix("complete: ") for c in q.columns if c.startswith("complete: ")
+             and mine[c] < 0.95 and mine[c] < nat[c] - 0.02]
+    if not worse:
+        return "Its data were as complete as the country's for the key fields."
+    return (f"Its data were less complete than the country's for {', '.join(worse)}; missing risk factors were "
+            "imputed, which can understate how ill its patients were.")
 
 
 def _survival_label(indicator: str) -> str:
@@ -206,40 +276,64 @@ def survival_section(ctx: ReportContext) -> list:
     horizons = ctx.meta["survival"]["horizons"]
     national = km[km["unit_id"] == "national"]
     mine = km[km["unit_id"] == ctx.provider] if ctx.provider else None
+    withheld = ""
+    if ctx.public and ctx.provider:
+        surv = _unit_rows(ctx, "provider", ctx.provider)
+        if bool(surv.loc[surv.index.str.startswith("survival_"), "suppressed"].any()):
+            # Each step of a Kaplan-Meier curve is a death: a suppressed provider's curve would show its count.
+            mine = None
+            withheld = ("<p class='note'>This provider's survival curve is not shown in the published report "
+                        "because its numbers are small or could reveal small numbers; the national curve is.</p>")
     hmax = float(max(horizons))
     fig = figures.km_plot(national, mine, unit_label=ctx.provider_name if ctx.provider else "",
                           horizon_max=hmax, title="Kaplan-Meier survival after the procedure",
-                          at_risk_times=[0.0] + [float(h) for h in horizons])
+                          at_risk_format=lambda n: format_count(n, ctx.threshold, ctx.public))
     rows = []
     for h in horizons:
         ind = f"survival_{h}d"
         nat = _unit_rows(ctx, "national", "national").loc[ind]
         r = _unit_rows(ctx, "provider", ctx.provider).loc[ind] if ctx.provider else nat
         ci = "*" if r["suppressed"] else f"{pct(r['lower95'])} to {pct(r['upper95'])}"
-        rows.append([f"{h} days", pct(r["value"]), ci, pct(nat["value"])])
+        rows.append([f"{h} days", pct(r["value"]), ci, pct(nat["value"])])  # suppressed rows carry NaN
     note = (f"<p class='note'>Intervals: Greenwood variance with the {esc(ctx.meta['survival']['ci_transform'])} "
             "transform. The curve stops where follow-up ends.</p>")
     tab = table(["Horizon", "Survival", "95% interval", "National"], rows, numeric=(1, 3),
                 caption="Kaplan-Meier survival at each horizon")
-    return ["<h2>Survival</h2>", fig, tab + note]
+    return ["<h2>Survival</h2>" + withheld, fig, tab + note]
 
 
-def case_mix_section(ctx: ReportContext) -> str:
+def case_mix_section(ctx: ReportContext) -> list:
     mix = ctx.bundle.casemix
     mine = mix[mix["unit_id"] == ctx.provider].set_index(["variable", "category"])
     nat = mix[mix["unit_id"] == "national"].set_index(["variable", "category"])
-    parts = ["<h2>Case mix</h2><p>Share of this provider's patients in each group, against the country.</p>"]
+    parts: list = ["<h2>Case mix</h2><p>Share of this provider's patients in each group, against the country. "
+                   "Groups are the risk factors of the national model; a provider with a sicker case mix has more "
+                   "expected deaths.</p>"]
+    chart = []
+    tables = []
     for variable in nat.index.get_level_values(0).unique():
+        order = _category_order(nat.loc[variable].index)
+        counts = {c: float(mine["n"].get((variable, c), 0)) for c in order}
+        # The categories add up to the provider's cases, which are published: hide complements too.
+        hidden = suppress_group(counts, ctx.threshold) if ctx.public else set()
         rows = []
-        for category in _category_order(nat.loc[variable].index):
+        for category in order:
             share = mine["share"].get((variable, category), 0.0)
-            count = mine["n"].get((variable, category), 0)
-            rows.append([category, format_count(count, ctx.threshold, ctx.public),
-                         pct(share) if not (ctx.public and 1 <= count <= ctx.threshold) else "*",
-                         pct(nat.loc[(variable, category), "share"])])
-        parts.append(table([variable.replace("_", " ").capitalize(), "Patients", "Share", "National share"], rows,
-                           numeric=(1, 2, 3), css_class="data compact"))
-    return "".join(parts)
+            nat_share = nat.loc[(variable, category), "share"]
+            rows.append([category, format_count(counts[category], ctx.threshold, ctx.public, category in hidden),
+                         "*" if category in hidden else pct(share), pct(nat_share)])
+            chart.append({"variable": _variable_label(variable), "category": str(category),
+                          "share": np.nan if category in hidden else share, "national": nat_share})
+        tables.append(table([_variable_label(variable), "Patients", "Share", "National share"], rows,
+                            numeric=(2, 3), counts=(1,), css_class="data compact"))
+    parts.append(figures.case_mix_chart(pd.DataFrame(chart), unit_label=ctx.provider_name))
+    parts.append("<div class='casemix-tables'>" + "".join(tables) + "</div>")
+    return parts
+
+
+def _variable_label(variable: str) -> str:
+    special = {"asa": "ASA grade", "bmi": "BMI", "predicted risk (national tenths)": "Predicted risk (national tenths)"}
+    return special.get(variable, variable.replace("_", " ").capitalize())
 
 
 def _category_order(categories: pd.Index) -> list[str]:
@@ -252,23 +346,33 @@ def _category_order(categories: pd.Index) -> list[str]:
 def quality_section(ctx: ReportContext) -> str:
     q = ctx.bundle.quality.set_index("unit_id")
     mine, nat = q.loc[ctx.provider], q.loc["national"]
-    rows = [["Records submitted", format_count(mine["records_submitted"], ctx.threshold, ctx.public),
-             f"{int(nat['records_submitted']):,}"],
-            ["Records analysed", format_count(mine["records_analysed"], ctx.threshold, ctx.public),
-             f"{int(nat['records_analysed']):,}"]]
-    for col in q.columns:
-        if col.startswith("excluded: "):
-            rows.append([f"Excluded: {col.removeprefix('excluded: ')}",
-                         format_count(mine[col], ctx.threshold, ctx.public), f"{int(nat[col]):,}"])
+    t, pub = ctx.threshold, ctx.public
+    excluded = [c for c in q.columns if c.startswith("excluded: ")]
+    # Exclusion reasons add up to submitted minus analysed, both published: suppress complements too.
+    hidden = suppress_group({c: float(mine[c]) for c in excluded}, t) if pub else set()
+    rows = [["Records submitted", format_count(mine["records_submitted"], t, pub), f"{int(nat['records_submitted']):,}"],
+            ["Records analysed", format_count(mine["records_analysed"], t, pub), f"{int(nat['records_analysed']):,}"]]
+    for col in excluded:
+        rows.append([f"Excluded: {col.removeprefix('excluded: ')}", format_count(mine[col], t, pub, col in hidden),
+                     f"{int(nat[col]):,}"])
     for col in q.columns:
         if col.startswith("complete: "):
-            rows.append([f"Completeness: {col.removeprefix('complete: ')}", pct(mine[col]), pct(nat[col])])
+            rows.append([f"Completeness: {col.removeprefix('complete: ')}",
+                         _completeness(mine[col], mine["records_analysed"], t, pub), pct(nat[col])])
     for col in q.columns:
         if col.startswith("imputed: "):
-            rows.append([f"Imputed: {col.removeprefix('imputed: ')}",
-                         format_count(mine[col], ctx.threshold, ctx.public), f"{int(nat[col]):,}"])
+            rows.append([f"Imputed: {col.removeprefix('imputed: ')}", format_count(mine[col], t, pub),
+                         f"{int(nat[col]):,}"])
+    note = (f"<p class='note'>Completeness is shown as * where between 1 and {t} records lack the field, since "
+            "the percentage with the number of records would give the count.</p>" if pub else "")
     return "<h2>Data quality</h2>" + table(["Measure", "This provider", "National"], rows, numeric=(1, 2),
-                                            caption="Records, completeness of key fields and imputation")
+                                            counts=(1,), caption="Records, completeness of key fields and imputation") + note
+
+
+def _completeness(share: float, records: float, threshold: int, public: bool) -> str:
+    """Completeness as a percentage, withheld in public where the missing count is small."""
+    missing = round((1 - share) * records) if share == share and records == records else 0
+    return "*" if public and bool(is_small(missing, threshold)) else pct(share)
 
 
 def consultant_section(ctx: ReportContext) -> list:
@@ -280,12 +384,28 @@ def consultant_section(ctx: ReportContext) -> list:
     if rows.empty:
         return []
     body = [[esc(r.unit_id), esc(format_count(r.denominator, ctx.threshold, ctx.public)),
-             esc(format_count(r.observed, ctx.threshold, ctx.public)), esc(num(r.expected, 1)),
+             esc(format_count(r.observed, ctx.threshold, ctx.public, bool(r.suppressed))), esc(num(r.expected, 1)),
              esc(pct(r.value)), esc("*" if r.suppressed else f"{pct(r.lower95)} to {pct(r.upper95)}"),
              flag_badge(r.flag)] for r in rows.itertuples()]
+    # The explanation is the caption, so the heading stays on the page of its table.
     return ["<h2>Consultants</h2>" + table(
         ["Consultant", "Cases", "Deaths", "Expected", "Risk-adjusted", "95% interval", "Status"], body, raw=True,
-        numeric=(1, 2, 3, 4), caption="Risk-adjusted mortality by consultant")]
+        numeric=(3, 4), counts=(1, 2), caption="Risk-adjusted mortality by consultant (identified by code), "
+        "with the national risk model and limits used for providers"),
+        figures_funnel_consultants(ctx, set(rows["unit_id"]))]
+
+
+def figures_funnel_consultants(ctx: ReportContext, mine: set[str]) -> Figure:
+    """Funnel of every consultant nationally, this provider's consultants highlighted."""
+    t = ctx.indicators
+    units = t[(t["level"] == "consultant") & (t["indicator"] == "risk_adjusted_mortality") & t["value"].notna()]
+    curves = ctx.bundle.funnels
+    curve = curves[(curves["level"] == "consultant") & (curves["indicator"] == "risk_adjusted_mortality")]
+    return figures.funnel_plot(
+        units, curve, target=float(ctx.meta["national"]["rate"]), x="expected", y="value",
+        xlabel="Expected deaths (log scale)", ylabel="Risk-adjusted mortality (%)",
+        title="Risk-adjusted mortality: consultants", percent=True, highlight_set=mine,
+        highlight_label="this provider's consultants")
 
 
 def next_steps(ctx: ReportContext) -> str:
@@ -306,14 +426,29 @@ def methods(ctx: ReportContext) -> str:
     c = perf.get("c_statistic")
     c_text = (f"c-statistic {c:.3f} (95% CI {perf.get('c_lower', float('nan')):.3f} to "
               f"{perf.get('c_upper', float('nan')):.3f})" if c is not None else "")
-    return f"""<h2>Methods</h2>
+    return [f"""<h2>Methods</h2>
 <p>Expected deaths are the sum of each patient's predicted risk from a logistic regression fitted once on the
 whole national cohort ({m['national']['cases']:,} patients, {int(m['national']['deaths']):,} deaths); {c_text}.
 The O/E ratio's interval is the exact Poisson interval of the observed deaths divided by the expected; the
 risk-adjusted rate is O/E times the national rate ({pct(m['national']['rate'], 2)}). Funnel limits at 95% and 99.8%
 follow Spiegelhalter (2005); over-dispersion: {esc(od.get('method', 'none'))}
 (phi = {od.get('phi', 1.0):.3f}, tau&sup2; = {od.get('tau2', 0.0):.4g}). Outliers follow HQIP (2024).
-Counts from 1 to {ctx.threshold} are suppressed in published outputs.</p>"""
+Counts from 1 to {ctx.threshold} are suppressed in published outputs, and so is the next smallest count
+wherever a suppressed one could otherwise be worked out from a total.</p>""", calibration_figure(ctx),
+        "<p class='note'>References: Spiegelhalter DJ. Funnel plots for comparing institutional performance. "
+        "Stat Med 2005;24:1185-202. HQIP. Detection and management of outliers for national clinical audits, "
+        "2024. NHS Digital. Disclosure control guidance for small numbers.</p>"]
+
+
+def calibration_figure(ctx: ReportContext) -> Figure:
+    """Observed against expected mortality by tenth of predicted risk (public: small tenths withheld)."""
+    cal = pd.DataFrame(ctx.bundle.model.get("calibration", []))
+    if ctx.public and not cal.empty:
+        hidden = suppress_group(dict(zip(cal["group"], cal["observed"].astype(float), strict=True)), ctx.threshold)
+        cal.loc[cal["group"].isin(hidden), ["observed", "observed_rate", "lower95", "upper95"]] = np.nan
+    perf = ctx.bundle.model.get("performance", {})
+    return figures.calibration_plot(cal, c_statistic=perf.get("c_statistic"),
+                                    slope=perf.get("calibration_slope"))
 
 
 # National report -------------------------------------------------------------------------------
@@ -328,7 +463,7 @@ def national_summary(ctx: ReportContext) -> str:
     return (f"<h2>Summary</h2><p class='lead'>{m['providers']} providers submitted {m['records_submitted']:,} "
             f"records; {m['cases']:,} were analysed, with {int(m['deaths']):,} deaths within "
             f"{ctx.meta['audit']['outcome_days']} days (national rate {pct(m['rate'], 2)}). "
-            f"Risk-adjusted outlier flags: {esc(flagged or 'none')}.</p>" + _without_cases(m))
+            f"Risk-adjusted outlier flags: {esc(flagged or 'none')}.</p>" + _without_cases(m) + outlier_list(ctx))
 
 
 def _without_cases(national: dict) -> str:
@@ -341,18 +476,47 @@ def _without_cases(national: dict) -> str:
             f"results: {names}.</p>")
 
 
+def outlier_list(ctx: ReportContext) -> str:
+    """The providers with an alert or alarm on any mortality indicator."""
+    t = ctx.indicators
+    flagged = t[(t["level"] == "provider") & t["indicator"].isin(MORTALITY) & ~t["flag"].isin(["as_expected", ""])]
+    if flagged.empty:
+        return "<h2>Alert and alarm providers</h2><p>No provider is outside the 95% limits.</p>"
+    rows = [[esc(r.unit_name), esc(r.unit_id), esc(INDICATOR_LABEL[r.indicator]),
+             esc(num(r.value) if r.indicator == "oe_ratio" else pct(r.value)), flag_badge(r.flag)]
+            for r in flagged.sort_values(["flag", "unit_name"]).itertuples()]
+    return "<h2>Alert and alarm providers</h2>" + table(
+        ["Provider", "Code", "Indicator", "Value", "Status"], rows, raw=True, numeric=(3,),
+        caption="Providers outside the 95% (alert) or 99.8% (alarm) limits")
+
+
+def overdispersion_table(ctx: ReportContext) -> str:
+    """Over-dispersion estimates by level and indicator type."""
+    od = ctx.meta.get("overdispersion", {})
+    rows = []
+    for level, kinds in od.items():
+        for kind, e in kinds.items():
+            p = e.get("chi2_p")
+            rows.append([level, kind, e.get("method", "none"), num(e.get("phi", 1.0), 3), f"{e.get('tau2', 0.0):.4g}",
+                         str(e.get("n_units", "")), "" if p is None else f"{p:.3g}"])
+    return "<h2>Over-dispersion</h2>" + table(
+        ["Level", "Indicator type", "Method", "phi", "tau\u00b2", "Units", "Chi-squared p"], rows, numeric=(3, 4, 5, 6),
+        caption="Over-dispersion estimates (phi = 1 and tau\u00b2 = 0 when none is applied)")
+
+
 def ranked_table(ctx: ReportContext) -> str:
     t = ctx.indicators
     prov = t[(t["level"] == "provider") & (t["indicator"] == "risk_adjusted_mortality")].sort_values(
         "value", ascending=False, na_position="last")
     rows = [[esc(r.unit_name), esc(r.unit_id), esc(format_count(r.denominator, ctx.threshold, ctx.public)),
-             esc(format_count(r.observed, ctx.threshold, ctx.public)), esc(num(r.expected, 1)), esc(pct(r.value)),
+             esc(format_count(r.observed, ctx.threshold, ctx.public, bool(r.suppressed))), esc(num(r.expected, 1)),
+             esc(pct(r.value)),
              esc("*" if r.suppressed else f"{pct(r.lower95)} to {pct(r.upper95)}"), flag_badge(r.flag)]
             for r in prov.itertuples()]
     return "<h2>All providers</h2>" + table(
         ["Provider", "Code", "Cases", "Deaths", "Expected", "Risk-adjusted", "95% interval", "Status"], rows,
-        raw=True, numeric=(2, 3, 4, 5), css_class="data sortable",
-        caption="Providers ranked by risk-adjusted mortality")
+        raw=True, numeric=(4, 5), counts=(2, 3), css_class="data sortable",
+        caption="Providers ranked by risk-adjusted mortality (click a heading to sort)")
 
 
 def model_section(ctx: ReportContext) -> str:
@@ -366,18 +530,27 @@ def model_section(ctx: ReportContext) -> str:
         parts.append(table(["Term", "Coefficient", "Odds ratio", "95% CI (coefficient)"], rows, numeric=(1, 2)))
     cal = pd.DataFrame(model.get("calibration", []))
     if not cal.empty:
-        rows = [[int(r.group), f"{int(r.n):,}", f"{r.observed:,.0f}", f"{r.expected:,.1f}", pct(r.observed_rate, 2),
-                 pct(r.expected_rate, 2)] for r in cal.itertuples()]
+        # Tenths add up to the national deaths: primary and secondary suppression in public.
+        hidden = (suppress_group(dict(zip(cal["group"], cal["observed"].astype(float), strict=True)), ctx.threshold)
+                  if ctx.public else set())
+        rows = [[int(r.group), format_count(r.n, ctx.threshold, ctx.public),
+                 format_count(r.observed, ctx.threshold, ctx.public, r.group in hidden), f"{r.expected:,.1f}",
+                 "*" if r.group in hidden else pct(r.observed_rate, 2), pct(r.expected_rate, 2)]
+                for r in cal.itertuples()]
+        parts.append(calibration_figure(ctx))
         parts.append(table(["Tenth of risk", "Patients", "Observed", "Expected", "Observed rate",
-                            "Expected rate"], rows, numeric=(1, 2, 3, 4, 5), caption="Calibration by tenths"))
-    return "".join(parts)
+                            "Expected rate"], rows, numeric=(3, 4, 5), counts=(1, 2), caption="Calibration by tenths"))
+    parts.append(overdispersion_table(ctx))
+    return parts
 
 
 def quality_by_provider(ctx: ReportContext) -> str:
     q = ctx.bundle.quality
     complete = [c for c in q.columns if c.startswith("complete: ")]
     rows = [[esc(r["unit_id"]), format_count(r["records_submitted"], ctx.threshold, ctx.public)]
-            + [pct(r[c]) for c in complete] for _, r in q.iterrows()]
+            + [_completeness(r[c], r["records_analysed"], ctx.threshold, ctx.public) for c in complete]
+            for _, r in q.iterrows()]
     return "<h2>Data completeness by provider</h2>" + table(
         ["Provider", "Records"] + [c.removeprefix("complete: ") for c in complete], rows,
-        numeric=tuple(range(1, len(complete) + 2)), css_class="data sortable compact")
+        numeric=tuple(range(2, len(complete) + 2)), counts=(1,), css_class="data sortable compact",
+        caption="Share of records with each key field (click a heading to sort)")

@@ -1,4 +1,8 @@
-"""The top-level index across every audit and period under a reports folder."""
+"""The top-level index across every audit and period under a reports folder.
+
+It is a public page: it links each period's publication site, national report
+and open data, never the audit team's index (which links confidential reports).
+"""
 
 from __future__ import annotations
 
@@ -16,15 +20,20 @@ def write_top_index(reports_root: str | Path) -> Path:
     for manifest in sorted(root.glob("*/*/manifest.json")):
         meta = json.loads(manifest.read_text())
         period = manifest.parent.relative_to(root).as_posix()
-        rows.append([esc(meta.get("audit", "")), esc(meta.get("period", "")),
-                     f"<a href='{esc(period)}/site/index.html'>publication site</a>",
-                     f"<a href='{esc(period)}/index.html'>all outputs (team)</a>", esc(meta.get("created", ""))])
-    from auditreport.rendering.html import stylesheet
+        site = manifest.parent / "site"
+        links = [f"<a href='{esc(period)}/site/index.html'>publication site</a>"]
+        if (site / "national.html").is_file():
+            links.append(f"<a href='{esc(period)}/site/national.html'>national report</a>")
+        links.append(f"<a href='{esc(period)}/site/indicators.csv'>open data</a>")
+        rows.append([esc(meta.get("audit", "")), esc(meta.get("period", "")), " &middot; ".join(links),
+                     esc(meta.get("created", ""))])
+    from auditreport.rendering.html import SORT_SCRIPT, stylesheet
 
-    body = ("<h1>Audit reports</h1>" + table(["Audit", "Period", "Public", "Team", "Built"], rows, raw=True,
-                                             css_class="data"))
+    body = ("<h1>Audit reports</h1><p>Published results of each audit and period.</p>"
+            + table(["Audit", "Period", "Published outputs", "Built"], rows, raw=True, css_class="data sortable"))
     html = (f"<!DOCTYPE html><html lang='en-GB'><head><meta charset='utf-8'><title>Audit reports</title>"
-            f"<style>{stylesheet()}</style></head><body class='report'><main>{body}</main></body></html>")
+            f"<style>{stylesheet()}</style></head><body class='report'><main>{body}</main>"
+            f"<script>{SORT_SCRIPT.read_text(encoding='utf-8')}</script></body></html>")
     path = root / "index.html"
     tmp = root / ".index.html.tmp"
     root.mkdir(parents=True, exist_ok=True)

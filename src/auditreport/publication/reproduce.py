@@ -42,7 +42,7 @@ _MAX_LISTED = 20
 class ReproductionError(AuditReportError):
     """The period could not be reproduced: inputs changed or results differ."""
 
-    exit_code = 5
+    exit_code = 6
 
 
 @dataclass

@@ -56,7 +56,8 @@ DATA_DICTIONARY = [
     ("limit_lower998", "Lower 99.8% funnel control limit at this unit's precision"),
     ("limit_upper998", "Upper 99.8% funnel control limit at this unit's precision"),
     ("flag", "HQIP outlier status: alarm_high, alert_high, as_expected, alert_low, alarm_low; blank if not assessed"),
-    ("suppressed", "True where figures were withheld under the small-numbers rule"),
+    ("suppressed", "True where figures were withheld under the small-numbers rule: a count from 1 to the threshold, "
+                   "or a further count withheld so that a small one cannot be worked out from a total"),
     ("method", "How the interval and limits were computed"),
 ]
 
@@ -88,6 +89,10 @@ def publish(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], results: 
     site = _build_site(config, out, data, [j for j in jobs if j.name in ok and j.audience == "public"])
     _atomic_text(out / "index.html", _team_index(config, out, jobs, ok))
     write_manifest(config, out, jobs, results)
+    # The public index across every audit period under the reports root, refreshed by each publication.
+    from auditreport.publication.index import write_top_index
+
+    write_top_index(out.parents[1])
     return site
 
 
@@ -107,7 +112,8 @@ def _build_site(config: AuditConfig, out: Path, data: pd.DataFrame, public_jobs:
                 links[job.provider] = f"providers/{name}"
         (staging / "indicators.csv").write_text(data.to_csv(index=False), encoding="utf-8")
         pd.DataFrame(DATA_DICTIONARY, columns=["column", "meaning"]).to_csv(staging / "data_dictionary.csv", index=False)
-        (staging / "index.html").write_text(_site_index(config, data, links, public_jobs), encoding="utf-8")
+        meta = json.loads((out / BUNDLE_DIR / "metadata.json").read_text())
+        (staging / "index.html").write_text(_site_index(config, data, links, public_jobs, meta), encoding="utf-8")
         final = out / "site"
         old = out / f".site-old-{os.getpid()}"
         if final.exists():
@@ -122,8 +128,10 @@ def _build_site(config: AuditConfig, out: Path, data: pd.DataFrame, public_jobs:
 
 def _provider_rows(data: pd.DataFrame) -> pd.DataFrame:
     prov = data[data["level"] == "provider"]
-    wide = prov.pivot_table(index=["unit_id", "unit_name"], columns="indicator", values="value", aggfunc="first",
-                            dropna=False)
+    # pivot on the code alone: pivot_table(dropna=False) over two index columns would make every
+    # code x name combination (one row per pair), listing each provider many times.
+    wide = prov.pivot(index="unit_id", columns="indicator", values="value")
+    wide.insert(0, "unit_name", prov.drop_duplicates("unit_id").set_index("unit_id")["unit_name"])
     flags = prov[prov["indicator"] == "risk_adjusted_mortality"].set_index("unit_id")["flag"]
     cases = prov[prov["indicator"] == "crude_mortality"].set_index("unit_id")["denominator"]
     wide = wide.reset_index()
@@ -145,8 +153,22 @@ def _page(title: str, body: str, sortable: bool = True) -> str:
             f"</style></head><body class='report'><main>{body}</main>{script}</body></html>")
 
 
+def _provenance(meta: dict) -> str:
+    """What made these results: the same fingerprints as on every report's cover."""
+    if not meta:
+        return ""
+    data_sha = meta.get("data", {}).get("source", {}).get("sha256", "")[:12]
+    code = meta.get("code", {})
+    return (f"<h2>Provenance</h2><dl class='provenance'><dt>Results computed</dt><dd>{esc(meta.get('created', ''))}</dd>"
+            f"<dt>Software</dt><dd>auditreport {esc(code.get('package_version', ''))}, commit "
+            f"{esc(str(code.get('git_commit', ''))[:12])}</dd>"
+            f"<dt>Data fingerprint</dt><dd><code>{esc(data_sha)}</code> (SHA-256 of the extract)</dd>"
+            f"<dt>Configuration</dt><dd><code>{esc(meta.get('config', {}).get('sha256', '')[:12])}</code></dd></dl>")
+
+
 def _site_index(config: AuditConfig, data: pd.DataFrame, links: dict[str, str],
-                public_jobs: Sequence[ReportJob]) -> str:
+                public_jobs: Sequence[ReportJob], out_meta: dict | None = None) -> str:
+    out_meta = out_meta or {}
     wide = _provider_rows(data)
     surv = sorted(c for c in wide.columns if str(c).startswith("survival_"))
     rows = []
@@ -154,7 +176,7 @@ def _site_index(config: AuditConfig, data: pd.DataFrame, links: dict[str, str],
         link = links.get(r.unit_id)
         name = (f"<a href='{esc(link)}.html'>{esc(r.unit_name)}</a> (<a href='{esc(link)}.pdf'>PDF</a>)"
                 if link else esc(r.unit_name))
-        cases = "*" if r.cases != r.cases else f"{int(r.cases):,}"
+        cases = "*" if r.cases != r.cases else f"{int(r.cases):,}"  # blank = suppressed (or its complement)
         rows.append([name, esc(r.unit_id), cases, _fmt(getattr(r, "crude_mortality", float("nan"))),
                      _fmt(getattr(r, "oe_ratio", float("nan")), percent=False),
                      _fmt(getattr(r, "risk_adjusted_mortality", float("nan"))), flag_badge(r.flag)]
@@ -166,13 +188,18 @@ def _site_index(config: AuditConfig, data: pd.DataFrame, links: dict[str, str],
             f"<p class='audit-name'>{esc(config.name)}</p><h1>Results {esc(config.period_label)}</h1>"
             f"<p>Produced {esc(now_utc())} by auditreport {esc(code_version()['package_version'])} "
             f"(commit {esc(code_version()['git_commit'][:12])}).</p></div>"
+            "<p>Risk-adjusted mortality compares each provider's deaths with the number expected for its patients "
+            "under the national risk model; the outlier status says whether the difference is beyond the 95% "
+            "(alert) or 99.8% (alarm) control limits.</p>"
             + ("<p><a href='national.html'>National report</a> (<a href='national.pdf'>PDF</a>) &middot; " if national else "<p>")
             + "<a href='indicators.csv'>Open data: indicators.csv</a> &middot; "
               "<a href='data_dictionary.csv'>data dictionary</a></p>"
             + f"<p class='note'>Counts from 1 to {config.suppression_threshold} are shown as * to protect "
               "patients' confidentiality. Click a column heading to sort.</p>"
-            + table(headers, rows, raw=True, numeric=tuple(range(2, len(headers))), css_class="data sortable",
-                    caption="Every provider's indicators and outlier status"))
+            + table(headers, rows, raw=True, numeric=tuple(i for i in range(3, len(headers)) if i != 6),
+                    counts=(2,), css_class="data sortable",
+                    caption="Every provider's indicators and outlier status")
+            + _provenance(out_meta))
     return _page(f"{config.name} {config.period_label}", body)
 
 

@@ -1,0 +1,280 @@
+"""Check what was actually written to the public outputs for disclosive numbers.
+
+Suppression is applied when an output is made; this module checks the files
+afterwards, from the bytes on disk, so a formatting slip, a new section that
+forgot to suppress, or a copy of the wrong file is caught before anything is
+published. It reads:
+
+* HTML: every element carrying ``data-count`` (report code labels each count
+  cell and each count in a sentence that way, see ``presentation.tables.count``)
+  must not hold a number from 1 to the threshold; sentences are also scanned
+  for "<n> deaths/patients/..." in case a count was written without the label.
+* PDF (text extracted with pypdf): the same sentence scan, and every table row
+  that holds counts in the sibling HTML (same stem) is found in the PDF text by
+  its label and must contain no bare whole number from 1 to the threshold.
+* CSV: the count columns (numerator, denominator, observed) must hold no small
+  number, and, for each published total (national; a provider over its
+  consultants), no blanked count may be recoverable: either none is blanked or
+  at least two are and the hidden total exceeds the threshold.
+* Every file: no patient identifier from the validated data appears as a word.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+
+from auditreport.errors import AuditReportError
+
+COUNT_COLUMNS = ("numerator", "denominator", "observed")
+#: A count in running text: a whole number followed by a word for people or events.
+_PROSE_COUNT = re.compile(
+    r"(?<![\d.,%])(\d{1,3}(?:,\d{3})*|\d+)\s+(?:deaths?|patients?|procedures?|cases?|records?|people|"
+    r"operations?|admissions?|survivors?)\b", re.IGNORECASE)
+_BARE_INT = re.compile(r"(?<![\w.,%/:-])(\d{1,3}(?:,\d{3})*|\d+)(?![\w.,%/:-]|\.\d)")
+_WORD = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class DisclosureError(AuditReportError):
+    """A public output contains a small number or a patient identifier."""
+
+    exit_code = 5
+
+
+@dataclass
+class Finding:
+    path: str
+    where: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.where}: {self.text!r}"
+
+
+@dataclass
+class CheckReport:
+    threshold: int
+    files: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def raise_if_failed(self, max_shown: int = 20) -> None:
+        if self.findings:
+            shown = "\n".join(f"  {f}" for f in self.findings[:max_shown])
+            more = f"\n  ... and {len(self.findings) - max_shown} more" if len(self.findings) > max_shown else ""
+            raise DisclosureError(f"disclosure check failed on {len(self.files)} public file(s): "
+                                  f"{len(self.findings)} finding(s)\n{shown}{more}")
+
+
+def _to_int(text: str) -> int | None:
+    text = text.strip().replace(",", "")
+    return int(text) if text.isdigit() else None
+
+
+def _small(text: str, threshold: int) -> bool:
+    value = _to_int(text)
+    return value is not None and 1 <= value <= threshold
+
+
+class _CountCells(HTMLParser):
+    """Collects the text of ``data-count`` elements, table rows with counts, and all text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.counts: list[str] = []
+        self.count_rows: list[list[str]] = []  # cell texts of table rows holding a count
+        self.text: list[str] = []
+        self._depth: list[int] = []  # open data-count elements' text buffers (indices)
+        self._buffers: list[list[str]] = []
+        self._row: list[str] | None = None
+        self._row_has_count = False
+        self._cell: list[str] | None = None
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = {k for k, _ in attrs}
+        if tag in ("script", "style"):
+            self._skip += 1
+        if tag == "tr":
+            self._row, self._row_has_count = [], False
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        if "data-count" in names:
+            self._buffers.append([])
+            self._depth.append(1)
+            if self._row is not None:
+                self._row_has_count = True
+        elif self._depth:
+            self._depth[-1] += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self._skip = max(0, self._skip - 1)
+        if self._depth:
+            self._depth[-1] -= 1
+            if self._depth[-1] == 0:
+                self._depth.pop()
+                self.counts.append("".join(self._buffers.pop()))
+        if tag in ("td", "th") and self._row is not None and self._cell is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            if self._row_has_count:
+                self.count_rows.append(self._row)
+            self._row = None
+
+    def handle_data(self, data: str) -> None:
+        if self._skip:
+            return
+        self.text.append(data)
+        for buffer in self._buffers:
+            buffer.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+#: A stated range ("between 1 and 7 patients", "from 1 to 7 records") describes the rule, not a count.
+_RANGE = re.compile(r"\b(?:between|from)\s+\d+\s+(?:and|to)\s+\d+", re.IGNORECASE)
+
+
+def _prose_findings(path: str, text: str, threshold: int, where: str) -> list[Finding]:
+    flat = _RANGE.sub("a range", " ".join(text.split()))
+    return [Finding(path, where, flat[max(0, m.start() - 40):m.end() + 10])
+            for m in _PROSE_COUNT.finditer(flat) if _small(m.group(1), threshold)]
+
+
+def check_html(path: Path, threshold: int) -> tuple[list[Finding], _CountCells]:
+    parser = _CountCells()
+    parser.feed(path.read_text(encoding="utf-8"))
+    findings = [Finding(str(path), "count cell", c) for c in parser.counts if _small(c, threshold)]
+    findings += _prose_findings(str(path), " ".join(parser.text), threshold, "sentence")
+    return findings, parser
+
+
+def pdf_text(path: Path) -> str:
+    from pypdf import PdfReader
+
+    return "\n".join(page.extract_text() or "" for page in PdfReader(str(path)).pages)
+
+
+def check_pdf(path: Path, threshold: int, count_rows: Iterable[list[str]] = ()) -> list[Finding]:
+    text = pdf_text(path)
+    findings = _prose_findings(str(path), text, threshold, "PDF sentence")
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    for row in count_rows:
+        label = row[0] if row else ""
+        if not label:
+            continue
+        for line in lines:
+            if line == label or not line.startswith(label + " "):
+                continue
+            rest = line[len(label):]
+            bad = [m.group(1) for m in _BARE_INT.finditer(rest) if _small(m.group(1), threshold)]
+            if bad:
+                findings.append(Finding(str(path), f"PDF table row '{label}'", line))
+    return findings
+
+
+def check_csv(path: Path, threshold: int) -> list[Finding]:
+    findings: list[Finding] = []
+    data = pd.read_csv(path, dtype={"unit_id": str, "parent_id": str})
+    for col in COUNT_COLUMNS:
+        if col in data:
+            values = pd.to_numeric(data[col], errors="coerce")
+            for i in data.index[(values >= 1) & (values <= threshold)]:
+                findings.append(Finding(str(path), f"row {i + 2} column {col}", str(data.at[i, col])))
+    if {"level", "indicator", "numerator", "unit_id"} <= set(data.columns):
+        findings += _recoverable(path, data, threshold)
+    return findings
+
+
+def _recoverable(path: Path, data: pd.DataFrame, threshold: int) -> list[Finding]:
+    """Blanked counts that a published total would give back (total minus the others)."""
+    findings = []
+    for indicator, rows in data.groupby("indicator"):
+        for column in ("numerator", "denominator"):
+            nat = rows.loc[rows["level"] == "national", column]
+            groups = [("national", rows[rows["level"] == "provider"], nat)]
+            prov = rows[rows["level"] == "provider"].set_index("unit_id")[column]
+            for parent, cons in rows[rows["level"] == "consultant"].groupby("parent_id"):
+                groups.append((f"provider {parent}", cons, prov[[parent]] if parent in prov.index else nat[:0]))
+            for name, cells, total in groups:
+                if total.empty or total.isna().all() or cells.empty:
+                    continue
+                blank = cells[column].isna()
+                if not blank.any():
+                    continue
+                hidden = float(total.iloc[0]) - float(cells.loc[~blank, column].sum())
+                if blank.sum() < 2 or hidden <= threshold:
+                    findings.append(Finding(str(path), f"{indicator} {column} under {name}",
+                                            f"{int(blank.sum())} blanked cell(s) totalling {hidden:g}"))
+    return findings
+
+
+def check_identifiers(path: Path, text: str, patient_ids: set[str]) -> list[Finding]:
+    if not patient_ids:
+        return []
+    return [Finding(str(path), "patient identifier", word) for word in set(_WORD.findall(text)) & patient_ids]
+
+
+def public_files(period_dir: Path) -> list[Path]:
+    """Every public output of one audit period: the site, public reports, the national report, open data."""
+    out = Path(period_dir)
+    files = [p for p in sorted((out / "site").rglob("*")) if p.is_file()]
+    files += sorted((out / "providers").glob("*/public.html")) + sorted((out / "providers").glob("*/public.pdf"))
+    files += [p for p in (out / "national" / "national.html", out / "national" / "national.pdf",
+                          out / "indicators.csv") if p.is_file()]
+    return files
+
+
+def check_files(files: Iterable[Path], threshold: int, patient_ids: Iterable[str] = ()) -> CheckReport:
+    """Check each public file (HTML, PDF, CSV) as written; PDFs are checked against their sibling HTML."""
+    ids = {str(i) for i in patient_ids}
+    report = CheckReport(threshold)
+    files = list(files)
+    rows_by_stem: dict[Path, list[list[str]]] = {}
+    for path in sorted(files, key=lambda p: p.suffix != ".html"):  # HTML first: PDFs use its table rows
+        report.files.append(str(path))
+        suffix = path.suffix.lower()
+        if suffix == ".html":
+            found, parser = check_html(path, threshold)
+            rows_by_stem[path.with_suffix("")] = parser.count_rows
+            text = " ".join(parser.text)
+        elif suffix == ".pdf":
+            found = check_pdf(path, threshold, rows_by_stem.get(path.with_suffix(""), []))
+            text = pdf_text(path)
+        elif suffix == ".csv":
+            found = check_csv(path, threshold) if path.name != "data_dictionary.csv" else []
+            text = path.read_text(encoding="utf-8")
+        else:
+            found, text = [], path.read_text(encoding="utf-8", errors="replace")
+        report.findings += found + check_identifiers(path, text, ids)
+    return report
+
+
+def patient_ids_of(config) -> set[str]:
+    """The patient identifiers of an audit's source extract (read here, never written anywhere)."""
+    column = config.columns.get("patient_id")
+    if not column:
+        return set()
+    source = Path(config.source)
+    if source.suffix.lower() == ".parquet":  # read one column, not the whole extract
+        table = pd.read_parquet(source, columns=[column])
+    else:
+        from auditreport.data.loading import read_table
+
+        table = read_table(source)
+    return set(table[column].dropna().astype(str))
+
+
+def check_period(config, period_dir: Path) -> CheckReport:
+    """Check every public output of one built audit period against the audit's threshold and its patients."""
+    return check_files(public_files(period_dir), config.suppression_threshold, patient_ids_of(config))
