@@ -79,7 +79,7 @@ def test_file_names_are_safe_and_nothing_leaves_the_reports_folder(hostile_build
     assert sorted(p.name for p in (audit.parent / "data").iterdir()) == ["providers.csv", "records.csv",
                                                                           "truth.json"]
     reports = root / "reports"
-    assert [p.name for p in reports.iterdir()] == ["synthetic-surgery"]
+    assert sorted(p.name for p in reports.iterdir()) == ["index.html", "synthetic-surgery"]
     folders = sorted(p.name for p in (summary.period_dir / "providers").iterdir())
     assert folders == sorted(safe_name(c) for c in HOSTILE_PROVIDERS)
     for path in reports.rglob("*"):

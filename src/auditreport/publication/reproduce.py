@@ -230,7 +230,9 @@ def regenerate_report_html(notebook: Path, parameters: dict) -> str:
 
     def capture(*items):
         for item in items:
-            if isinstance(item, Figure):
+            if isinstance(item, list | tuple):
+                capture(*item)
+            elif isinstance(item, Figure):
                 plt.close(item)
             else:
                 parts.append(str(item))

@@ -97,6 +97,8 @@ def publish(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], results: 
 
 
 def _build_site(config: AuditConfig, out: Path, data: pd.DataFrame, public_jobs: Sequence[ReportJob]) -> Path:
+    for stale in out.glob(".site-*"):  # staging or old copies left by a run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".site-", dir=out))
     try:
         (staging / "providers").mkdir()
