@@ -321,8 +321,8 @@ def monitoring_summary(config: AuditConfig, risk: pd.DataFrame) -> tuple[pd.Data
     delay = monitoring.detection_delay(pool, h["h_upper"], odds_ratio=2.0, true_odds_ratio=2.0, n_sim=500,
                                        seed=ARL_SEED + 2)
     info = {**h, "odds_ratio_upper": 2.0, "odds_ratio_lower": 0.5, "reset_after_signal": True,
-            "order": ("procedure date" if risk["procedure_date"].notna().any()
-                      else "order of records in the extract (the audit has no procedure dates)"),
+            "order": ("in procedure-date order" if risk["procedure_date"].notna().any()
+                      else "in the order of the records in the extract (the audit has no procedure dates)"),
             "signals_upper": int(table["signal_upper"].sum()), "signals_lower": int(table["signal_lower"].sum()),
             "delay_doubled_odds": {k: delay[k] for k in ("median_patients", "q25_patients", "q75_patients",
                                                          "proportion_signalled")},
