@@ -19,11 +19,12 @@ import yaml
 from auditreport.analysis.bundle import load_bundle
 from auditreport.analysis.indicators import INDICATOR_COLUMNS
 from auditreport.analysis.national import run_national
-from auditreport.analysis.survival_monitoring import cusum_path, logrank_each_vs_rest
+from auditreport.analysis.survival_monitoring import cusum_path, fit_national_cox, logrank_each_vs_rest
 from auditreport.config import load_config
 from auditreport.data.examples import write_example
 from auditreport.errors import ConfigError
 from auditreport.stats.monitoring import cusum_weights, detection_delay, ra_cusum
+from auditreport.stats.riskmodel import RiskFactor
 from auditreport.stats.survival import logrank_vs_rest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -202,3 +203,16 @@ def test_lung_audit_end_to_end(tmp_path):
     assert html.count("data:image/png;base64,") >= 5  # funnels, KM, Cox funnel, CUSUM, VLAD
     assert json.loads((out / "manifest.json").read_text())["reports"]["failed"] == []
     shutil.rmtree(out / "bundle", ignore_errors=True)
+
+
+def test_cox_drops_a_category_nobody_has_and_keeps_national_e_equal_o():
+    rng = np.random.default_rng(2)
+    n = 300
+    df = pd.DataFrame({"time": rng.integers(1, 400, n).astype(float), "event": rng.integers(0, 2, n),
+                       "provider_code": rng.choice(["a", "b"], n), "age": rng.normal(60, 10, n),
+                       "asa": rng.choice(["1", "2"], n)})
+    factors = [RiskFactor(name="age", kind="numeric"),
+               RiskFactor(name="asa", kind="categorical", categories=("1", "2", "3"), reference="1")]
+    _, patients, info = fit_national_cox(factors, df, {"age": 60.0})
+    assert info["terms"] == ["age", "asa[2]"] and info["terms_without_variation"] == ["asa[3]"]
+    assert patients["cox_expected"].sum() == pytest.approx(df["event"].sum())

@@ -136,9 +136,9 @@ def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData
     t0 = time.perf_counter()
     tests = sm.survival_tests(km, surv_cohort)
     timings["median_and_logrank"] = round(time.perf_counter() - t0, 3)
-    cox, cox_patients, cox_info = sm.fit_national_cox(config, risk_factors_for_model(config), surv_cohort,
-                                                      riskmodel.imputation_values(cohort, risk_factors_for_model(
-                                                          config)))
+    factors = risk_factors_for_model(config)
+    cox, cox_patients, cox_info = sm.fit_national_cox(factors, surv_cohort,
+                                                      riskmodel.imputation_values(cohort, factors))
     timings["cox"] = cox_info["seconds"]
     cox_rows, cox_od = sm.cox_indicator_rows(cox_patients, config.overdispersion)
     tables_ind.append(cox_rows)

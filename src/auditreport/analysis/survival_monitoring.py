@@ -147,8 +147,7 @@ def cox_design(factors: list[riskmodel.RiskFactor], imputed: pd.DataFrame) -> tu
     return pd.DataFrame(x, columns=safe, index=imputed.index), terms
 
 
-def fit_national_cox(config: AuditConfig, factors: list[riskmodel.RiskFactor], surv_cohort: pd.DataFrame,
-                     fill: dict[str, float]) -> tuple[survival.CoxResult, pd.DataFrame, dict[str, Any]]:
+def fit_national_cox(factors: list[riskmodel.RiskFactor], surv_cohort: pd.DataFrame, fill: dict[str, float]) -> tuple[survival.CoxResult, pd.DataFrame, dict[str, Any]]:
     """Fit the national Cox model on the audit's risk factors and return expected deaths per patient.
 
     Coefficients and the proportional-hazards test come from :func:`auditreport.stats.survival.fit_cox` on the
@@ -168,6 +167,10 @@ def fit_national_cox(config: AuditConfig, factors: list[riskmodel.RiskFactor], s
     sampled = len(data) > COX_MAX_FIT
     if sampled:
         fit_data = data.sample(n=COX_MAX_FIT, random_state=COX_SEED)
+    # A term with no variation among the fitted patients (a category nobody in the sample has) has no estimable
+    # coefficient and would make the fit singular: leave it out, i.e. give it a hazard ratio of 1, and say so.
+    constant = [c for c in covariates if fit_data[c].nunique() < 2]
+    covariates = [c for c in covariates if c not in constant]
     result = survival.fit_cox(fit_data, "time", "event", covariates)
     # Baseline on the whole cohort at the fitted coefficients (Breslow), centred on the whole cohort's means.
     means = data[covariates].mean()
@@ -178,11 +181,11 @@ def fit_national_cox(config: AuditConfig, factors: list[riskmodel.RiskFactor], s
     expected = survival.cox_expected(result, data, "time")
     patients = pd.DataFrame({"provider_code": imputed["provider_code"], "event": data["event"],
                              "cox_expected": expected}, index=imputed.index)
-    rename = dict(zip(covariates, terms, strict=True))
+    rename = dict(zip(design.columns, terms, strict=True))
     ph = result.ph_test.rename(index=rename)
     summary = result.summary().rename(index=rename)
     info = {
-        "terms": terms,
+        "terms": [rename[c] for c in covariates],
         "coefficients": [{"term": t, "coef": float(r.coef), "se": float(r.se), "hr": float(r.hr),
                           "hr_lower95": float(np.exp(r.lower)), "hr_upper95": float(np.exp(r.upper)),
                           "p": float(r.p)} for t, r in summary.iterrows()],
@@ -201,6 +204,7 @@ def fit_national_cox(config: AuditConfig, factors: list[riskmodel.RiskFactor], s
                       if sampled else "fitted on every patient"),
         "ties": "Efron (coefficients); Breslow (baseline hazard, expected deaths)",
         "excluded": int(flags["excluded"].sum()) if "excluded" in flags else 0,
+        "terms_without_variation": [rename[c] for c in constant],
         "seconds": round(time.perf_counter() - started, 3),
     }
     return result, patients, info
