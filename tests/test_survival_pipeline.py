@@ -179,9 +179,18 @@ def test_lung_audit_end_to_end(tmp_path):
     from auditreport.pipeline import build
 
     audit = _lung_audit(tmp_path)
-    summary = build(audit, tmp_path / "reports", providers=["1", "21", "33"], workers=2)
+    # Move one patient of institution 1 (who died within the outcome window) to an institution of their own, so
+    # a one-patient provider goes through every chart and test too.
+    records = pd.read_csv(tmp_path / "data" / "records.csv", dtype=str)
+    one = records.index[(records["inst"] == "1") & (records["status"] == "1")
+                        & (records["time"].astype(int) < 180)][0]
+    records.loc[one, "inst"] = "99"
+    records.to_csv(tmp_path / "data" / "records.csv", index=False)
+    with open(tmp_path / "data" / "providers.csv", "a") as fh:
+        fh.write("99,Institution 99\n")
+    summary = build(audit, tmp_path / "reports", providers=["1", "21", "33", "99"], workers=2)
     assert not summary.failed, [(r.name, r.error) for r in summary.failed]
-    assert summary.counts() == {"built": 1 + 3 * 2}
+    assert summary.counts() == {"built": 1 + 4 * 2}
     out = summary.period_dir
     data = pd.read_csv(out / "indicators.csv", dtype={"unit_id": str})
     assert {"survival_180d", "survival_365d", "cox_oe_ratio"} <= set(data["indicator"])
@@ -199,6 +208,8 @@ def test_lung_audit_end_to_end(tmp_path):
     assert "Cox O/E" in local and "RA-CUSUM" in local
     public_small = text(out / "providers" / "33" / "public.pdf")
     assert "too small to publish" in public_small
+    single = text(out / "providers" / "99" / "local.pdf")
+    assert "Institution 99" in single and "Cox O/E" in single and "RA-CUSUM" in single
     html = (out / "providers" / "21" / "local.html").read_text()
     assert html.count("data:image/png;base64,") >= 5  # funnels, KM, Cox funnel, CUSUM, VLAD
     assert json.loads((out / "manifest.json").read_text())["reports"]["failed"] == []
