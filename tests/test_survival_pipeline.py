@@ -227,3 +227,19 @@ def test_cox_drops_a_category_nobody_has_and_keeps_national_e_equal_o():
     _, patients, info = fit_national_cox(factors, df, {"age": 60.0})
     assert info["terms"] == ["age", "asa[2]"] and info["terms_without_variation"] == ["asa[3]"]
     assert patients["cox_expected"].sum() == pytest.approx(df["event"].sum())
+
+
+def test_provider_with_only_early_censored_patients_gets_rows(tmp_path):
+    """Its patient has survival data but no 180-day outcome: mortality rows with 0 cases, not a missing row."""
+    audit = _lung_audit(tmp_path)
+    records = pd.read_csv(tmp_path / "data" / "records.csv", dtype=str)
+    one = records.index[(records["status"] == "0") & (records["time"].astype(int) < 180)][0]
+    records.loc[one, "inst"] = "98"
+    records.to_csv(tmp_path / "data" / "records.csv", index=False)
+    with open(tmp_path / "data" / "providers.csv", "a") as fh:
+        fh.write("98,Institution 98\n")
+    table = run_national(load_config(audit), tmp_path / "out").indicators
+    rows = table[(table["level"] == "provider") & (table["unit_id"] == "98")].set_index("indicator")
+    assert rows.loc["crude_mortality", "denominator"] == 0 and np.isnan(rows.loc["crude_mortality", "value"])
+    assert rows.loc["risk_adjusted_mortality", "flag"] == ""
+    assert rows.loc["survival_180d", "denominator"] == 1

@@ -122,6 +122,12 @@ def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData
         od_ratio, od_prop = _overdispersion(config.overdispersion, totals, national_rate, level)
         if level != "national":
             od_info[level] = {"ratio": od_ratio.to_dict(), "proportion": od_prop.to_dict()}
+        if level == "provider":
+            # A provider whose every patient was censored before the outcome window ended has survival results
+            # but no mortality cases; give it mortality rows with 0 cases (value not computable) so its report
+            # says so instead of failing.
+            survivors = _survival_cohort(config, patients)["provider_code"].dropna().unique()
+            totals = totals.reindex(totals.index.union(pd.Index(survivors)), fill_value=0)
         oe = ind.oe_ratio(totals, od_ratio)
         rows = pd.concat([ind.crude_mortality(totals, national_rate, od_prop), oe,
                           ind.risk_adjusted_rate(oe, national_rate)], ignore_index=True)
