@@ -19,7 +19,9 @@ from auditreport import __version__
 from auditreport.errors import AuditReportError, BuildError
 
 DEFAULT_REPORTS = Path("reports")
-DEMO_AUDITS = ("params/synthetic.yaml",)
+DEMO_AUDITS = ("params/synthetic.yaml", "params/lung.yaml")
+#: Example data the demo writes before building (audit definition -> example name, folder).
+DEMO_EXAMPLES = {"params/lung.yaml": ("lung", Path("data/lung"))}
 
 
 def _fail(exc: AuditReportError) -> None:
@@ -147,11 +149,30 @@ def demo(reports_root: Path, jobs: int | None, force: bool) -> None:
     data = Path("data/synthetic/records.parquet")
     if force or not data.exists():
         write(SyntheticSpec(), data.parent)
+    for name, folder in DEMO_EXAMPLES.values():
+        if force or not (folder / "records.csv").exists():
+            _write_example(name, folder)
     built = []
     for audit in DEMO_AUDITS:
         built.append(_build(Path(audit), reports_root, (), ("local", "public"), jobs, force, 600))
     _write_top_index(reports_root)
     click.echo(f"demo built in {time.perf_counter() - started:.0f}s; open {reports_root.resolve() / 'index.html'}")
+
+
+@main.command("fetch-example")
+@click.argument("name", type=click.Choice(["lung"]))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for records.csv and providers.csv (default data/<name>).")
+def fetch_example(name: str, out: Path | None) -> None:
+    """Write a real example data set (from files installed with lifelines; no network) as CSV."""
+    _write_example(name, out or Path("data") / name)
+
+
+def _write_example(name: str, out: Path) -> None:
+    from auditreport.data.examples import write_example
+
+    paths = write_example(name, out)
+    click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
 def _write_top_index(reports_root: Path) -> None:

@@ -83,6 +83,8 @@ class AuditConfig:
     publish_consultants: bool
     contact: str
     raw: dict[str, Any]
+    cusum_h: float | None = None  # RA-CUSUM control limit fixed by configuration, or None to simulate
+    cusum_arl: int = 2000  # in-control average run length (patients) that h is simulated for
 
     @property
     def factor_names(self) -> list[str]:
@@ -111,6 +113,7 @@ _TOP_KEYS = {
     "survival": False,
     "limits": False,
     "publication": False,
+    "monitoring": False,
 }
 
 
@@ -292,6 +295,8 @@ def load_config(path: str | Path) -> AuditConfig:
     publish_consultants = r.get(pub, "publish_consultants", "publication", bool, required=False,
                                 default=False)
 
+    cusum_h, cusum_arl = _monitoring(r, raw)
+
     return AuditConfig(
         path=path, id=audit_id, name=r.get(audit, "name", "audit", str), period_label=period_label,
         period_start=start, period_end=end, source=source, providers_file=providers_path,
@@ -300,7 +305,27 @@ def load_config(path: str | Path) -> AuditConfig:
         horizons=tuple(horizons), ci_transform=ci_transform, overdispersion=overdispersion,
         suppression_threshold=threshold, publish_consultants=publish_consultants,
         contact=r.get(audit, "contact", "audit", str, required=False, default=""), raw=raw,
+        cusum_h=cusum_h, cusum_arl=cusum_arl,
     )
+
+
+def _monitoring(r: _Reader, raw: dict) -> tuple[float | None, int]:
+    """The RA-CUSUM control limit: ``monitoring.cusum_h`` fixed, or ``monitoring.cusum_arl`` to simulate for.
+
+    METHODS.md section 7: h is either fixed in the configuration or chosen for a stated in-control average run
+    length; giving both would leave it ambiguous which was used, so that is an error.
+    """
+    mon = r.mapping(raw, "monitoring", "", required=False, allowed={"cusum_h", "cusum_arl"})
+    h = r.get(mon, "cusum_h", "monitoring", (int, float), required=False)
+    arl = r.get(mon, "cusum_arl", "monitoring", int, required=False)
+    if h is not None and arl is not None:
+        raise r.fail("monitoring", "give cusum_h (a fixed control limit) or cusum_arl (simulate h for that "
+                                   "in-control average run length), not both")
+    if h is not None and not h > 0:
+        raise r.fail("monitoring.cusum_h", f"must be a positive number, got {h!r}")
+    if arl is not None and arl < 10:
+        raise r.fail("monitoring.cusum_arl", f"must be a whole number of patients, at least 10, got {arl!r}")
+    return (float(h) if h is not None else None), (int(arl) if arl is not None else 2000)
 
 
 def _risk_factors(r: _Reader, raw: dict) -> list[RiskFactorSpec]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-TABLES = ("indicators", "funnels", "km", "casemix", "quality", "risk")
+TABLES = ("indicators", "funnels", "km", "casemix", "quality", "risk", "survival_tests", "monitoring")
 BUNDLE_DIR = "bundle"
 
 
@@ -36,6 +36,13 @@ class Bundle:
         if name in tables:
             return tables[name]
         raise AttributeError(name)
+
+    def provider_monitoring(self, provider_code: str) -> pd.DataFrame:
+        """One provider's RA-CUSUM and VLAD series (empty if the bundle predates monitoring)."""
+        path = self.path / "monitoring.parquet"
+        if not path.exists():
+            return pd.DataFrame()
+        return pd.read_parquet(path, filters=[("provider_code", "==", provider_code)])
 
     def provider_risk(self, provider_code: str) -> pd.DataFrame:
         """Patient-level predicted risks and outcomes of one provider, by procedure date."""
@@ -67,7 +74,7 @@ def write_bundle(out_dir: Path, tables: dict[str, pd.DataFrame], metadata: dict[
 
 
 def load_bundle(path: str | Path, tables: tuple[str, ...] = ("indicators", "funnels", "km", "casemix",
-                                                             "quality")) -> Bundle:
+                                                             "quality", "survival_tests")) -> Bundle:
     """Load a bundle folder (the ``bundle`` folder or the period folder that holds it)."""
     path = Path(path)
     if (path / BUNDLE_DIR).is_dir():

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from auditreport.analysis import indicators as ind
+from auditreport.analysis import survival_monitoring as sm
 from auditreport.analysis.bundle import write_bundle
 from auditreport.analysis.quality import case_mix, data_quality
 from auditreport.config import AuditConfig
@@ -162,6 +163,12 @@ def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData
         od_ratio, od_prop = _overdispersion(config.overdispersion, totals, national_rate, level)
         if level != "national":
             od_info[level] = {"ratio": od_ratio.to_dict(), "proportion": od_prop.to_dict()}
+        if level == "provider":
+            # A provider whose every patient was censored before the outcome window ended has survival results
+            # but no mortality cases; give it mortality rows with 0 cases (value not computable) so its report
+            # says so instead of failing.
+            survivors = _survival_cohort(config, patients)["provider_code"].dropna().unique()
+            totals = totals.reindex(totals.index.union(pd.Index(survivors)), fill_value=0)
         oe = ind.oe_ratio(totals, od_ratio)
         rows = pd.concat([ind.crude_mortality(totals, national_rate, od_prop), oe,
                           ind.risk_adjusted_rate(oe, national_rate)], ignore_index=True)
@@ -171,6 +178,18 @@ def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData
         tables_ind.append(rows)
     surv_rows, km = _survival(config, patients)
     tables_ind.append(surv_rows)
+    timings: dict[str, float] = {}
+    surv_cohort = _survival_cohort(config, patients)
+    t0 = time.perf_counter()
+    tests = sm.survival_tests(km, surv_cohort)
+    timings["median_and_logrank"] = round(time.perf_counter() - t0, 3)
+    factors = risk_factors_for_model(config)
+    cox, cox_patients, cox_info = sm.fit_national_cox(factors, surv_cohort,
+                                                      riskmodel.imputation_values(cohort, factors))
+    timings["cox"] = cox_info["seconds"]
+    cox_rows, cox_od = sm.cox_indicator_rows(cox_patients, config.overdispersion)
+    tables_ind.append(cox_rows)
+    od_info.setdefault("provider", {})["cox_ratio"] = cox_od
     table = pd.concat(tables_ind, ignore_index=True)
     table["audit"] = config.id
     table["period"] = config.period_label
@@ -187,6 +206,8 @@ def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData
     mix = case_mix(config, cohort)
     risk = cohort[["provider_code", "consultant_code", "procedure_date", "time", "event", "outcome", "p"]].copy()
     risk = risk.sort_values(["provider_code", "procedure_date"], kind="stable").reset_index(drop=True)
+    monitor, monitor_info = sm.monitoring_summary(config, risk)
+    timings["monitoring"] = monitor_info["seconds"]
 
     data_files = {"source": {"path": str(config.source), "sha256": file_sha256(config.source)}}
     if config.providers_file is not None:
@@ -210,7 +231,12 @@ def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData
                      "providers_without_cases": _providers_without_cases(validated, patients, cohort)},
         "overdispersion": od_info,
         "overdispersion_method": config.overdispersion,
-        "survival": {"horizons": list(config.horizons), "ci_transform": config.ci_transform},
+        "survival": {"horizons": list(config.horizons), "ci_transform": config.ci_transform,
+                     "median_convention": "R survival (midpoint where S(t) = 0.5 exactly)",
+                     "records_without_provider": int(surv_cohort["provider_code"].isna().sum())},
+        "cox": {k: v for k, v in cox_info.items() if k not in ("coefficients", "ph_test")},
+        "monitoring": monitor_info,
+        "timings": timings,
         "publication": {"suppression_threshold": config.suppression_threshold,
                         "publish_consultants": config.publish_consultants},
         "warnings": validated.warnings,
@@ -218,9 +244,11 @@ def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData
     }
     model_doc = {"model": model.to_dict(), "performance": performance,
                  "calibration": calibration.to_dict(orient="records"),
-                 "coefficients": riskmodel.coefficient_table(model).to_dict(orient="records")}
+                 "coefficients": riskmodel.coefficient_table(model).to_dict(orient="records"),
+                 "cox": {**cox_info, "model": cox.to_dict()}}
     bundle = write_bundle(period_dir, {"indicators": table, "funnels": funnels, "km": km, "casemix": mix,
-                                       "quality": quality, "risk": risk}, metadata, model_doc)
+                                       "quality": quality, "risk": risk, "survival_tests": tests,
+                                       "monitoring": monitor}, metadata, model_doc)
     log.info("national stage: %d patients, %d providers in %.1fs", n, metadata["national"]["providers"],
              time.perf_counter() - started)
     return NationalResult(bundle_path=bundle, metadata=metadata, indicators=table)
@@ -263,13 +291,15 @@ def _funnel_curves(table: pd.DataFrame, national_rate: float, od_info: dict) -> 
         od = od_info.get(level, {})
         for indicator, kind, xcol in (("crude_mortality", "proportion", "denominator"),
                                       ("oe_ratio", "ratio", "expected"),
-                                      ("risk_adjusted_mortality", "ratio", "expected")):
+                                      ("risk_adjusted_mortality", "ratio", "expected"),
+                                      ("cox_oe_ratio", "ratio", "expected")):
             rows = sub[sub["indicator"] == indicator]
             x = rows[xcol].to_numpy(float)
             x = x[np.isfinite(x) & (x > 0)]
             if x.size == 0:
                 continue
-            od_obj = _od_from_dict(od.get("proportion" if kind == "proportion" else "ratio"))
+            od_key = {"crude_mortality": "proportion", "cox_oe_ratio": "cox_ratio"}.get(indicator, "ratio")
+            od_obj = _od_from_dict(od.get(od_key))
             target = national_rate if kind == "proportion" else 1.0
             curve = funnel_curve(kind, target, max(min(x.min(), 1.0), 0.5), x.max() * 1.1,
                                  overdispersion=od_obj)
@@ -278,7 +308,7 @@ def _funnel_curves(table: pd.DataFrame, national_rate: float, od_info: dict) -> 
                     curve[col] = curve[col] * national_rate
             curve["level"] = level
             curve["indicator"] = indicator
-            curve["target"] = national_rate if indicator != "oe_ratio" else 1.0
+            curve["target"] = 1.0 if indicator in ("oe_ratio", "cox_oe_ratio") else national_rate
             curves.append(curve)
     return pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
 
@@ -290,9 +320,14 @@ def _od_from_dict(d: dict | None) -> Overdispersion | None:
     return Overdispersion(**{k: v for k, v in d.items() if k in fields})
 
 
+def _survival_cohort(config: AuditConfig, patients: pd.DataFrame) -> pd.DataFrame:
+    """Patients in the survival analyses: the analysed cohort plus those censored before the outcome window ends."""
+    return patients[patients["exclusion"].isin(["", f"alive with under {config.outcome_days} days of follow-up"])]
+
+
 def _survival(config: AuditConfig, patients: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Kaplan-Meier survival at the horizons per provider and nationally, and the curves to plot."""
-    cohort = patients[patients["exclusion"].isin(["", f"alive with under {config.outcome_days} days of follow-up"])]
+    cohort = _survival_cohort(config, patients)
     groups = [("national", "national", cohort)] + [("provider", code, grp) for code, grp in
                                                     cohort.groupby("provider_code", sort=True)]
     rows, curves = [], []

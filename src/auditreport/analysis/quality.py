@@ -35,6 +35,8 @@ def data_quality(config: AuditConfig, patients: pd.DataFrame, imputed: pd.DataFr
         for reason, count in grp.loc[grp["exclusion"] != "", "exclusion"].value_counts().items():
             row[f"excluded: {reason}"] = int(count)
         row["records_excluded"] = int((grp["exclusion"] != "").sum())
+        # Records without a provider code count in national figures only; say how many.
+        row["no provider code"] = int(grp["provider_code"].isna().sum())
         for key in keys:
             if key == "death_date":
                 continue  # blank means alive, not missing

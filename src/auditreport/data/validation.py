@@ -63,7 +63,10 @@ def validate(config: AuditConfig, raw: pd.DataFrame, source: str,
 
     out = pd.DataFrame(index=frame.index)
     out["patient_id"] = frame[cols["patient_id"]].astype(str)
-    out["provider_code"] = frame[cols["provider_code"]].astype(str)
+    # A record with no provider code still belongs to the national cohort (it keeps national figures such as
+    # survival whole); it is attributed to no provider and counted in data quality.
+    code = frame[cols["provider_code"]]
+    out["provider_code"] = code.astype(str).where(code.notna(), None)
     if "provider_name" in cols:
         out["provider_name"] = frame[cols["provider_name"]].fillna(out["provider_code"]).astype(str)
     elif providers is not None:
@@ -99,11 +102,15 @@ def validate(config: AuditConfig, raw: pd.DataFrame, source: str,
         out.loc[outside, "exclusion"] = "procedure outside the audit period"
     short = out["outcome"].isna() & (out["exclusion"] == "")
     out.loc[short, "exclusion"] = f"alive with under {n} days of follow-up"
+    no_provider = int(out["provider_code"].isna().sum())
+    if no_provider:
+        warnings.append(f"{cols['provider_code']}: {no_provider} record(s) with no provider code, analysed in "
+                        "national figures only (attributed to no provider)")
     for f in config.risk_factors:
         missing = int(out[f.name].isna().sum())
         if missing:
             warnings.append(f"{f.name}: {missing} missing value(s), handled by rule '{f.missing}'")
-    registry = (out[["provider_code", "provider_name"]].drop_duplicates("provider_code")
+    registry = (out.loc[out["provider_code"].notna(), ["provider_code", "provider_name"]].drop_duplicates("provider_code")
                 .sort_values("provider_code").reset_index(drop=True))
     if providers is not None:
         registry = providers[["provider_code", "provider_name"]].copy()
@@ -214,7 +221,7 @@ def _schema(config: AuditConfig, providers: pd.DataFrame | None) -> pa.DataFrame
         cols["patient_id"]: pa.Column(nullable=False, unique=True, coerce=False,
                                       checks=[], title="patient id"),
         cols["provider_code"]: pa.Column(
-            nullable=False,
+            nullable=True,
             checks=[_known_provider_check(providers)] if providers is not None else []),
     }
     if "procedure_date" in cols:

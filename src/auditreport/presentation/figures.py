@@ -235,3 +235,77 @@ def calibration_plot(cal: pd.DataFrame, *, c_statistic: float | None = None, slo
     return _alt(fig, "Calibration of the risk model: observed against expected mortality (%) in each tenth of "
                      "predicted risk, with 95% intervals; points on the dashed diagonal mean the model is well "
                      "calibrated. " + "; ".join(notes))
+
+
+SIGNAL_HIGH = FLAG_COLOURS["alarm_high"]
+SIGNAL_LOW = FLAG_COLOURS["alarm_low"]
+
+
+def _x_axis(series: pd.DataFrame) -> tuple[pd.Series, str]:
+    """Procedure date where the audit has dates, otherwise the patient's position in the provider's series."""
+    dates = series["procedure_date"] if "procedure_date" in series else None
+    if dates is not None and dates.notna().all() and len(series):
+        return pd.to_datetime(dates), "Procedure date"
+    return series["index"] + 1, "Patients, in order"
+
+
+def _from_origin(x: pd.Series, y: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Prepend the chart's starting point (0 before the first patient) so every patient's step is drawn."""
+    x0 = x.iloc[0] if np.issubdtype(np.asarray(x).dtype, np.datetime64) else 0
+    return np.r_[np.asarray([x0], dtype=np.asarray(x).dtype), np.asarray(x)], np.r_[0.0, np.asarray(y, float)]
+
+
+def cusum_plot(series: pd.DataFrame, *, h_upper: float, h_lower: float, title: str) -> Figure:
+    """Upper (R = 2) and lower (R = 1/2) RA-CUSUM of one provider, control limits dashed, signals marked.
+
+    ``series`` is a provider's slice of the bundle's ``monitoring`` table. The lower chart is drawn below zero
+    (Steiner et al. 2000), so rising above +h means worse than predicted and falling below -h better.
+    """
+    apply_style()
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    x, xlabel = _x_axis(series)
+    ax.step(*_from_origin(x, series["s_upper"]), where="pre", color=HIGHLIGHT, lw=1.2,
+            label="Upper CUSUM (detects odds x2)")
+    ax.step(*_from_origin(x, series["s_lower"]), where="pre", color=NATIONAL, lw=1.2, ls="--",
+            label="Lower CUSUM (detects odds x1/2)")
+    ax.axhline(h_upper, color=LIMIT998, lw=1.0, ls=":", label=f"control limits (+{h_upper:.2f} / -{h_lower:.2f})")
+    ax.axhline(-h_lower, color=LIMIT998, lw=1.0, ls=":")
+    ax.axhline(0, color=OTHERS, lw=0.8)
+    up, lo = series["signal_upper"].to_numpy(bool), series["signal_lower"].to_numpy(bool)
+    if up.any():
+        ax.scatter(x[up], series.loc[up, "s_upper"], marker="^", s=60, color=SIGNAL_HIGH, zorder=5,
+                   label="signal: worse than predicted")
+    if lo.any():
+        ax.scatter(x[lo], series.loc[lo, "s_lower"], marker="v", s=60, color=SIGNAL_LOW, zorder=5,
+                   label="signal: better than predicted")
+    ax.set_ylim(-h_lower * 1.25, h_upper * 1.7)  # headroom for the legend above the upper limit
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("CUSUM (log-likelihood ratio)")
+    ax.set_title(title, loc="left")
+    ax.legend(loc="upper left", ncols=2, fontsize=7)
+    fig.tight_layout()
+    fig.alt_text = (f"{title}: upper and lower risk-adjusted CUSUM with control limits at +{h_upper:.2f} and "
+                    f"-{h_lower:.2f}; {int(up.sum())} upper and {int(lo.sum())} lower signal(s).")
+    return fig
+
+
+def vlad_plot(series: pd.DataFrame, *, title: str) -> Figure:
+    """VLAD of one provider: cumulative expected minus observed deaths, with CUSUM signals marked."""
+    apply_style()
+    fig, ax = plt.subplots(figsize=(7.0, 3.2))
+    x, xlabel = _x_axis(series)
+    ax.step(*_from_origin(x, series["vlad"]), where="pre", color=HIGHLIGHT, lw=1.3, label="statistical lives gained")
+    ax.axhline(0, color=NATIONAL, lw=0.9, ls=":", label="as predicted")
+    for column, colour, marker, label in (("signal_upper", SIGNAL_HIGH, "^", "upper CUSUM signal"),
+                                          ("signal_lower", SIGNAL_LOW, "v", "lower CUSUM signal")):
+        hit = series[column].to_numpy(bool)
+        if hit.any():
+            ax.scatter(x[hit], series.loc[hit, "vlad"], marker=marker, s=55, color=colour, zorder=5, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Expected - observed deaths")
+    ax.set_title(title, loc="left")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    last = float(series["vlad"].iloc[-1]) if len(series) else 0.0
+    fig.alt_text = f"{title}: the running total of expected minus observed deaths ends at {last:+.1f}."
+    return fig

@@ -554,3 +554,213 @@ def quality_by_provider(ctx: ReportContext) -> str:
         ["Provider", "Records"] + [c.removeprefix("complete: ") for c in complete], rows,
         numeric=tuple(range(2, len(complete) + 2)), counts=(1,), css_class="data sortable compact",
         caption="Share of records with each key field (click a heading to sort)")
+
+
+# Survival tests, Cox O/E and monitoring (issue #4) ---------------------------------------------------------------
+# Appended as new functions so the sections above can be restyled independently.
+
+COX_LABEL = "Cox observed / expected deaths (Cox O/E)"
+
+
+def _survival_tests(ctx: ReportContext) -> pd.DataFrame:
+    tests = ctx.bundle.tables.get("survival_tests")
+    if tests is None:
+        path = ctx.bundle.path / "survival_tests.parquet"
+        tests = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+    return tests.set_index("unit_id") if len(tests) else tests
+
+
+def _small(ctx: ReportContext, patients: float, deaths: float) -> bool:
+    """In public outputs, a unit with 1 to threshold patients or deaths shows no survival statistics."""
+    from auditreport.publication.disclosure import is_small
+
+    return ctx.public and bool(is_small([patients], ctx.threshold)[0] or is_small([deaths], ctx.threshold)[0])
+
+
+def _days(value: float) -> str:
+    return "not reached" if value != value else f"{value:,.0f} days"
+
+
+def _p_value(p: float) -> str:
+    if p != p:
+        return "not computable"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def median_logrank_section(ctx: ReportContext) -> str:
+    """Median survival (with its convention and interval) and, for a provider, the log-rank test vs the rest."""
+    tests = _survival_tests(ctx)
+    if tests.empty:
+        return ""
+    nat = tests.loc["national"]
+    convention = ("Median: the first time the Kaplan-Meier curve is at or below 50%, or the midpoint where it "
+                  "sits at exactly 50% (R survival's convention; lifelines would take the start of that "
+                  "stretch). Interval: where the 95% band crosses 50% (Brookmeyer and Crowley), "
+                  f"{esc(ctx.meta['survival']['ci_transform'])} transform. \"Not reached\": survival stays "
+                  "above 50% (or the band above it) for the whole follow-up.")
+    rows = []
+    units = [("National", nat)]
+    if ctx.provider:
+        units.insert(0, (ctx.provider_name, tests.loc[ctx.provider]))
+    for label, r in units:
+        hidden = _small(ctx, r["patients"], r["deaths"])
+        rows.append([label, format_count(r["patients"], ctx.threshold, ctx.public),
+                     "*" if hidden else _days(r["median"]),
+                     "*" if hidden else f"{_days(r['median_lower'])} to {_days(r['median_upper'])}"])
+    html = "<h3>Median survival</h3>" + table(["", "Patients", "Median survival", "95% interval"], rows,
+                                               numeric=(1,), caption="Median survival after the procedure")
+    html += f"<p class='note'>{convention}</p>"
+    if ctx.provider:
+        r = tests.loc[ctx.provider]
+        if _small(ctx, r["patients"], r["deaths"]):
+            html += "<p>The log-rank comparison is not shown because the numbers are too small to publish.</p>"
+        else:
+            direction = ("more" if r["logrank_observed"] > r["logrank_expected"] else "fewer")
+            counts = ("" if ctx.public else
+                      f" ({r['logrank_observed']:.0f} deaths observed, {r['logrank_expected']:.1f} expected at "
+                      "the rest of the country's death rates)")
+            html += (f"<h3>Log-rank test against the rest of the country</h3><p>{esc(ctx.provider_name)} had "
+                     f"{direction} deaths over follow-up than the national death rate over time would give"
+                     f"{counts}: chi-squared {num(r['logrank_chi2'])} on 1 degree of freedom, "
+                     f"{_p_value(r['logrank_p'])}. The log-rank test is not risk-adjusted; the Cox O/E below "
+                     "is.</p>")
+    return html
+
+
+def national_survival_tests(ctx: ReportContext) -> str:
+    """All providers: median survival and the log-rank test against the rest, sortable."""
+    tests = _survival_tests(ctx)
+    if tests.empty:
+        return ""
+    names = ctx.indicators.drop_duplicates("unit_id").set_index("unit_id")["unit_name"]
+    rows = []
+    for unit, r in tests.drop(index="national", errors="ignore").iterrows():
+        hidden = _small(ctx, r["patients"], r["deaths"])
+        rows.append([esc(names.get(unit, unit)), esc(unit), format_count(r["patients"], ctx.threshold, ctx.public),
+                     "*" if hidden else _days(r["median"]),
+                     "*" if hidden else num(r["logrank_chi2"]), "*" if hidden else _p_value(r["logrank_p"])])
+    nat = tests.loc["national"]
+    none = int(ctx.meta["survival"].get("records_without_provider", 0))
+    note = (f" {none} record(s) had no provider code: they are in the national figures but not attributed to any "
+            "provider, and are part of \"the rest\" in every log-rank test." if none else "")
+    return ("<h2>Median survival and log-rank tests</h2>"
+            f"<p>National median survival {_days(nat['median'])} (95% interval {_days(nat['median_lower'])} to "
+            f"{_days(nat['median_upper'])}; R survival's convention, {esc(ctx.meta['survival']['ci_transform'])} "
+            f"transform). Each provider's log-rank test compares its survival with the rest of the country "
+            f"(not risk-adjusted; chi-squared on 1 df).{note}</p>"
+            + table(["Provider", "Code", "Patients", "Median survival", "Log-rank chi-squared", "p"], rows,
+                    raw=True, numeric=(2, 3, 4), css_class="data sortable compact",
+                    caption="Median survival and log-rank test of each provider against the rest"))
+
+
+def cox_funnel(ctx: ReportContext) -> Figure:
+    t = ctx.indicators
+    units = t[(t["level"] == "provider") & (t["indicator"] == "cox_oe_ratio") & t["value"].notna()]
+    curves = ctx.bundle.funnels
+    curve = curves[(curves["level"] == "provider") & (curves["indicator"] == "cox_oe_ratio")]
+    return figures.funnel_plot(units, curve, target=1.0, x="expected", y="value",
+                               xlabel="Cox-expected deaths over follow-up (log scale)", ylabel="Cox O/E ratio",
+                               title=f"{COX_LABEL}: providers", highlight=ctx.provider,
+                               highlight_label=ctx.provider_name if ctx.provider else None)
+
+
+def cox_national_section(ctx: ReportContext) -> list:
+    """The national Cox model: hazard ratios, the proportional-hazards check, how it was fitted, the funnel."""
+    cox = ctx.bundle.model.get("cox")
+    if not cox:
+        return []
+    rows = [[esc(c["term"]), num(c["coef"], 4), num(c["hr"], 3), f"{num(c['hr_lower95'], 3)} to "
+             f"{num(c['hr_upper95'], 3)}", _p_value(c["p"])] for c in cox["coefficients"]]
+    coef = table(["Term", "Coefficient", "Hazard ratio", "95% CI", "p"], rows, numeric=(1, 2, 4),
+                 caption="National Cox proportional hazards model")
+    ph_rows = [[esc(r["term"]), num(r["chi2"]), str(r["df"]), _p_value(r["p"])] for r in cox["ph_test"]]
+    ph = table(["Term", "Chi-squared", "df", "p"], ph_rows, numeric=(1, 2, 3),
+               caption="Proportional-hazards check (Schoenfeld residuals)")
+    glob = next((r for r in cox["ph_test"] if r["term"] == "GLOBAL"), None)
+    ph_reading = ""
+    if glob is not None:
+        ph_reading = ("No evidence against proportional hazards overall" if glob["p"] >= 0.05 else
+                      "The proportional-hazards assumption is questionable (global test p < 0.05): hazard ratios "
+                      "vary over follow-up, so the Cox O/E should be read alongside the logistic O/E")
+        ph_reading = f"<p>{ph_reading} (global chi-squared {num(glob['chi2'])} on {glob['df']} df, {_p_value(glob['p'])}).</p>"
+    text = (f"<h2>Cox proportional hazards</h2><p>Fitted nationally on the audit's risk factors "
+            f"({cox['patients']:,} patients, {cox['deaths']:,} deaths over follow-up; {esc(cox['subsample'])}; "
+            f"ties: {esc(cox['ties'])}; concordance {num(cox['concordance'], 3)}). A provider's expected deaths are "
+            "the sum of its patients' cumulative hazards at their own follow-up times; Cox O/E has exact Poisson "
+            "limits on the same funnel as the logistic O/E.</p>")
+    return [text + coef + ph_reading + ph + f"<p class='note'>{esc(cox['ph_method'])}.</p>", cox_funnel(ctx)]
+
+
+def cox_provider_section(ctx: ReportContext) -> list:
+    """This provider's Cox O/E with its interval, limits and flag, and the funnel with it highlighted."""
+    mine = _unit_rows(ctx, "provider", ctx.provider)
+    if "cox_oe_ratio" not in mine.index:
+        return []
+    r = mine.loc["cox_oe_ratio"]
+    if r["suppressed"] or r["value"] != r["value"]:
+        body = "<p>Not shown: the numbers are too small to publish.</p>"
+    else:
+        counts = ("" if ctx.public and 1 <= r["observed"] <= ctx.threshold else
+                  f" ({format_count(r['observed'], ctx.threshold, ctx.public)} deaths over follow-up against "
+                  f"{num(r['expected'], 1)} expected)")
+        body = (f"<p>Cox O/E {num(r['value'])}{counts}, 95% interval {num(r['lower95'])} to {num(r['upper95'])}; "
+                f"control limits at this provider's expected deaths: 95% {num(r['limit_lower95'])} to "
+                f"{num(r['limit_upper95'])}, 99.8% {num(r['limit_lower998'])} to {num(r['limit_upper998'])}. "
+                f"Status: {flag_badge(r['flag'])}.</p>")
+    return [f"<h2>Risk-adjusted survival: {COX_LABEL}</h2>" + body, cox_funnel(ctx)]
+
+
+def monitoring_section(ctx: ReportContext) -> list:
+    """RA-CUSUM (upper and lower) and VLAD charts of this provider, with signals marked."""
+    info = ctx.meta.get("monitoring")
+    if not info:
+        return []
+    series = ctx.bundle.provider_monitoring(ctx.provider)
+    head = "<h2>Monitoring over time: RA-CUSUM and VLAD</h2>"
+    crude = _unit_rows(ctx, "provider", ctx.provider)
+    if series.empty:
+        return [head + "<p>No patients with a known outcome to chart.</p>"]
+    if ctx.public and "crude_mortality" in crude.index and crude.loc["crude_mortality", "suppressed"]:
+        # Each death is a visible step on these charts, so a small count could be read off them.
+        return [head + "<p>Not shown: the numbers are too small to publish.</p>"]
+    n_up, n_lo = int(series["signal_upper"].sum()), int(series["signal_lower"].sum())
+    text = (f"{head}<p>Taking patients {esc(info['order'])}, each moves the charts by how far the outcome "
+            "differs from the national risk model's prediction. The upper CUSUM accumulates evidence that the odds "
+            "of death are doubled, the lower that they are halved; crossing the control limit is a signal, and "
+            f"the chart restarts at zero. {esc(info['description'])}. "
+            f"This provider: {n_up} upper and {n_lo} lower signal(s). A signal prompts a look at the cases, not a "
+            "judgement: with doubled odds the upper chart signals after a median of "
+            f"{info['delay_doubled_odds']['median_patients']:.0f} patients (simulated), and an in-control chart "
+            "gives a false signal now and then by design.</p>")
+    return [text, figures.cusum_plot(series, h_upper=info["h_upper"], h_lower=info["h_lower"],
+                                     title=f"RA-CUSUM: {ctx.provider_name}"),
+            figures.vlad_plot(series, title=f"VLAD: {ctx.provider_name}"),
+            "<p class='note'>VLAD: the running total of expected minus observed deaths (\"statistical lives "
+            "gained\"; Lovegrove et al. 1997). Rising: fewer deaths than predicted.</p>"]
+
+
+def monitoring_national(ctx: ReportContext) -> str:
+    """Every CUSUM signal in the period: provider, chart, patient and date."""
+    info = ctx.meta.get("monitoring")
+    path = ctx.bundle.path / "monitoring.parquet"
+    if not info or not path.exists():
+        return ""
+    sig = pd.read_parquet(path, filters=[[("signal_upper", "==", True)], [("signal_lower", "==", True)]])
+    names = ctx.indicators.drop_duplicates("unit_id").set_index("unit_id")["unit_name"]
+    rows = []
+    for r in sig.sort_values(["provider_code", "index"]).itertuples():
+        chart = "upper (worse than predicted)" if r.signal_upper else "lower (better than predicted)"
+        when = "" if pd.isna(r.procedure_date) else str(pd.Timestamp(r.procedure_date).date())
+        rows.append([esc(names.get(r.provider_code, r.provider_code)), esc(r.provider_code), esc(chart),
+                     f"{r.index + 1:,}", esc(when)])
+    delay = info["delay_doubled_odds"]
+    text = (f"<h2>Monitoring: RA-CUSUM signals</h2><p>Risk-adjusted CUSUM charts (Steiner et al. 2000) of each "
+            f"provider's patients, {esc(info['order'])}, with the national risk model's predictions: upper "
+            f"chart R = 2, lower chart R = 1/2, restarting after a signal. {esc(info['description'])}. With doubled "
+            f"odds the upper chart signals after a median of {delay['median_patients']:.0f} patients (interquartile "
+            f"range {delay['q25_patients']:.0f} to {delay['q75_patients']:.0f}; simulated). "
+            f"{info['signals_upper']} upper and {info['signals_lower']} lower signal(s) in the period.</p>")
+    if not rows:
+        return text + "<p>No provider's chart signalled.</p>"
+    return text + table(["Provider", "Code", "Chart", "Patient number", "Procedure date"], rows, raw=True,
+                        numeric=(3,), css_class="data sortable compact", caption="RA-CUSUM signals")

@@ -40,11 +40,13 @@ DATA_DICTIONARY = [
     ("unit_id", "Provider code, consultant code, or 'national'"),
     ("unit_name", "Provider name (consultants are identified by code)"),
     ("parent_id", "For a consultant, the provider where most of their cases were done"),
-    ("indicator", "crude_mortality, oe_ratio, risk_adjusted_mortality, survival_<days>d"),
-    ("numerator", "Deaths (within the outcome window, or by the survival horizon); blank where suppressed"),
+    ("indicator", "crude_mortality, oe_ratio, risk_adjusted_mortality, survival_<days>d, cox_oe_ratio"),
+    ("numerator", "Deaths (within the outcome window, by the survival horizon, or over all follow-up for "
+                  "cox_oe_ratio); blank where suppressed"),
     ("denominator", "Cases analysed; blank where from 1 to the suppression threshold"),
     ("observed", "Observed deaths (O)"),
-    ("expected", "Expected deaths (E), the sum of patients' predicted risks from the national risk model"),
+    ("expected", "Expected deaths (E): the sum of patients' predicted risks from the national risk model, or for "
+                 "cox_oe_ratio of their cumulative hazards under the national Cox model"),
     ("value", "Indicator value: a proportion (0-1) for rates and survival, a ratio for oe_ratio"),
     ("lower95", "Lower limit of the 95% confidence interval of the value"),
     ("upper95", "Upper limit of the 95% confidence interval of the value"),

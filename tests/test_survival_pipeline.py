@@ -1,0 +1,245 @@
+"""Survival and monitoring through the national stage and the reports, on the real NCCTG lung data (issue #4).
+
+The lung audit (``params/lung.yaml``) reads lifelines' copy of R's ``survival::lung``; the reference figures
+are R survival 3.5-3's, quoted in METHODS.md section 6.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from auditreport.analysis.bundle import load_bundle
+from auditreport.analysis.indicators import INDICATOR_COLUMNS
+from auditreport.analysis.national import run_national
+from auditreport.analysis.survival_monitoring import cusum_path, fit_national_cox, logrank_each_vs_rest
+from auditreport.config import load_config
+from auditreport.data.examples import write_example
+from auditreport.errors import ConfigError
+from auditreport.stats.monitoring import cusum_weights, detection_delay, ra_cusum
+from auditreport.stats.riskmodel import RiskFactor
+from auditreport.stats.survival import logrank_vs_rest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _lung_audit(folder: Path, **overrides) -> Path:
+    paths = write_example("lung", folder / "data")
+    definition = yaml.safe_load((REPO / "params" / "lung.yaml").read_text())
+    definition["data"]["source"] = str(paths["records"])
+    definition["data"]["providers"] = str(paths["providers"])
+    for section, values in overrides.items():
+        definition.setdefault(section, {})
+        if isinstance(values, dict) and section != "monitoring":  # monitoring keys exclude each other: replace
+            definition[section].update(values)
+        else:
+            definition[section] = values
+    out = folder / "lung.yaml"
+    out.write_text(yaml.safe_dump(definition, sort_keys=False))
+    return out
+
+
+@pytest.fixture(scope="module")
+def lung_bundle(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lung")
+    config = load_config(_lung_audit(folder))
+    result = run_national(config, folder / "out")
+    return load_bundle(result.bundle_path, tables=("indicators", "survival_tests", "km", "quality", "funnels"))
+
+
+def _national(bundle, indicator):
+    t = bundle.indicators
+    return t[(t["level"] == "national") & (t["indicator"] == indicator)].iloc[0]
+
+
+def test_lung_reproduces_r_reference_figures(lung_bundle):
+    """METHODS.md section 6: median 310 (285-363, "log"), S(180) = 0.722, S(365) = 0.409 (0.3447-0.486)."""
+    assert lung_bundle.metadata["survival"]["ci_transform"] == "log"
+    nat = lung_bundle.survival_tests.set_index("unit_id").loc["national"]
+    assert nat["patients"] == 228 and nat["deaths"] == 165  # the patient without an institution counts nationally
+    assert (nat["median"], nat["median_lower"], nat["median_upper"]) == (310, 285, 363)
+    assert "midpoint" in nat["median_convention"]
+    s180, s365 = _national(lung_bundle, "survival_180d"), _national(lung_bundle, "survival_365d")
+    assert round(s180["value"], 3) == 0.722
+    assert round(s365["value"], 3) == 0.409
+    assert round(s365["lower95"], 4) == 0.3447 and round(s365["upper95"], 3) == 0.486
+
+
+def test_lung_cox_age_sex_matches_r(tmp_path):
+    """R: coxph(Surv(time, status) ~ age + sex, lung): 0.017045, -0.513219, log-likelihood -742.8482."""
+    config = load_config(_lung_audit(tmp_path, risk_model={"covariates": ["age", "sex"]}))
+    result = run_national(config, tmp_path / "out")
+    cox = load_bundle(result.bundle_path).model["cox"]
+    coef = {c["term"]: c["coef"] for c in cox["coefficients"]}
+    assert round(coef["age"], 6) == 0.017045
+    assert round(coef["sex[2]"], 6) == -0.513219  # female against male: R's numeric sex (1, 2) has the same slope
+    assert round(cox["log_likelihood"], 4) == -742.8482
+    assert cox["fitted_on"] == 228 and {r["term"] for r in cox["ph_test"]} == {"age", "sex[2]", "GLOBAL"}
+
+
+def test_lung_bundle_survival_tests_cox_and_monitoring(lung_bundle):
+    t = lung_bundle.indicators
+    assert list(t.columns) == INDICATOR_COLUMNS
+    cox = t[t["indicator"] == "cox_oe_ratio"]
+    nat = cox[cox["level"] == "national"].iloc[0]
+    assert nat["value"] == pytest.approx(1.0) and nat["observed"] == 165  # Breslow baseline: national E = O
+    prov = cox[cox["level"] == "provider"].set_index("unit_id")
+    assert len(prov) == 18 and "nan" not in prov.index and prov["flag"].isin(
+        ["as_expected", "alert_high", "alert_low", "alarm_high", "alarm_low"]).all()
+    tiny = prov.loc["33"]  # two patients, one death: a very wide interval, but numbers
+    assert tiny["denominator"] == 2 and tiny["upper95"] / tiny["lower95"] > 100
+    assert ((prov["lower95"] <= prov["value"]) & (prov["value"] <= prov["upper95"])).all()
+    assert not lung_bundle.funnels[lung_bundle.funnels["indicator"] == "cox_oe_ratio"].empty
+
+    tests = lung_bundle.survival_tests.set_index("unit_id")
+    # The bundle's log-rank agrees with the one-unit reference implementation (itself checked against R).
+    lung = pd.read_csv(Path(lung_bundle.metadata["data"]["source"]["path"]), dtype={"inst": str})
+    ref = logrank_vs_rest(lung["time"], lung["status"], lung["inst"] == "21")
+    assert tests.loc["21", "logrank_chi2"] == pytest.approx(ref["chi2"])
+    assert tests.loc["21", "logrank_p"] == pytest.approx(ref["p_value"])
+    assert tests.drop(index="national")["logrank_p"].between(0, 1).all()
+
+    q = lung_bundle.quality.set_index("unit_id")
+    assert q.loc["national", "no provider code"] == 1
+
+    mon = pd.read_parquet(lung_bundle.path / "monitoring.parquet")
+    assert set(mon["provider_code"]) == set(prov.index)
+    assert (mon["s_upper"] >= 0).all() and (mon["s_lower"] <= 0).all()
+    info = lung_bundle.metadata["monitoring"]
+    assert info["source"] == "simulated" and info["target_arl"] == 500 and info["h_upper"] > 0
+    assert "extract" in info["order"]  # no procedure dates: the extract's order, said so
+
+
+def test_each_vs_rest_matches_one_at_a_time():
+    rng = np.random.default_rng(4)
+    t = rng.integers(1, 200, 3000).astype(float)
+    e = (rng.random(3000) < 0.6).astype(int)
+    units = rng.choice(["a", "b", "c", "d"], 3000, p=[0.5, 0.3, 0.19, 0.01])
+    table = logrank_each_vs_rest(t, e, units).set_index("unit_id")
+    for u in "abcd":
+        ref = logrank_vs_rest(t, e, units == u)
+        assert table.loc[u, "chi2"] == pytest.approx(ref["chi2"])
+        assert table.loc[u, "expected"] == pytest.approx(ref["expected"])
+
+
+def test_fast_cusum_matches_reference_recursion():
+    rng = np.random.default_rng(8)
+    p = rng.uniform(0.01, 0.4, 5000)
+    u = rng.random(5000)
+    for r, h, shift in ((2.0, 3.0, 1.6), (0.5, 2.5, 0.5)):
+        y = (u < p * shift).astype(int)  # worse than predicted for the upper chart, better for the lower
+        s, signal = cusum_path(cusum_weights(p, y, r), h)
+        ref = ra_cusum(p, y, odds_ratio=r, h=h)
+        np.testing.assert_allclose(s, ref["s"], atol=1e-9)
+        assert (signal == ref["signal"].to_numpy()).all() and signal.any()
+
+
+def test_monitoring_config_keys(tmp_path):
+    fixed = load_config(_lung_audit(tmp_path, monitoring={"cusum_h": 4.5}))
+    assert fixed.cusum_h == 4.5
+    with pytest.raises(ConfigError, match=r"lung.yaml: key 'monitoring': give cusum_h .* not both"):
+        load_config(_lung_audit(tmp_path, monitoring={"cusum_h": 4.5, "cusum_arl": 100}))
+    with pytest.raises(ConfigError, match=r"key 'monitoring.cusum_h': must be a positive number"):
+        load_config(_lung_audit(tmp_path, monitoring={"cusum_h": -1}))
+    with pytest.raises(ConfigError, match=r"key 'monitoring.cusum_arl'"):
+        load_config(_lung_audit(tmp_path, monitoring={"cusum_arl": "long"}))
+    with pytest.raises(ConfigError, match=r"key 'monitoring.h': unknown key"):
+        load_config(_lung_audit(tmp_path, monitoring={"h": 4}))
+
+
+def test_cusum_detects_doubled_odds_on_national_risks(lung_bundle):
+    """The national stage's h, on the audit's own case mix, catches a provider with doubled odds of death.
+
+    The same zero-state simulation as tests/test_monitoring.py, applied to the bundle's figures; run with
+    ``pytest -s`` to see the median delay.
+    """
+    info = lung_bundle.metadata["monitoring"]
+    risk = pd.read_parquet(lung_bundle.path / "risk.parquet")
+    delay = detection_delay(risk["p"].to_numpy(), info["h_upper"], odds_ratio=2, true_odds_ratio=2, n_sim=1000,
+                            seed=3)
+    assert delay["proportion_signalled"] == 1.0
+    assert delay["median_patients"] < info["target_arl"] / 5
+    print(f"\nlung audit: h = {info['h_upper']:.2f} (in-control ARL {info['target_arl']}); doubled odds: median "
+          f"delay {delay['median_patients']:.0f} patients (IQR {delay['q25_patients']:.0f}-"
+          f"{delay['q75_patients']:.0f}); bundle figure {info['delay_doubled_odds']['median_patients']:.0f}")
+
+
+@pytest.mark.slow
+def test_lung_audit_end_to_end(tmp_path):
+    """National and provider reports (a large, a mid-sized and a two-patient institution), indicators.csv."""
+    from pypdf import PdfReader
+
+    from auditreport.pipeline import build
+
+    audit = _lung_audit(tmp_path)
+    # Move one patient of institution 1 (who died within the outcome window) to an institution of their own, so
+    # a one-patient provider goes through every chart and test too.
+    records = pd.read_csv(tmp_path / "data" / "records.csv", dtype=str)
+    one = records.index[(records["inst"] == "1") & (records["status"] == "1")
+                        & (records["time"].astype(int) < 180)][0]
+    records.loc[one, "inst"] = "99"
+    records.to_csv(tmp_path / "data" / "records.csv", index=False)
+    with open(tmp_path / "data" / "providers.csv", "a") as fh:
+        fh.write("99,Institution 99\n")
+    summary = build(audit, tmp_path / "reports", providers=["1", "21", "33", "99"], workers=2)
+    assert not summary.failed, [(r.name, r.error) for r in summary.failed]
+    assert summary.counts() == {"built": 1 + 4 * 2}
+    out = summary.period_dir
+    data = pd.read_csv(out / "indicators.csv", dtype={"unit_id": str})
+    assert {"survival_180d", "survival_365d", "cox_oe_ratio"} <= set(data["indicator"])
+    small = data[(data["unit_id"] == "33") & (data["level"] == "provider")]
+    assert small["value"].isna().all()  # two patients: suppressed in open data (threshold 7)
+
+    def text(path: Path) -> str:
+        return re.sub(r"\s+", " ", " ".join(p.extract_text() for p in PdfReader(path).pages))
+
+    national = text(out / "national" / "national.pdf")
+    assert "310 days" in national and "285 days to 363 days" in national
+    assert "Proportional-hazards check" in national and "RA-CUSUM signals" in national
+    local = text(out / "providers" / "21" / "local.pdf")
+    assert "Log-rank test against the rest of the country" in local and "p = 0.007" in local
+    assert "Cox O/E" in local and "RA-CUSUM" in local
+    public_small = text(out / "providers" / "33" / "public.pdf")
+    assert "too small to publish" in public_small
+    single = text(out / "providers" / "99" / "local.pdf")
+    assert "Institution 99" in single and "Cox O/E" in single and "RA-CUSUM" in single
+    html = (out / "providers" / "21" / "local.html").read_text()
+    assert html.count("data:image/png;base64,") >= 5  # funnels, KM, Cox funnel, CUSUM, VLAD
+    assert json.loads((out / "manifest.json").read_text())["reports"]["failed"] == []
+    shutil.rmtree(out / "bundle", ignore_errors=True)
+
+
+def test_cox_drops_a_category_nobody_has_and_keeps_national_e_equal_o():
+    rng = np.random.default_rng(2)
+    n = 300
+    df = pd.DataFrame({"time": rng.integers(1, 400, n).astype(float), "event": rng.integers(0, 2, n),
+                       "provider_code": rng.choice(["a", "b"], n), "age": rng.normal(60, 10, n),
+                       "asa": rng.choice(["1", "2"], n)})
+    factors = [RiskFactor(name="age", kind="numeric"),
+               RiskFactor(name="asa", kind="categorical", categories=("1", "2", "3"), reference="1")]
+    _, patients, info = fit_national_cox(factors, df, {"age": 60.0})
+    assert info["terms"] == ["age", "asa[2]"] and info["terms_without_variation"] == ["asa[3]"]
+    assert patients["cox_expected"].sum() == pytest.approx(df["event"].sum())
+
+
+def test_provider_with_only_early_censored_patients_gets_rows(tmp_path):
+    """Its patient has survival data but no 180-day outcome: mortality rows with 0 cases, not a missing row."""
+    audit = _lung_audit(tmp_path)
+    records = pd.read_csv(tmp_path / "data" / "records.csv", dtype=str)
+    one = records.index[(records["status"] == "0") & (records["time"].astype(int) < 180)][0]
+    records.loc[one, "inst"] = "98"
+    records.to_csv(tmp_path / "data" / "records.csv", index=False)
+    with open(tmp_path / "data" / "providers.csv", "a") as fh:
+        fh.write("98,Institution 98\n")
+    table = run_national(load_config(audit), tmp_path / "out").indicators
+    rows = table[(table["level"] == "provider") & (table["unit_id"] == "98")].set_index("indicator")
+    assert rows.loc["crude_mortality", "denominator"] == 0 and np.isnan(rows.loc["crude_mortality", "value"])
+    assert rows.loc["risk_adjusted_mortality", "flag"] == ""
+    assert rows.loc["survival_180d", "denominator"] == 1
