@@ -182,10 +182,19 @@ def _compare_bundle(published: Path, rerun: Path, result: Reproduction) -> None:
         except AssertionError as exc:
             result.differences.append(f"bundle/{path.name}: {' '.join(str(exc).split())[:300]}")
         result.tables_checked += 1
-    old_model = json.loads((published / "model.json").read_text())
-    new_model = json.loads((rerun / "model.json").read_text())
+    old_model = _without_timings(json.loads((published / "model.json").read_text()))
+    new_model = _without_timings(json.loads((rerun / "model.json").read_text()))
     if old_model != new_model:
         result.differences.append("bundle/model.json: the risk model differs")
+
+
+def _without_timings(value):
+    """A JSON document without its 'seconds' entries (how long a fit took is not a result)."""
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
 
 
 # --- reports ---------------------------------------------------------------------------------------
