@@ -23,6 +23,7 @@ a report that looks complete.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -177,7 +178,7 @@ class _JobFailed(Exception):
 
 def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
     """Parameterise with papermill, then run every cell in a fresh kernel with nbclient."""
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
     from papermill.iorw import load_notebook_node
@@ -190,7 +191,9 @@ def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
     # folder of their own rather than in the (possibly deep) staging folder.
     sockets = Path(tempfile.mkdtemp(prefix="ark-"))
     log_path = staging / "kernel.log"
-    km = KernelManager(kernel_name=job.kernel_name, transport="ipc", ip=str(sockets / "k"),
+    # nbclient drives the kernel from an event loop: a blocking KernelManager there deadlocks when it
+    # polls a dead kernel, so the manager must be the asynchronous one.
+    km = AsyncKernelManager(kernel_name=job.kernel_name, transport="ipc", ip=str(sockets / "k"),
                        connection_file=str(sockets / "kernel.json"))
     client = NotebookClient(nb, km=km, timeout=job.timeout, startup_timeout=STARTUP_TIMEOUT,
                             kernel_name=job.kernel_name, resources={"metadata": {"path": str(staging)}},
@@ -216,6 +219,9 @@ def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
                 raise
             finally:
                 _stop_kernel(km)
+                # nbclient leaves its exit-time cleanup registered when the kernel failed to start; the
+                # kernel is already stopped, and in a long-lived worker these would pile up.
+                atexit.unregister(client._cleanup_kernel)
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
         timings["execute"] = time.perf_counter() - t
@@ -224,9 +230,11 @@ def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
 
 def _stop_kernel(km) -> None:
     """Make sure the kernel process is gone, whatever happened (nbclient usually did this already)."""
+    from jupyter_core.utils import run_sync
+
     try:
         if km.has_kernel:
-            km.shutdown_kernel(now=True)
+            run_sync(km.shutdown_kernel)(now=True)
     except Exception:  # noqa: BLE001 - best effort; the process may already be gone
         pass
 
