@@ -144,7 +144,7 @@ def test_interrupted_run_resumes(small_audit, tmp_path):
     done_before = len(list(out.rglob(".*.stamp.json")))
     assert 2 <= done_before < 5, "the run was not interrupted mid-batch:\n" + proc.stdout.read().decode()
 
-    rerun = subprocess.run(cmd[:-5] + ["-j", "2", "-p", chosen[0], "-p", chosen[1]], env=env, capture_output=True,
+    rerun = subprocess.run(cmd[:-6] + ["-j", "2", "-p", chosen[0], "-p", chosen[1]], env=env, capture_output=True,
                            text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert re.search(rf"skipped \(up to date\)\s+{done_before}\b", rerun.stdout), rerun.stdout
