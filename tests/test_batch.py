@@ -70,6 +70,7 @@ def test_dying_kernel_is_retried_once(tmp_path):
     assert results[once.name].status == "built" and results[once.name].attempts == 2
     dead = results[always.name]
     assert dead.status == "failed" and dead.attempts == 2 and "kernel died" in dead.error
+    assert Path(dead.failed_notebook).is_file()  # what ran before the kernel died, to look at
 
 
 def test_hanging_cell_times_out(tmp_path):

@@ -143,6 +143,7 @@ def _attempt(job: ReportJob) -> tuple[JobResult, bool]:
         except (CellExecutionError, CellTimeoutError) as exc:
             raise _JobFailed(_short_error(exc), nb=getattr(exc, "_nb", None)) from exc
         except DeadKernelError as exc:
+            _save_partial(getattr(exc, "_nb", None), executed)
             raise _Retryable(f"kernel died: {_kernel_log_tail(staging) or exc}") from exc
         nb.metadata["auditreport"] = {"parameters": job.parameters, "inputs_fingerprint": job.inputs_fingerprint}
         nbformat.write(nb, str(executed))
@@ -161,13 +162,20 @@ def _attempt(job: ReportJob) -> tuple[JobResult, bool]:
     except _Retryable as exc:
         return _failure(job, staging, str(exc), timings), True
     except _JobFailed as exc:
-        if exc.nb is not None:
-            nbformat.write(exc.nb, str(executed))
+        _save_partial(exc.nb, executed)
         return _failure(job, staging, str(exc), timings), False
     except Exception as exc:  # noqa: BLE001 - one report's failure must not stop the batch
         return _failure(job, staging, _short_error(exc), timings), False
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _save_partial(nb, path: Path) -> None:
+    """Keep what a failed run produced: the notebook shows which cell failed and its traceback."""
+    if nb is not None:
+        import nbformat
+
+        nbformat.write(nb, str(path))
 
 
 class _JobFailed(Exception):
@@ -180,7 +188,7 @@ def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
     """Parameterise with papermill, then run every cell in a fresh kernel with nbclient."""
     from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
@@ -194,7 +202,7 @@ def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
     # nbclient drives the kernel from an event loop: a blocking KernelManager there deadlocks when it
     # polls a dead kernel, so the manager must be the asynchronous one.
     km = AsyncKernelManager(kernel_name=job.kernel_name, transport="ipc", ip=str(sockets / "k"),
-                       connection_file=str(sockets / "kernel.json"))
+                            connection_file=str(sockets / "kernel.json"))
     client = NotebookClient(nb, km=km, timeout=job.timeout, startup_timeout=STARTUP_TIMEOUT,
                             kernel_name=job.kernel_name, resources={"metadata": {"path": str(staging)}},
                             shutdown_kernel="immediate", allow_errors=False)
@@ -205,13 +213,9 @@ def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
             try:
                 # The kernel's output goes to a file: it is evidence when a kernel fails, noise otherwise.
                 client.execute(cwd=str(staging), stdout=log, stderr=log)
-            except (CellExecutionError, CellTimeoutError) as exc:
-                exc._nb = nb  # the partly executed notebook, for the failed copy
-                raise
             except Exception as exc:
-                from nbclient.exceptions import DeadKernelError
-
-                if isinstance(exc, DeadKernelError):
+                exc._nb = nb  # the partly executed notebook (outputs so far), for the failed copy
+                if isinstance(exc, CellExecutionError | CellTimeoutError | DeadKernelError):
                     raise
                 if not started_cells:  # nothing ran: the kernel did not start or did not answer
                     raise _Retryable(f"kernel did not start: {_kernel_log_tail(staging) or _short_error(exc)}") \
