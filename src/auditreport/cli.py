@@ -38,7 +38,11 @@ class _Group(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
 def main(verbose: bool) -> None:
     """Risk-adjusted, reproducible reports for national clinical audits."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+    # The console shows warnings (everything with -v); the root logger itself passes INFO so that a run's
+    # log file (pipeline.run_log) records every report without the console repeating each one.
+    console = logging.StreamHandler()
+    console.setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=logging.INFO, handlers=[console],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 

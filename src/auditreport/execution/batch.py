@@ -54,8 +54,8 @@ def run_batch(jobs: Sequence[ReportJob], *, workers: int | None = None, force: b
 
     def record(result: JobResult) -> None:
         results.append(result)
-        level = logging.WARNING if result.status == "failed" else logging.INFO
-        log.log(level, "%s %s (%.1fs%s)%s", result.status, result.name, result.seconds,
+        # INFO even for failures: the user sees them in the progress and the summary table; this is the log file's.
+        log.info("%s %s (%.1fs%s)%s", result.status, result.name, result.seconds,
                 f", {result.attempts} attempts" if result.attempts > 1 else "",
                 f": {result.error}" if result.error else "")
         if on_result:
