@@ -118,17 +118,18 @@ def build(config_path: str | Path, reports_root: str | Path, *, providers: Seque
           on_plan: Callable[[int, int], None] | None = None) -> BuildSummary:
     """Build one audit's national stage, reports, site and manifest.
 
-    Everything the run does is also logged to ``<period>/logs/run-<timestamp>.log``.
+    Everything the run does after the national stage is also logged to ``<period>/logs/run-<timestamp>.log``.
     """
     from auditreport.publication.site import publish
 
     started = time.perf_counter()
     config = load_config(config_path)
     out = period_dir(config, reports_root)
+    # Validation (inside the national stage) must fail before anything is written, the log included.
+    skipped, national_seconds = national_stage(config, out, force=force)
     with run_log(out) as log_path:
         log.info("building %s %s into %s (force=%s, workers=%s, scheduler=%s)", config.id, config.period_label,
                  out, force, workers, scheduler)
-        skipped, national_seconds = national_stage(config, out, force=force)
         log.info("national stage %s (%.1fs)", "up to date" if skipped else "built", national_seconds)
         jobs = report_jobs(config, out, providers, audiences, notebooks, timeout)
         results = run_batch(jobs, workers=workers, force=force, scheduler=scheduler, on_result=on_result,
