@@ -60,3 +60,16 @@ def test_national_stage_on_default_synthetic_audit(default_audit, tmp_path):
     assert bundle.model["model"]["kind"] == "fitted"
     risk = bundle.provider_risk(truth(default_audit)["outliers"]["high"][0])
     assert len(risk) > 100 and risk["procedure_date"].is_monotonic_increasing
+
+
+def test_no_deaths_with_few_expected_is_not_flagged():
+    """A unit with O = 0 lies below any smooth lower limit; the discrete exact test must confirm a flag."""
+    import pandas as pd
+
+    from auditreport.analysis.indicators import oe_ratio
+
+    totals = pd.DataFrame({"cases": [60, 400], "observed": [0.0, 0.0], "expected": [1.9, 12.0]},
+                          index=pd.Index(["small", "large"]))
+    rows = oe_ratio(totals, None).set_index("unit_id")
+    assert rows.loc["small", "flag"] == "as_expected"  # P(O = 0 | E = 1.9) = 0.15
+    assert rows.loc["large", "flag"] == "alarm_low"  # P(O = 0 | E = 12) = 6e-6

@@ -84,8 +84,6 @@ def test_every_provider_section_in_html_and_pdf(out, biggest, audience):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="RA-CUSUM and VLAD (REPORTS.md section 6) are being added by the survival work",
-                   strict=False)
 def test_monitoring_section_in_provider_report(out, biggest):
     assert "Monitoring" in _html_text(out / "providers" / biggest / "local.html")
 

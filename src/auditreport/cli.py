@@ -42,7 +42,11 @@ class _Group(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
 def main(verbose: bool) -> None:
     """Risk-adjusted, reproducible reports for national clinical audits."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+    # The console shows warnings (everything with -v); the root logger itself passes INFO so that a run's
+    # log file (pipeline.run_log) records every report without the console repeating each one.
+    console = logging.StreamHandler()
+    console.setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=logging.INFO, handlers=[console],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -76,32 +80,87 @@ def validate(audit: Path) -> None:
               help="Audiences to build (default both).")
 @click.option("-j", "--jobs", type=int, default=None, help="Reports built at once (default: all cores).")
 @click.option("--force", is_flag=True, help="Rebuild everything, even what is up to date.")
-@click.option("--timeout", type=int, default=600, show_default=True, help="Seconds a notebook cell may run.")
+@click.option("--timeout", type=int, default=600, show_default=True,
+              help="Seconds a notebook cell may run before its report fails.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run the reports on a Dask cluster (e.g. tcp://host:8786) instead of local processes.")
 def run(audit: Path, reports_root: Path, providers: tuple[str, ...], audiences: tuple[str, ...],
-        jobs: int | None, force: bool, timeout: int) -> None:
-    """Run an audit: national stage, every provider's reports, site and manifest."""
-    _build(audit, reports_root, providers, audiences or ("local", "public"), jobs, force, timeout)
+        jobs: int | None, force: bool, timeout: int, scheduler: str | None) -> None:
+    """Run an audit: national stage, every provider's reports, site and manifest.
+
+    Reports already built from the same inputs are skipped, so rerunning after an
+    interruption resumes where it stopped.
+    """
+    _build(audit, reports_root, providers, audiences or ("local", "public"), jobs, force, timeout, scheduler)
 
 
-def _build(audit: Path, reports_root: Path, providers, audiences, jobs, force: bool, timeout: int) -> Path:
+def _build(audit: Path, reports_root: Path, providers, audiences, jobs, force: bool, timeout: int,
+           scheduler: str | None = None) -> Path:
     from auditreport.pipeline import build
 
-    def progress(result) -> None:
-        mark = {"built": "built", "skipped": "up to date", "failed": "FAILED"}[result.status]
-        click.echo(f"  {mark:<10} {result.name} ({result.seconds:.1f}s){': ' + result.error if result.error else ''}")
-
     click.echo(f"{audit}: building")
-    summary = build(audit, reports_root, providers=providers or None, audiences=audiences, workers=jobs,
-                    force=force, timeout=timeout, on_result=progress)
-    counts = summary.counts()
-    national = "up to date" if summary.national_skipped else f"{summary.national_seconds:.1f}s"
-    click.echo(f"{audit}: national stage {national}; reports: " + ", ".join(f"{v} {k}" for k, v in counts.items())
-               + f"; {summary.seconds:.1f}s in all")
-    click.echo(f"  open {summary.period_dir / 'index.html'}")
+    with _Progress(sys.stderr.isatty()) as progress:
+        summary = build(audit, reports_root, providers=providers or None, audiences=audiences, workers=jobs,
+                        force=force, timeout=timeout, scheduler=scheduler, on_result=progress.result,
+                        on_plan=progress.plan)
+    _print_summary(audit, summary)
     if summary.failed:
-        raise BuildError(f"{len(summary.failed)} report(s) failed:\n" + "\n".join(
-            f"  {r.name}: {r.error} (notebook: {r.failed_notebook or 'none'})" for r in summary.failed))
+        raise BuildError(f"{len(summary.failed)} report(s) failed; see the table above and {summary.log_file}")
     return summary.period_dir
+
+
+class _Progress:
+    """A rich progress bar in a terminal; one plain line per report otherwise (logs, CI)."""
+
+    def __init__(self, terminal: bool):
+        self.terminal = terminal
+        self.bar = None
+        self.task = None
+
+    def __enter__(self) -> _Progress:
+        if self.terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), transient=True)
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def plan(self, to_build: int, up_to_date: int) -> None:
+        if self.bar is not None:
+            self.task = self.bar.add_task("reports", total=to_build)
+        click.echo(f"  {to_build} report(s) to build, {up_to_date} up to date")
+
+    def result(self, result) -> None:
+        if result.status == "skipped":
+            return
+        line = (f"  {'built' if result.status == 'built' else 'FAILED':<7} {result.name} ({result.seconds:.1f}s)"
+                + (f": {result.error}" if result.error else ""))
+        if self.bar is not None:
+            if result.status == "failed":
+                self.bar.console.print(line, markup=False, highlight=False)
+            self.bar.advance(self.task)
+        else:
+            click.echo(line)
+
+
+def _print_summary(audit: Path, summary) -> None:
+    """The table a user reads at the end: what was built, skipped and failed (with why and where)."""
+    counts = summary.counts()
+    national = "up to date" if summary.national_skipped else f"built in {summary.national_seconds:.1f}s"
+    click.echo(f"{audit}: national stage {national}; {summary.seconds:.1f}s in all")
+    click.echo(f"  {'built':<22}{counts.get('built', 0):>6}")
+    click.echo(f"  {'skipped (up to date)':<22}{counts.get('skipped', 0):>6}")
+    click.echo(f"  {'failed':<22}{counts.get('failed', 0):>6}")
+    for r in sorted(summary.failed, key=lambda r: r.name):
+        click.echo(f"    {r.name}: {r.error}" + (f" (tried {r.attempts} times)" if r.attempts > 1 else ""))
+        click.echo(f"      notebook: {r.failed_notebook or 'none (no cell ran)'}")
+    click.echo(f"  log: {summary.log_file}")
+    click.echo(f"  open {summary.period_dir / 'index.html'}")
 
 
 @main.command()

@@ -7,12 +7,14 @@ written last, from what was actually built.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from auditreport.analysis.bundle import BUNDLE_DIR
@@ -36,6 +38,7 @@ class BuildSummary:
     national_skipped: bool
     results: list[JobResult] = field(default_factory=list)
     seconds: float = 0.0
+    log_file: Path | None = None
 
     @property
     def failed(self) -> list[JobResult]:
@@ -89,13 +92,9 @@ def report_jobs(config: AuditConfig, out: Path, providers: Sequence[str] | None 
     unknown = [p for p in chosen if p not in known.index]
     if unknown:
         raise KeyError(f"provider(s) not in the results of {config.id} {config.period_label}: {', '.join(unknown)}")
-    base = meta["parameters"]["inputs_fingerprint"]
-    nb_hash = {name: file_sha256(notebooks / f"{name}.ipynb") for name in ("national", "provider")}
-
-    def fingerprint(job: ReportJob) -> str:
-        return hashlib.sha256(json.dumps([base, nb_hash[job.kind], job.parameters, code_version()],
-                                         sort_keys=True).encode()).hexdigest()
-
+    # The bundle's fingerprint covers data, providers file, configuration and code version; each job adds
+    # its notebook's bytes, parameters and rendering options (ReportJob.fingerprint).
+    base = {"bundle": meta["parameters"]["inputs_fingerprint"], "code": code_version()}
     jobs = [ReportJob(kind="national", audience="public", notebook=str(notebooks / "national.ipynb"),
                       bundle_dir=str(out / BUNDLE_DIR), out_dir=str(out / "national"), stem="national",
                       title=f"{config.name}: national report {config.period_label}", audit=config.id,
@@ -108,27 +107,61 @@ def report_jobs(config: AuditConfig, out: Path, providers: Sequence[str] | None 
                 stem=audience, title=f"{config.name}: {known[code]} ({code}) {config.period_label}",
                 audit=config.id, period=config.period_label, provider=code, timeout=timeout))
     for job in jobs:
-        job.inputs_fingerprint = fingerprint(job)
+        job.inputs_fingerprint = job.fingerprint(base)
     return jobs
 
 
 def build(config_path: str | Path, reports_root: str | Path, *, providers: Sequence[str] | None = None,
           audiences: Sequence[str] = AUDIENCES, workers: int | None = None, force: bool = False,
-          notebooks: Path = REPO_NOTEBOOKS, timeout: int = 600,
-          on_result: Callable[[JobResult], None] | None = None) -> BuildSummary:
-    """Build one audit's national stage, reports, site and manifest."""
+          notebooks: Path = REPO_NOTEBOOKS, timeout: int = 600, scheduler: str | None = None,
+          on_result: Callable[[JobResult], None] | None = None,
+          on_plan: Callable[[int, int], None] | None = None) -> BuildSummary:
+    """Build one audit's national stage, reports, site and manifest.
+
+    Everything the run does after the national stage is also logged to ``<period>/logs/run-<timestamp>.log``.
+    """
     from auditreport.publication.site import publish
 
     started = time.perf_counter()
     config = load_config(config_path)
     out = period_dir(config, reports_root)
+    # Validation (inside the national stage) must fail before anything is written, the log included.
     skipped, national_seconds = national_stage(config, out, force=force)
-    jobs = report_jobs(config, out, providers, audiences, notebooks, timeout)
-    results = run_batch(jobs, workers=workers, force=force, on_result=on_result)
-    publish(config, out, jobs, results)
-    # Disclosure control is tested on what was written: any small count or patient id fails the run.
-    from auditreport.publication.checker import check_period
+    with run_log(out) as log_path:
+        log.info("building %s %s into %s (force=%s, workers=%s, scheduler=%s)", config.id, config.period_label,
+                 out, force, workers, scheduler)
+        log.info("national stage %s (%.1fs)", "up to date" if skipped else "built", national_seconds)
+        jobs = report_jobs(config, out, providers, audiences, notebooks, timeout)
+        results = run_batch(jobs, workers=workers, force=force, scheduler=scheduler, on_result=on_result,
+                            on_plan=on_plan)
+        publish(config, out, jobs, results)
+        # Disclosure control is tested on what was written: any small count or patient id fails the run.
+        from auditreport.publication.checker import check_period
 
-    check_period(config, out).raise_if_failed()
-    return BuildSummary(period_dir=out, national_seconds=national_seconds, national_skipped=skipped,
-                        results=results, seconds=time.perf_counter() - started)
+        check_period(config, out).raise_if_failed()
+        summary = BuildSummary(period_dir=out, national_seconds=national_seconds, national_skipped=skipped,
+                               results=results, seconds=time.perf_counter() - started, log_file=log_path)
+        log.info("done in %.1fs: %s", summary.seconds, summary.counts())
+    return summary
+
+
+@contextmanager
+def run_log(out: Path) -> Iterator[Path]:
+    """Attach a file handler for this run to the package logger, whatever the console shows."""
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / f"run-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    package = logging.getLogger("auditreport")
+    previous = package.level
+    if package.getEffectiveLevel() > logging.INFO:
+        package.setLevel(logging.INFO)  # the file gets INFO even when the console shows only warnings
+    package.addHandler(handler)
+    try:
+        yield path
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(previous)
+        handler.close()

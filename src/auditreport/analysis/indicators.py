@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from auditreport.stats import funnel, intervals
-from auditreport.stats.outliers import hqip_flag
+from auditreport.stats.outliers import hqip_flag, hqip_flag_from_interval
 from auditreport.stats.overdispersion import Overdispersion
 
 #: Columns of the tidy indicator table, in order.
@@ -77,7 +77,7 @@ def risk_adjusted_rate(oe_rows: pd.DataFrame, national_rate: float) -> pd.DataFr
 
 def _rows(totals: pd.DataFrame, indicator: str, *, numerator, denominator, observed, expected, value, ci,
           target: float, limits, method: str) -> pd.DataFrame:
-    flag = hqip_flag(value, *limits)
+    flag = confirmed_flag(hqip_flag(value, *limits), hqip_flag_from_interval(*ci, target))
     return pd.DataFrame({
         "unit_id": totals.index.astype(str), "indicator": indicator, "numerator": numerator,
         "denominator": denominator, "observed": observed, "expected": expected, "value": value,
@@ -85,6 +85,33 @@ def _rows(totals: pd.DataFrame, indicator: str, *, numerator, denominator, obser
         "limit_lower95": limits[0], "limit_upper95": limits[1], "limit_lower998": limits[2],
         "limit_upper998": limits[3], "flag": flag, "method": method,
     })
+
+
+_SEVERITY = {"alarm_high": 2, "alert_high": 1, "as_expected": 0, "alert_low": -1, "alarm_low": -2, "": 0}
+_BY_SEVERITY = {2: "alarm_high", 1: "alert_high", 0: "as_expected", -1: "alert_low", -2: "alarm_low"}
+
+
+def confirmed_flag(by_limits: np.ndarray, by_interval: np.ndarray) -> np.ndarray:
+    """The HQIP flag, raised only as far as both the funnel limits and the unit's own interval agree.
+
+    Funnel limits drawn as smooth curves treat the count as continuous, so a unit
+    with no deaths always lies below the lower limit, however few deaths were
+    expected (with E = 1.9 no deaths happen 15% of the time by chance alone).
+    The unit's exact interval is the discrete test (PHEindicatormethods' rule),
+    and over-dispersion acts through the limits; a flag stands at the level
+    both support, in the same direction.
+    """
+    out = []
+    for a, b in zip(by_limits, by_interval, strict=True):
+        if a == "":
+            out.append("")
+            continue
+        sa, sb = _SEVERITY.get(a, 0), _SEVERITY.get(b, 0)
+        if sa * sb <= 0:
+            out.append("as_expected")
+        else:
+            out.append(_BY_SEVERITY[min(abs(sa), abs(sb)) * (1 if sa > 0 else -1)])
+    return np.asarray(out, dtype=object)
 
 
 def _od_note(od: Overdispersion | None) -> str:

@@ -32,6 +32,7 @@ from auditreport.stats.overdispersion import Overdispersion, estimate_proportion
 log = logging.getLogger(__name__)
 
 LEVELS = ("national", "provider", "consultant")
+MIN_COX_DEATHS = 2
 
 
 @dataclass
@@ -184,12 +185,17 @@ def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData
     tests = sm.survival_tests(km, surv_cohort)
     timings["median_and_logrank"] = round(time.perf_counter() - t0, 3)
     factors = risk_factors_for_model(config)
-    cox, cox_patients, cox_info = sm.fit_national_cox(factors, surv_cohort,
-                                                      riskmodel.imputation_values(cohort, factors))
-    timings["cox"] = cox_info["seconds"]
-    cox_rows, cox_od = sm.cox_indicator_rows(cox_patients, config.overdispersion)
-    tables_ind.append(cox_rows)
-    od_info.setdefault("provider", {})["cox_ratio"] = cox_od
+    cox = None
+    if int(surv_cohort["event"].sum()) >= MIN_COX_DEATHS:
+        cox, cox_patients, cox_info = sm.fit_national_cox(factors, surv_cohort,
+                                                          riskmodel.imputation_values(cohort, factors))
+        timings["cox"] = cox_info["seconds"]
+        cox_rows, cox_od = sm.cox_indicator_rows(cox_patients, config.overdispersion)
+        tables_ind.append(cox_rows)
+        od_info.setdefault("provider", {})["cox_ratio"] = cox_od
+    else:
+        # A hazard model needs deaths to estimate anything; an audit period with (almost) none is legitimate.
+        cox_info = {"fitted": False, "reason": f"fewer than {MIN_COX_DEATHS} deaths over follow-up"}
     table = pd.concat(tables_ind, ignore_index=True)
     table["audit"] = config.id
     table["period"] = config.period_label
@@ -245,7 +251,7 @@ def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData
     model_doc = {"model": model.to_dict(), "performance": performance,
                  "calibration": calibration.to_dict(orient="records"),
                  "coefficients": riskmodel.coefficient_table(model).to_dict(orient="records"),
-                 "cox": {**cox_info, "model": cox.to_dict()}}
+                 "cox": {**cox_info, "model": cox.to_dict()} if cox is not None else None}
     bundle = write_bundle(period_dir, {"indicators": table, "funnels": funnels, "km": km, "casemix": mix,
                                        "quality": quality, "risk": risk, "survival_tests": tests,
                                        "monitoring": monitor}, metadata, model_doc)

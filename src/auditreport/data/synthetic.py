@@ -129,7 +129,8 @@ def generate(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     # Later deaths: a hazard that grows with risk, about 4% + 1.5p over the year.
     yearly = np.clip(0.04 + 1.5 * p_true, 0, 0.9)
     t_late = 30 + rng.exponential(-335 / np.log1p(-yearly))
-    t_death = np.where(died30, t_early, t_late)
+    # Beyond ten years the date is never used (follow-up ends within a year) but would overflow a timestamp.
+    t_death = np.minimum(np.where(died30, t_early, t_late), 3650.0)
     extract = pd.Timestamp(spec.extract_date)
     fu_end = pd.Series(proc + pd.Timedelta(days=365)).where(lambda s: s <= extract, extract)
     fu_days = (fu_end - pd.Series(proc)).dt.days.to_numpy()

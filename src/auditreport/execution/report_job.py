@@ -1,12 +1,29 @@
-"""One report: execute its notebook with papermill, render HTML and PDF, publish atomically.
+"""One report: execute its notebook in a fresh kernel, render HTML and PDF, publish atomically.
 
-Each report runs in a fresh kernel in a private working folder, and its three
-files are written to a temporary folder first and moved into place only when
-all three exist, so a killed run never leaves a report that looks complete.
+Each report runs in a fresh kernel in a private working folder. Papermill is used
+only for what it is good at, injecting the parameters cell; the notebook is then
+run by nbclient directly, with the kernel started here so that start-up is under
+our control:
+
+* the kernel talks over IPC sockets in a private temporary folder, not TCP
+  ports, so many kernels starting at once cannot race for the same port
+  (papermill issues #239, #583) and the kernel has no reason to print its
+  "running over TCP without encryption" warning;
+* the kernel's own stdout/stderr go to a file in the staging folder, whose tail
+  explains a kernel that would not start or that died;
+* a kernel that fails to start or dies is retried once (a fresh kernel may well
+  succeed); a cell that raises or times out is not, since it would do the same
+  again.
+
+The three outputs are written to a staging folder and moved into place only when
+all three exist; the stamp that says "this report is built from these inputs" is
+removed before the move and written after it, so an interrupted run never leaves
+a report that looks complete.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -18,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 OUTPUT_SUFFIXES = (".ipynb", ".html", ".pdf")
+MAX_ATTEMPTS = 2  # a kernel that dies or does not start gets one more, fresh, kernel
+STARTUP_TIMEOUT = 120  # seconds for a kernel to answer; generous because a loaded machine is slow
 
 
 def safe_name(text: str) -> str:
@@ -48,9 +67,10 @@ class ReportJob:
     audit: str
     period: str
     provider: str = ""
-    timeout: int = 600
+    timeout: int = 600  # seconds one cell may run
     sortable: bool = False
     inputs_fingerprint: str = ""
+    kernel_name: str = "python3"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -65,6 +85,12 @@ class ReportJob:
     def outputs(self) -> list[Path]:
         return [Path(self.out_dir) / f"{self.stem}{s}" for s in OUTPUT_SUFFIXES]
 
+    def fingerprint(self, base: str | dict = "") -> str:
+        """Everything that made this report: ``base`` (data, configuration, code version), the notebook's
+        bytes, the parameters and how it is rendered. Any change means the report is rebuilt."""
+        payload = [base, _sha256(Path(self.notebook)), self.parameters, self.title, self.sortable, self.kernel_name]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -77,45 +103,172 @@ class JobResult:
     outputs: list[str]
     error: str = ""
     failed_notebook: str = ""
+    attempts: int = 1
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of the last attempt
+
+
+class _Retryable(Exception):
+    """The kernel failed (did not start, or died): a fresh kernel may succeed."""
 
 
 def run_job(job: ReportJob) -> JobResult:
     """Execute, render and publish one report; never raises (failures are results)."""
-    import papermill as pm
-
-    from auditreport.rendering.html import notebook_to_html
-    from auditreport.rendering.pdf import html_to_pdf
-
     started = time.perf_counter()
     out_dir = Path(job.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    result = None
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        result, retry = _attempt(job)
+        result.attempts = attempt
+        if result.status == "built" or not retry:
+            break
+    assert result is not None
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _attempt(job: ReportJob) -> tuple[JobResult, bool]:
+    """One try at a report. Returns the result and whether another try could help."""
+    import nbformat
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    out_dir = Path(job.out_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{job.stem}-", dir=out_dir))
     executed = staging / f"{job.stem}.ipynb"
+    timings: dict[str, float] = {}
+    nb = None
     try:
-        nb = pm.execute_notebook(
-            job.notebook, str(executed), parameters=job.parameters, kernel_name="python3",
-            cwd=str(staging), progress_bar=False, log_output=False, execution_timeout=job.timeout,
-            request_save_on_cell_execute=False,
-        )
+        try:
+            nb = _execute(job, staging, timings)
+        except (CellExecutionError, CellTimeoutError) as exc:
+            raise _JobFailed(_short_error(exc), nb=getattr(exc, "_nb", None)) from exc
+        except DeadKernelError as exc:
+            _save_partial(getattr(exc, "_nb", None), executed)
+            raise _Retryable(f"kernel died: {_kernel_log_tail(staging) or exc}") from exc
         nb.metadata["auditreport"] = {"parameters": job.parameters, "inputs_fingerprint": job.inputs_fingerprint}
-        import nbformat
-
         nbformat.write(nb, str(executed))
+        t = time.perf_counter()
+        from auditreport.rendering.html import notebook_to_html
+        from auditreport.rendering.pdf import html_to_pdf
+
         html = notebook_to_html(nb, job.title, sortable=job.sortable)
         (staging / f"{job.stem}.html").write_text(html, encoding="utf-8")
+        timings["html"] = time.perf_counter() - t
+        t = time.perf_counter()
         html_to_pdf(html, staging / f"{job.stem}.pdf")
-        for path in job.outputs():
-            os.replace(staging / path.name, path)  # atomic within one file system
-        _write_stamp(job)
-        return JobResult(job.name, "built", time.perf_counter() - started, [str(p) for p in job.outputs()])
+        timings["pdf"] = time.perf_counter() - t
+        _publish(job, staging)
+        return JobResult(job.name, "built", 0.0, [str(p) for p in job.outputs()], timings=timings), False
+    except _Retryable as exc:
+        return _failure(job, staging, str(exc), timings), True
+    except _JobFailed as exc:
+        _save_partial(exc.nb, executed)
+        return _failure(job, staging, str(exc), timings), False
     except Exception as exc:  # noqa: BLE001 - one report's failure must not stop the batch
-        failed = out_dir / f"{job.stem}.failed.ipynb"
-        if executed.exists():
-            shutil.copyfile(executed, failed)
-        return JobResult(job.name, "failed", time.perf_counter() - started, [], error=_short_error(exc),
-                         failed_notebook=str(failed) if failed.exists() else "")
+        return _failure(job, staging, _short_error(exc), timings), False
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _save_partial(nb, path: Path) -> None:
+    """Keep what a failed run produced: the notebook shows which cell failed and its traceback."""
+    if nb is not None:
+        import nbformat
+
+        nbformat.write(nb, str(path))
+
+
+class _JobFailed(Exception):
+    def __init__(self, message: str, nb=None):
+        super().__init__(message)
+        self.nb = nb
+
+
+def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
+    """Parameterise with papermill, then run every cell in a fresh kernel with nbclient."""
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    t = time.perf_counter()
+    nb = load_notebook_node(job.notebook)  # papermill's reader: it adds the tags parameterisation expects
+    nb = parameterize_notebook(nb, job.parameters, kernel_name=job.kernel_name, language="python")
+    # Unix socket paths are limited to ~100 bytes, so the IPC sockets live in a short private
+    # folder of their own rather than in the (possibly deep) staging folder.
+    sockets = Path(tempfile.mkdtemp(prefix="ark-"))
+    log_path = staging / "kernel.log"
+    # nbclient drives the kernel from an event loop: a blocking KernelManager there deadlocks when it
+    # polls a dead kernel, so the manager must be the asynchronous one.
+    km = AsyncKernelManager(kernel_name=job.kernel_name, transport="ipc", ip=str(sockets / "k"),
+                            connection_file=str(sockets / "kernel.json"))
+    client = NotebookClient(nb, km=km, timeout=job.timeout, startup_timeout=STARTUP_TIMEOUT,
+                            kernel_name=job.kernel_name, resources={"metadata": {"path": str(staging)}},
+                            shutdown_kernel="immediate", allow_errors=False)
+    started_cells = []
+    client.on_cell_start = lambda cell, cell_index: started_cells.append(cell_index)
+    try:
+        with open(log_path, "wb") as log:
+            try:
+                # The kernel's output goes to a file: it is evidence when a kernel fails, noise otherwise.
+                client.execute(cwd=str(staging), stdout=log, stderr=log)
+            except Exception as exc:
+                exc._nb = nb  # the partly executed notebook (outputs so far), for the failed copy
+                if isinstance(exc, CellExecutionError | CellTimeoutError | DeadKernelError):
+                    raise
+                if not started_cells:  # nothing ran: the kernel did not start or did not answer
+                    raise _Retryable(f"kernel did not start: {_kernel_log_tail(staging) or _short_error(exc)}") \
+                        from exc
+                raise
+            finally:
+                _stop_kernel(km)
+                # nbclient leaves its exit-time cleanup registered when the kernel failed to start; the
+                # kernel is already stopped, and in a long-lived worker these would pile up.
+                atexit.unregister(client._cleanup_kernel)
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
+        timings["execute"] = time.perf_counter() - t
+    return nb
+
+
+def _stop_kernel(km) -> None:
+    """Make sure the kernel process is gone, whatever happened (nbclient usually did this already)."""
+    from jupyter_core.utils import run_sync
+
+    try:
+        if km.has_kernel:
+            run_sync(km.shutdown_kernel)(now=True)
+    except Exception:  # noqa: BLE001 - best effort; the process may already be gone
+        pass
+
+
+def _kernel_log_tail(staging: Path, lines: int = 3) -> str:
+    try:
+        text = (staging / "kernel.log").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])[:400]
+
+
+def _publish(job: ReportJob, staging: Path) -> None:
+    """Move the three outputs into place, then write the stamp: the stamp is what says 'built'."""
+    stamp_path(job).unlink(missing_ok=True)  # from here until the new stamp, the report counts as not built
+    for path in job.outputs():
+        os.replace(staging / path.name, path)  # atomic within one file system
+    _write_stamp(job)
+    (Path(job.out_dir) / f"{job.stem}.failed.ipynb").unlink(missing_ok=True)  # an old failure is history
+
+
+def _failure(job: ReportJob, staging: Path, error: str, timings: dict[str, float]) -> JobResult:
+    executed = staging / f"{job.stem}.ipynb"
+    failed = Path(job.out_dir) / f"{job.stem}.failed.ipynb"
+    if executed.exists():
+        shutil.copyfile(executed, failed)
+    else:
+        failed.unlink(missing_ok=True)  # do not point at a stale notebook from an earlier failure
+    return JobResult(job.name, "failed", 0.0, [], error=error,
+                     failed_notebook=str(failed) if failed.exists() else "", timings=timings)
 
 
 def stamp_path(job: ReportJob) -> Path:
@@ -132,8 +285,9 @@ def _write_stamp(job: ReportJob) -> None:
 
 
 def is_up_to_date(job: ReportJob) -> bool:
+    """True only if the stamp names the job's current inputs and every output is the one stamped."""
     path = stamp_path(job)
-    if not path.exists() or not all(p.exists() for p in job.outputs()):
+    if not job.inputs_fingerprint or not path.exists() or not all(p.exists() for p in job.outputs()):
         return False
     try:
         stamp = json.loads(path.read_text())
@@ -142,7 +296,14 @@ def is_up_to_date(job: ReportJob) -> bool:
     if stamp.get("inputs_fingerprint") != job.inputs_fingerprint:
         return False
     # Size and time are not enough: a truncated or edited output must be rebuilt.
-    return all(stamp["outputs"].get(p.name) == _sha256(p) for p in job.outputs())
+    return all(stamp.get("outputs", {}).get(p.name) == _sha256(p) for p in job.outputs())
+
+
+def remove_stale_staging(job: ReportJob) -> None:
+    """Delete staging folders an interrupted run left behind for this job (they are never outputs)."""
+    for path in Path(job.out_dir).glob(f".{job.stem}-*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _sha256(path: Path) -> str:
@@ -154,10 +315,10 @@ def _sha256(path: Path) -> str:
 
 
 def _short_error(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    # papermill's PapermillExecutionError carries the cell's exception name and value.
+    # nbclient's CellExecutionError carries the cell's exception name and value.
     ename = getattr(exc, "ename", None)
     evalue = getattr(exc, "evalue", None)
     if ename:
-        return f"{ename}: {evalue}"
+        return f"{ename}: {evalue}"[:500]
+    text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[-1] if text else ''}"[:500]

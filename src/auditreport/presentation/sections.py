@@ -608,7 +608,7 @@ def median_logrank_section(ctx: ReportContext) -> str:
                      "*" if hidden else _days(r["median"]),
                      "*" if hidden else f"{_days(r['median_lower'])} to {_days(r['median_upper'])}"])
     html = "<h3>Median survival</h3>" + table(["", "Patients", "Median survival", "95% interval"], rows,
-                                               numeric=(1,), caption="Median survival after the procedure")
+                                               numeric=(1,), counts=(1,), caption="Median survival after the procedure")
     html += f"<p class='note'>{convention}</p>"
     if ctx.provider:
         r = tests.loc[ctx.provider]
@@ -641,7 +641,7 @@ def national_survival_tests(ctx: ReportContext) -> str:
                      "*" if hidden else num(r["logrank_chi2"]), "*" if hidden else _p_value(r["logrank_p"])])
     nat = tests.loc["national"]
     none = int(ctx.meta["survival"].get("records_without_provider", 0))
-    note = (f" {none} record(s) had no provider code: they are in the national figures but not attributed to any "
+    note = (f" {format_count(none, ctx.threshold, ctx.public)} record(s) had no provider code: they are in the national figures but not attributed to any "
             "provider, and are part of \"the rest\" in every log-rank test." if none else "")
     return ("<h2>Median survival and log-rank tests</h2>"
             f"<p>National median survival {_days(nat['median'])} (95% interval {_days(nat['median_lower'])} to "
@@ -649,7 +649,7 @@ def national_survival_tests(ctx: ReportContext) -> str:
             f"transform). Each provider's log-rank test compares its survival with the rest of the country "
             f"(not risk-adjusted; chi-squared on 1 df).{note}</p>"
             + table(["Provider", "Code", "Patients", "Median survival", "Log-rank chi-squared", "p"], rows,
-                    raw=True, numeric=(2, 3, 4), css_class="data sortable compact",
+                    raw=True, numeric=(2, 3, 4), counts=(2,), css_class="data sortable compact",
                     caption="Median survival and log-rank test of each provider against the rest"))
 
 

@@ -90,13 +90,14 @@ class _CountCells(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.counts: list[str] = []
-        self.count_rows: list[list[str]] = []  # cell texts of table rows holding a count
+        self.count_rows: list[list[tuple[str, bool]]] = []  # (cell text, holds a count) of rows with a count
         self.text: list[str] = []
         self._depth: list[int] = []  # open data-count elements' text buffers (indices)
         self._buffers: list[list[str]] = []
-        self._row: list[str] | None = None
+        self._row: list[tuple[str, bool]] | None = None
         self._row_has_count = False
         self._cell: list[str] | None = None
+        self._cell_has_count = False
         self._skip = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -106,12 +107,14 @@ class _CountCells(HTMLParser):
         if tag == "tr":
             self._row, self._row_has_count = [], False
         elif tag in ("td", "th") and self._row is not None:
-            self._cell = []
+            self._cell, self._cell_has_count = [], False
         if "data-count" in names:
             self._buffers.append([])
             self._depth.append(1)
             if self._row is not None:
                 self._row_has_count = True
+            if self._cell is not None:
+                self._cell_has_count = True
         elif self._depth:
             self._depth[-1] += 1
 
@@ -124,7 +127,7 @@ class _CountCells(HTMLParser):
                 self._depth.pop()
                 self.counts.append("".join(self._buffers.pop()))
         if tag in ("td", "th") and self._row is not None and self._cell is not None:
-            self._row.append(" ".join("".join(self._cell).split()))
+            self._row.append((" ".join("".join(self._cell).split()), self._cell_has_count))
             self._cell = None
         elif tag == "tr" and self._row is not None:
             if self._row_has_count:
@@ -145,8 +148,12 @@ class _CountCells(HTMLParser):
 _RANGE = re.compile(r"\b(?:between|from)\s+\d+\s+(?:and|to)\s+\d+", re.IGNORECASE)
 
 
+_PAGE_MARK = re.compile(r"\bpage \d+ of \d+\b", re.IGNORECASE)
+
+
 def _prose_findings(path: str, text: str, threshold: int, where: str) -> list[Finding]:
-    flat = _RANGE.sub("a range", " ".join(text.split()))
+    # A PDF's running footer ("page 4 of 7") runs into the next heading ("Case mix") in extracted text.
+    flat = _RANGE.sub("a range", _PAGE_MARK.sub("", " ".join(text.split())))
     return [Finding(path, where, flat[max(0, m.start() - 40):m.end() + 10])
             for m in _PROSE_COUNT.finditer(flat) if _small(m.group(1), threshold)]
 
@@ -165,19 +172,23 @@ def pdf_text(path: Path) -> str:
     return "\n".join(page.extract_text() or "" for page in PdfReader(str(path)).pages)
 
 
-def check_pdf(path: Path, threshold: int, count_rows: Iterable[list[str]] = ()) -> list[Finding]:
+def check_pdf(path: Path, threshold: int, count_rows: Iterable[list[tuple[str, bool]]] = ()) -> list[Finding]:
     text = pdf_text(path)
     findings = _prose_findings(str(path), text, threshold, "PDF sentence")
     lines = [" ".join(line.split()) for line in text.splitlines()]
     for row in count_rows:
-        label = row[0] if row else ""
+        label = row[0][0] if row else ""
         if not label:
             continue
+        # Numbers that the HTML row shows outside its count cells (a unit code such as "3", a median
+        # of "5 days") are not counts; the count cells themselves were checked in the HTML.
+        not_counts = {m.group(1) for cell, is_count in row if not is_count for m in _BARE_INT.finditer(cell)}
         for line in lines:
             if line == label or not line.startswith(label + " "):
                 continue
             rest = line[len(label):]
-            bad = [m.group(1) for m in _BARE_INT.finditer(rest) if _small(m.group(1), threshold)]
+            bad = [m.group(1) for m in _BARE_INT.finditer(rest)
+                   if _small(m.group(1), threshold) and m.group(1) not in not_counts]
             if bad:
                 findings.append(Finding(str(path), f"PDF table row '{label}'", line))
     return findings

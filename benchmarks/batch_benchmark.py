@@ -1,0 +1,248 @@
+"""How fast is the batch engine, and how does it compare with the straightforward way?
+
+    PYTHONPATH=src python benchmarks/batch_benchmark.py [--providers 120] [--records 50000] [--jobs N]
+        [--naive-reports 10] [--national-records 1000000] [--skip-naive] [--skip-national] [--workdir DIR]
+
+It generates a synthetic audit, then in one run (so machine noise hits both sides alike):
+
+1. builds everything with the engine from scratch (national stage, every provider x audience, site):
+   wall time, reports per minute, core-seconds per report (user+sys of this process and every
+   process it waited for, kernels included), and where a report's time goes;
+2. reruns with nothing changed (everything should be skipped);
+3. times a few reports done the straightforward way, one at a time: papermill's command line, then
+   ``jupyter nbconvert --to html --no-input``, then the ``weasyprint`` command; the per-report time is
+   extrapolated to the whole audit (and the national stage added) to give the ratio;
+4. runs the national stage alone on a larger audit in a child process: wall time and peak memory.
+
+Nothing here is asserted: machines differ and are noisy. Compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def cpu_seconds() -> float:
+    """User+sys seconds of this process and of every finished process it (transitively) waited for."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def make_audit(folder: Path, providers: int, records: int) -> Path:
+    """Synthetic data plus an audit definition pointing at it (as the tests do)."""
+    from auditreport.data.synthetic import SyntheticSpec, write
+
+    consultants = max(providers * 4, 10)
+    paths = write(SyntheticSpec(records=records, providers=providers, consultants=consultants), folder / "data")
+    definition = yaml.safe_load((REPO / "params" / "synthetic.yaml").read_text())
+    definition["data"]["source"] = str(paths["records"])
+    definition["data"]["providers"] = str(paths["providers"])
+    out = folder / "audit.yaml"
+    out.write_text(yaml.safe_dump(definition, sort_keys=False))
+    return out
+
+
+def probe_kernel(n: int = 3) -> tuple[float, float]:
+    """Median seconds to start a fresh kernel, and to import the report code in it."""
+    from jupyter_client.manager import start_new_kernel
+
+    starts, imports = [], []
+    for _ in range(n):
+        t = time.perf_counter()
+        km, kc = start_new_kernel(kernel_name="python3", stderr=subprocess.DEVNULL)
+        starts.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        kc.execute_interactive("import auditreport.presentation.sections", timeout=120)
+        imports.append(time.perf_counter() - t)
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    return statistics.median(starts), statistics.median(imports)
+
+
+def engine(audit: Path, reports: Path, jobs: int | None, force: bool) -> dict:
+    from auditreport.pipeline import build
+
+    cpu, t = cpu_seconds(), time.perf_counter()
+    summary = build(audit, reports, workers=jobs, force=force)
+    wall = time.perf_counter() - t
+    return {"summary": summary, "wall": wall, "cpu": cpu_seconds() - cpu}
+
+
+def naive(jobs_sample, work: Path) -> tuple[float, float, dict[str, float]]:
+    """The straightforward loop, one report at a time, a new interpreter per step."""
+    phases = {"papermill": 0.0, "nbconvert": 0.0, "weasyprint": 0.0}
+    work.mkdir(parents=True, exist_ok=True)  # papermill does not create its output folder
+    cpu, started = cpu_seconds(), time.perf_counter()
+    for i, job in enumerate(jobs_sample):
+        nb = work / f"r{i}.ipynb"
+        steps = {
+            "papermill": [str(BIN / "papermill"), job.notebook, str(nb), "-k", "python3", "--no-progress-bar"]
+            + [a for k, v in job.parameters.items() for a in ("-p", k, v)],
+            "nbconvert": [str(BIN / "jupyter"), "nbconvert", "--to", "html", "--no-input", str(nb)],
+            "weasyprint": [str(BIN / "weasyprint"), str(nb.with_suffix(".html")), str(nb.with_suffix(".pdf"))],
+        }
+        for phase, cmd in steps.items():
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            phases[phase] += time.perf_counter() - t
+    n = len(jobs_sample)
+    return (time.perf_counter() - started) / n, (cpu_seconds() - cpu) / n, {k: v / n for k, v in phases.items()}
+
+
+def make_large_audit(folder: Path, providers: int, records: int, chunk: int = 100_000) -> Path:
+    """A large audit made by tiling a 100,000-record synthetic audit with fresh patient ids.
+
+    The synthetic generator cannot make 1,000,000 records in one go today (a few late-death times
+    overflow pandas' nanosecond dates, year > 2262); for timing the national stage the repeated case
+    mix is immaterial: it does the same work on the same number of rows.
+    """
+    import pandas as pd
+
+    audit = make_audit(folder, providers, min(records, chunk))
+    if records <= chunk:
+        return audit
+    path = folder / "data" / "records.parquet"
+    base = pd.read_parquet(path)
+    big = pd.concat([base] * -(-records // len(base)), ignore_index=True).iloc[:records]
+    big["patient_id"] = [f"P{i:09d}" for i in range(len(big))]
+    big.to_parquet(path, index=False)
+    return audit
+
+
+NATIONAL_CHILD = """
+import json, resource, sys, time
+from auditreport.config import load_config
+from auditreport.pipeline import national_stage, period_dir
+config = load_config(sys.argv[1])
+t = time.perf_counter()
+national_stage(config, period_dir(config, sys.argv[2]), force=True)
+wall = time.perf_counter() - t
+print(json.dumps({"wall": wall, "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def national_alone(folder: Path, records: int, providers: int) -> dict:
+    import json
+
+    t = time.perf_counter()
+    audit = make_large_audit(folder, providers, records)
+    generated = time.perf_counter() - t
+    out = subprocess.run([sys.executable, "-c", NATIONAL_CHILD, str(audit), str(folder / "reports")],
+                         check=True, capture_output=True, text=True, env=os.environ)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["generated"] = generated
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--providers", type=int, default=120)
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--jobs", type=int, default=None, help="engine workers (default: all cores)")
+    parser.add_argument("--naive-reports", type=int, default=10, help="reports timed the straightforward way")
+    parser.add_argument("--national-records", type=int, default=1_000_000)
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--skip-national", action="store_true")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep everything here (default: a temp dir)")
+    parser.add_argument("--skip-engine", action="store_true",
+                        help="reuse the engine build already in --workdir; give its figures with --engine-wall, "
+                             "--engine-cpu-per-report and --national-seconds to get the ratio")
+    parser.add_argument("--engine-wall", type=float, default=None)
+    parser.add_argument("--engine-cpu-per-report", type=float, default=None)
+    parser.add_argument("--national-seconds", type=float, default=None)
+    args = parser.parse_args()
+
+    from auditreport.execution.batch import default_jobs
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="auditreport-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    cores = default_jobs()
+    print(f"auditreport batch benchmark: {args.providers} providers, {args.records:,} records, "
+          f"{args.jobs or cores} workers on {cores} cores; work folder {work}")
+
+    t = time.perf_counter()
+    if args.skip_engine and (work / "audit" / "audit.yaml").exists():
+        audit = work / "audit" / "audit.yaml"
+    else:
+        audit = make_audit(work / "audit", args.providers, args.records)
+    print(f"synthetic data generated in {time.perf_counter() - t:.1f}s")
+
+    start, imports = probe_kernel()
+    print(f"fresh kernel: start {start:.2f}s, import of the report code {imports:.2f}s (median of 3)")
+
+    reports = work / "reports"
+    if args.skip_engine:
+        return naive_and_national(args, audit, reports, n=2 * args.providers + 1, engine_wall=args.engine_wall,
+                                  engine_cpu=args.engine_cpu_per_report, national_seconds=args.national_seconds)
+    shutil.rmtree(reports, ignore_errors=True)
+    first = engine(audit, reports, args.jobs, force=True)
+    s = first["summary"]
+    n = len(s.results)
+    built = s.counts().get("built", 0)
+    print(f"\nENGINE, from scratch: {n} reports ({s.counts()}) + national stage {s.national_seconds:.1f}s + site")
+    print(f"  wall {first['wall']:.1f}s ({first['wall'] / 60:.2f} min); {built / first['wall'] * 60:.1f} reports/min;"
+          f" {first['cpu'] / max(built, 1):.2f} core-seconds per report (whole run's CPU / reports)")
+    phases = {}
+    for r in s.results:
+        for k, v in r.timings.items():
+            phases.setdefault(k, []).append(v)
+    per = {k: statistics.mean(v) for k, v in phases.items()}
+    print("  per report (mean, in a worker): " + ", ".join(f"{k} {v:.2f}s" for k, v in per.items())
+          + f"; execute = kernel start ~{start:.2f}s + imports ~{imports:.2f}s + cells")
+    if s.failed:
+        print(f"  FAILED: {[(r.name, r.error) for r in s.failed][:5]}")
+
+    again = engine(audit, reports, args.jobs, force=False)
+    print(f"\nENGINE, rerun with nothing changed: {again['summary'].counts()} in {again['wall']:.2f}s")
+
+    naive_and_national(args, audit, reports, n, engine_wall=first["wall"], engine_cpu=first["cpu"] / max(built, 1),
+                       national_seconds=s.national_seconds)
+
+
+def naive_and_national(args, audit: Path, reports: Path, n: int, engine_wall: float | None,
+                       engine_cpu: float | None, national_seconds: float | None) -> None:
+    work = reports.parent
+    if not args.skip_naive:
+        from auditreport.config import load_config
+        from auditreport.pipeline import period_dir, report_jobs
+
+        config = load_config(audit)
+        jobs = [j for j in report_jobs(config, period_dir(config, reports)) if j.kind == "provider"]
+        sample = jobs[: args.naive_reports]
+        wall_per, cpu_per, naive_phases = naive(sample, work / "naive")
+        total = (national_seconds or 0.0) + wall_per * n
+        print(f"\nSTRAIGHTFORWARD loop (papermill CLI, jupyter nbconvert, weasyprint CLI; one at a time): timed "
+              f"{len(sample)} reports, extrapolated to {n}")
+        print(f"  {wall_per:.2f}s and {cpu_per:.2f} core-seconds per report ("
+              + ", ".join(f"{k} {v:.2f}s" for k, v in naive_phases.items()) + ")")
+        print(f"  estimated total {total:.0f}s ({total / 60:.1f} min) = national stage {national_seconds or 0:.1f}s + "
+              f"{n} x {wall_per:.2f}s")
+        if engine_wall and engine_cpu:
+            print(f"  ENGINE IS {total / engine_wall:.2f}x FASTER (wall); {cpu_per / engine_cpu:.2f}x less CPU "
+                  "per report")
+
+    if not args.skip_national:
+        r = national_alone(work / "national", args.national_records, args.providers)
+        print(f"\nNATIONAL STAGE alone, {args.national_records:,} records (data generated in {r['generated']:.0f}s): "
+              f"wall {r['wall']:.1f}s, peak memory {r['peak_rss_kib'] / 1024 ** 2:.2f} GiB")
+
+    print("\ntargets (2 cores): all reports < 3 min; >= 2.5x the straightforward loop; rerun < 5 s; "
+          "national 1e6 < 60 s and < 4 GiB")
+
+
+if __name__ == "__main__":
+    main()
