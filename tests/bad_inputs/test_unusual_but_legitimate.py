@@ -143,8 +143,6 @@ def test_provider_missing_every_risk_factor(audit_copy, tmp_path):
     assert "Imputed: age" in pages[(code, "local")]
 
 
-@pytest.mark.xfail(strict=True, reason="since the survival merge the national stage fits a Cox model for "
-                   "cox_oe_ratio, which raises lifelines' ConvergenceError when nobody died: survival to handle")
 def test_risk_model_with_fixed_coefficients_and_no_deaths_nationally(audit_copy, tmp_path):
     """With no deaths a model cannot be fitted (a corpus error); with given coefficients the run is fine."""
     audit_copy.edit(lambda f: f.assign(death_date=""))
