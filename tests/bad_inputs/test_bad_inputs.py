@@ -63,3 +63,12 @@ def test_validate_command_finds_the_same_problems(name, audit_copy):
     result = CliRunner().invoke(main, ["validate", str(audit_copy.yaml)])
     assert result.exit_code == case.exit_code, result.output
     assert all(f in result.output for f in case.fragments), result.output
+
+
+def test_blank_provider_code_is_kept_nationally_with_a_warning(audit_copy):
+    """A record without a provider code is legitimate (the NCCTG lung data has one): it counts in the
+    national figures, is attributed to no provider, and is reported as a warning, not refused."""
+    audit_copy.set([10], "provider_code", " ")
+    result = CliRunner().invoke(main, ["validate", str(audit_copy.yaml)])
+    assert result.exit_code == 0, result.output
+    assert "1 record(s) with no provider code" in result.output

@@ -155,8 +155,6 @@ def test_public_survival_figure_does_not_reveal_small_counts(hostile_build):
     assert not leaks, f"at-risk numbers give the suppressed deaths by 30 days: {leaks}"
 
 
-@pytest.mark.xfail(strict=True, reason="known leak, for presentation/disclosure: the public data-quality table "
-                   "shows national imputed and excluded counts unsuppressed (the checker then fails the run)")
 def test_public_quality_table_suppresses_small_national_counts(audit_copy, tmp_path):
     from auditreport.analysis.national import run_national
     from auditreport.config import load_config

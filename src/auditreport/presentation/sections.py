@@ -354,19 +354,20 @@ def quality_section(ctx: ReportContext) -> str:
             ["Records analysed", format_count(mine["records_analysed"], t, pub), f"{int(nat['records_analysed']):,}"]]
     for col in excluded:
         rows.append([f"Excluded: {col.removeprefix('excluded: ')}", format_count(mine[col], t, pub, col in hidden),
-                     f"{int(nat[col]):,}"])
+                     format_count(nat[col], t, pub)])
     for col in q.columns:
         if col.startswith("complete: "):
             rows.append([f"Completeness: {col.removeprefix('complete: ')}",
-                         _completeness(mine[col], mine["records_analysed"], t, pub), pct(nat[col])])
+                         _completeness(mine[col], mine["records_analysed"], t, pub),
+                         _completeness(nat[col], nat["records_analysed"], t, pub)])
     for col in q.columns:
         if col.startswith("imputed: "):
             rows.append([f"Imputed: {col.removeprefix('imputed: ')}", format_count(mine[col], t, pub),
-                         f"{int(nat[col]):,}"])
+                         format_count(nat[col], t, pub)])
     note = (f"<p class='note'>Completeness is shown as * where between 1 and {t} records lack the field, since "
             "the percentage with the number of records would give the count.</p>" if pub else "")
     return "<h2>Data quality</h2>" + table(["Measure", "This provider", "National"], rows, numeric=(1, 2),
-                                            counts=(1,), caption="Records, completeness of key fields and imputation") + note
+                                            counts=(1, 2), caption="Records, completeness of key fields and imputation") + note
 
 
 def _completeness(share: float, records: float, threshold: int, public: bool) -> str:
