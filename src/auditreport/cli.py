@@ -48,6 +48,9 @@ def main(verbose: bool) -> None:
     console.setLevel(logging.INFO if verbose else logging.WARNING)
     logging.basicConfig(level=logging.INFO, handlers=[console],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # jupyter_client warns through traitlets that a finished kernel's zmq context could not be destroyed;
+    # it is harmless and would otherwise interleave with the progress lines of every batch.
+    logging.getLogger("traitlets").setLevel(logging.ERROR)
 
 
 @main.command()
