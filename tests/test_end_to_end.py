@@ -67,6 +67,11 @@ def test_indicators_csv_and_manifest(built_small_audit):
 def test_rerun_skips_everything(built_small_audit, small_audit):
     from auditreport.pipeline import build
 
-    summary = build(small_audit, built_small_audit.period_dir.parents[1], workers=2)
+    out = built_small_audit.period_dir
+    before = {p: p.stat().st_mtime_ns for p in (out / "site" / "index.html", out / "manifest.json")}
+    summary = build(small_audit, out.parents[1], workers=2)
     assert summary.national_skipped
     assert summary.counts() == {"skipped": 13}
+    # A publication that passed its disclosure check and whose inputs are unchanged is not redone.
+    assert (out / ".published").is_file()
+    assert {p: p.stat().st_mtime_ns for p in before} == before

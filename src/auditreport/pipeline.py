@@ -134,15 +134,48 @@ def build(config_path: str | Path, reports_root: str | Path, *, providers: Seque
         jobs = report_jobs(config, out, providers, audiences, notebooks, timeout)
         results = run_batch(jobs, workers=workers, force=force, scheduler=scheduler, on_result=on_result,
                             on_plan=on_plan)
-        publish(config, out, jobs, results)
-        # Disclosure control is tested on what was written: any small count or patient id fails the run.
-        from auditreport.publication.checker import check_period
+        key = publication_key(jobs)
+        if skipped and all(r.status == "skipped" for r in results) and _published_with(out, key):
+            # Nothing changed since a publication that passed the disclosure check: republishing would
+            # rewrite identical files and re-read every public PDF, which dominates a no-op rerun.
+            log.info("site, open data and manifest up to date")
+        else:
+            _published_with(out, None)  # whatever happens next, the old stamp no longer vouches for the site
+            publish(config, out, jobs, results)
+            # Disclosure control is tested on what was written: any small count or patient id fails the run.
+            from auditreport.publication.checker import check_period
 
-        check_period(config, out).raise_if_failed()
+            check_period(config, out).raise_if_failed()
+            if not any(r.status == "failed" for r in results):
+                _atomic_write(out / PUBLISHED_STAMP, key)
         summary = BuildSummary(period_dir=out, national_seconds=national_seconds, national_skipped=skipped,
                                results=results, seconds=time.perf_counter() - started, log_file=log_path)
         log.info("done in %.1fs: %s", summary.seconds, summary.counts())
     return summary
+
+
+PUBLISHED_STAMP = ".published"
+
+
+def publication_key(jobs: Sequence[ReportJob]) -> str:
+    """What the site, open data and manifest were made from: every report's inputs and the code."""
+    return sha256_json({"jobs": sorted((j.name, j.inputs_fingerprint) for j in jobs), "code": code_version()})
+
+
+def _published_with(out: Path, key: str | None) -> bool:
+    """True if the last publication passed its checks with ``key``; with ``key=None``, forget it."""
+    stamp = out / PUBLISHED_STAMP
+    if key is None:
+        stamp.unlink(missing_ok=True)
+        return False
+    required = [out / "site" / "index.html", out / "manifest.json", out / "indicators.csv"]
+    return stamp.is_file() and stamp.read_text() == key and all(p.is_file() for p in required)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 @contextmanager
