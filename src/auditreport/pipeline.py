@@ -23,6 +23,7 @@ from auditreport.config import AuditConfig, load_config
 from auditreport.data.loading import file_sha256
 from auditreport.execution.batch import run_batch
 from auditreport.execution.report_job import JobResult, ReportJob, safe_name
+from auditreport.files import atomic_write_text
 from auditreport.provenance import code_version, sha256_json
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def build(config_path: str | Path, reports_root: str | Path, *, providers: Seque
 
             check_period(config, out).raise_if_failed()
             if not any(r.status == "failed" for r in results):
-                _atomic_write(out / PUBLISHED_STAMP, key)
+                atomic_write_text(out / PUBLISHED_STAMP, key)
         summary = BuildSummary(period_dir=out, national_seconds=national_seconds, national_skipped=skipped,
                                results=results, seconds=time.perf_counter() - started, log_file=log_path)
         log.info("done in %.1fs: %s", summary.seconds, summary.counts())
@@ -170,12 +171,6 @@ def _published_with(out: Path, key: str | None) -> bool:
         return False
     required = [out / "site" / "index.html", out / "manifest.json", out / "indicators.csv"]
     return stamp.is_file() and stamp.read_text() == key and all(p.is_file() for p in required)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @contextmanager

@@ -34,6 +34,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from auditreport.files import atomic_write_text
+
 OUTPUT_SUFFIXES = (".ipynb", ".html", ".pdf")
 MAX_ATTEMPTS = 2  # a kernel that dies or does not start gets one more, fresh, kernel
 STARTUP_TIMEOUT = 120  # seconds for a kernel to answer; generous because a loaded machine is slow
@@ -279,9 +281,7 @@ def _write_stamp(job: ReportJob) -> None:
     """Record what made the outputs, so an unchanged report can be skipped next time."""
     stamp = {"inputs_fingerprint": job.inputs_fingerprint,
              "outputs": {p.name: _sha256(p) for p in job.outputs()}}
-    tmp = stamp_path(job).with_suffix(".tmp")
-    tmp.write_text(json.dumps(stamp, indent=1))
-    os.replace(tmp, stamp_path(job))
+    atomic_write_text(stamp_path(job), json.dumps(stamp, indent=1))
 
 
 def is_up_to_date(job: ReportJob) -> bool:

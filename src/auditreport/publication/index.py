@@ -7,9 +7,9 @@ and open data, never the audit team's index (which links confidential reports).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from auditreport.files import atomic_write_text
 from auditreport.presentation.tables import esc, table
 
 
@@ -34,9 +34,5 @@ def write_top_index(reports_root: str | Path) -> Path:
     html = (f"<!DOCTYPE html><html lang='en-GB'><head><meta charset='utf-8'><title>Audit reports</title>"
             f"<style>{stylesheet()}</style></head><body class='report'><main>{body}</main>"
             f"<script>{SORT_SCRIPT.read_text(encoding='utf-8')}</script></body></html>")
-    path = root / "index.html"
-    tmp = root / ".index.html.tmp"
     root.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(root / "index.html", html)

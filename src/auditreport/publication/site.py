@@ -23,6 +23,7 @@ from auditreport.analysis.bundle import BUNDLE_DIR, load_bundle
 from auditreport.config import AuditConfig
 from auditreport.data.loading import file_sha256
 from auditreport.execution.report_job import JobResult, ReportJob, safe_name
+from auditreport.files import atomic_write_text
 from auditreport.presentation.tables import esc, flag_badge, table
 from auditreport.provenance import code_version, now_utc
 from auditreport.publication.disclosure import suppress_indicators
@@ -87,9 +88,9 @@ def publish(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], results: 
     """Write indicators.csv, the site, the team index and manifest.json for one period."""
     ok = {r.name for r in results if r.status in ("built", "skipped")}
     data = neutralise_formulas(open_data(config, out))
-    _atomic_text(out / "indicators.csv", data.to_csv(index=False))
+    atomic_write_text(out / "indicators.csv", data.to_csv(index=False))
     site = _build_site(config, out, data, [j for j in jobs if j.name in ok and j.audience == "public"])
-    _atomic_text(out / "index.html", _team_index(config, out, jobs, ok))
+    atomic_write_text(out / "index.html", _team_index(config, out, jobs, ok))
     write_manifest(config, out, jobs, results)
     # The public index across every audit period under the reports root, refreshed by each publication.
     from auditreport.publication.index import write_top_index
@@ -251,11 +252,5 @@ def write_manifest(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], re
                                for r in results if r.status == "failed"]},
         "files": files,
     }
-    return _atomic_text(out / "manifest.json", json.dumps(manifest, indent=1, default=str))
+    return atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, default=str))
 
-
-def _atomic_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
