@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-TABLES = ("indicators", "funnels", "km", "casemix", "quality", "risk", "survival_tests", "monitoring")
+TABLES = ("indicators", "indicators_public", "funnels", "km", "casemix", "quality", "risk", "survival_tests", "monitoring")
 BUNDLE_DIR = "bundle"
 
 
@@ -73,8 +73,10 @@ def write_bundle(out_dir: Path, tables: dict[str, pd.DataFrame], metadata: dict[
     return final
 
 
-def load_bundle(path: str | Path, tables: tuple[str, ...] = ("indicators", "funnels", "km", "casemix",
-                                                             "quality", "survival_tests")) -> Bundle:
+DEFAULT_TABLES = ("indicators", "indicators_public", "funnels", "km", "casemix", "quality", "survival_tests")
+
+
+def load_bundle(path: str | Path, tables: tuple[str, ...] = DEFAULT_TABLES) -> Bundle:
     """Load a bundle folder (the ``bundle`` folder or the period folder that holds it)."""
     path = Path(path)
     if (path / BUNDLE_DIR).is_dir():

@@ -26,6 +26,7 @@ from auditreport.data.loading import file_sha256, read_table
 from auditreport.data.validation import ValidatedData, validate
 from auditreport.errors import DataValidationError, RiskModelError
 from auditreport.provenance import code_version, now_utc
+from auditreport.publication.disclosure import suppress_indicators
 from auditreport.stats import riskmodel, survival
 from auditreport.stats.overdispersion import Overdispersion, estimate_proportion, estimate_ratio
 
@@ -252,7 +253,10 @@ def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData
                  "calibration": calibration.to_dict(orient="records"),
                  "coefficients": riskmodel.coefficient_table(model).to_dict(orient="records"),
                  "cox": {**cox_info, "model": cox.to_dict()} if cox is not None else None}
-    bundle = write_bundle(period_dir, {"indicators": table, "funnels": funnels, "km": km, "casemix": mix,
+    # Disclosure control runs here, once, so every public report and the open data show one table.
+    public_table = suppress_indicators(table, config.suppression_threshold)
+    bundle = write_bundle(period_dir, {"indicators": table, "indicators_public": public_table,
+                                       "funnels": funnels, "km": km, "casemix": mix,
                                        "quality": quality, "risk": risk, "survival_tests": tests,
                                        "monitoring": monitor}, metadata, model_doc)
     log.info("national stage: %d patients, %d providers in %.1fs", n, metadata["national"]["providers"],

@@ -8,6 +8,7 @@ control here, at the last step, so the same bundle serves both audiences.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +46,18 @@ class ReportContext:
     def threshold(self) -> int:
         return int(self.meta["publication"]["suppression_threshold"])
 
-    @property
+    @cached_property
     def indicators(self) -> pd.DataFrame:
-        """The indicator table as this audience may see it."""
-        table_ = self.bundle.indicators
-        return suppress_indicators(table_, self.threshold) if self.public else table_.assign(suppressed=False)
+        """The indicator table as this audience may see it.
+
+        The public table is the one the national stage suppressed once for every report and the open
+        data; a bundle written before it carried that table is suppressed here instead.
+        """
+        if not self.public:
+            return self.bundle.indicators.assign(suppressed=False)
+        if "indicators_public" in self.bundle.tables:
+            return self.bundle.indicators_public
+        return suppress_indicators(self.bundle.indicators, self.threshold)
 
     @property
     def provider_name(self) -> str:

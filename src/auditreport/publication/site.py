@@ -77,8 +77,10 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def open_data(config: AuditConfig, out: Path) -> pd.DataFrame:
-    bundle = load_bundle(out / BUNDLE_DIR, tables=("indicators",))
-    public = suppress_indicators(bundle.indicators, config.suppression_threshold)
+    bundle = load_bundle(out / BUNDLE_DIR, tables=("indicators", "indicators_public"))
+    # The national stage's suppressed table: the very one the public reports show.
+    public = (bundle.indicators_public if "indicators_public" in bundle.tables
+              else suppress_indicators(bundle.indicators, config.suppression_threshold))
     if not config.publish_consultants:
         public = public[public["level"] != "consultant"]
     return public[OPEN_COLUMNS]
