@@ -38,6 +38,17 @@ def apply_style() -> None:
     plt.rcParams.update(STYLE)
 
 
+def _fit(fig: Figure, **tight: object) -> None:
+    """Fit the axes and labels to the figure once, now.
+
+    ``tight_layout`` leaves a placeholder layout engine behind, and savefig then lays the figure out
+    again (a whole extra pass over every text) before drawing it; dropping the engine keeps the
+    positions just computed and saves that pass on every figure of every report.
+    """
+    fig.tight_layout(**tight)
+    fig.set_layout_engine(None)
+
+
 def _alt(fig: Figure, text: str) -> Figure:
     """Attach alt text (the report's <img alt>): what the chart shows, for readers who cannot see it."""
     fig.alt_text = text  # type: ignore[attr-defined]
@@ -90,7 +101,7 @@ def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: s
         ax.set_ylim(0, max(top, np.nanmax(units[y].to_numpy(float) * scale, initial=0) * 1.1))
     # Legend below the plot: inside it would cover the limits where they are steepest.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=5, fontsize=7.5)
-    fig.tight_layout()
+    _fit(fig)
     n = len(units)
     where = ""
     if highlight and len(me) == 1:
@@ -145,7 +156,7 @@ def km_plot(national: pd.DataFrame, unit: pd.DataFrame | None, *, unit_label: st
     tab.set_title("Number at risk", loc="left", fontsize=8)
     ax.set_xlabel("Days since procedure")
     ax.xaxis.set_tick_params(labelbottom=True)
-    fig.tight_layout()
+    _fit(fig)
     fig.subplots_adjust(left=0.3)  # room for the numbers-at-risk row labels
     return _alt(fig, f"{title}: survival (%) against days since procedure, "
                      + " and ".join(lbl for lbl, *_ in series) + f", to {horizon_max:g} days, with 95% intervals "
@@ -164,8 +175,8 @@ def case_mix_chart(mix: pd.DataFrame, *, unit_label: str) -> Figure:
 
     ``mix`` has columns variable, category, share (the unit's; NaN where
     withheld) and national. The provider is the solid dark-blue bar (as its
-    diamond on the funnels), national is a light hatched bar, so the two differ
-    in greyscale too.
+    diamond on the funnels), national is a light grey bar with a dark edge, so the
+    two differ in greyscale too.
     """
     apply_style()
     variables = list(dict.fromkeys(mix["variable"]))
@@ -179,8 +190,8 @@ def case_mix_chart(mix: pd.DataFrame, *, unit_label: str) -> Figure:
         # A withheld share must not read as zero: mark it with the suppression sign.
         for yy in y[rows["share"].isna().to_numpy()]:
             ax.text(0.5, yy - 0.2, "* withheld", va="center", fontsize=6, color=HIGHLIGHT)
-        ax.barh(y + 0.2, rows["national"] * 100, height=0.4, color="#D8DDE0", edgecolor=NATIONAL, hatch="////",
-                lw=0.4, label="National")
+        ax.barh(y + 0.2, rows["national"] * 100, height=0.4, color="#D8DDE0", edgecolor=NATIONAL, lw=0.6,
+                label="National")
         # Banded categories ("03: 0.807% to 1.17%") are labelled by band number; the table gives the range.
         ax.set_yticks(y, [_short(str(c).split(":")[0], 18) for c in rows["category"]], fontsize=6.5)
         ax.invert_yaxis()
@@ -194,7 +205,7 @@ def case_mix_chart(mix: pd.DataFrame, *, unit_label: str) -> Figure:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", ncols=2, fontsize=7.5)
     fig.suptitle("Case mix against national", x=0.01, ha="left", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    _fit(fig, rect=(0, 0, 1, 0.97))
     return _alt(fig, f"Case mix against national: share of {unit_label}'s patients in each group of "
                      + ", ".join(variables) + ", beside the national share; the table below gives the figures.")
 
@@ -231,7 +242,7 @@ def calibration_plot(cal: pd.DataFrame, *, c_statistic: float | None = None, slo
     if notes:
         ax.text(0.02, 0.97, "; ".join(notes), transform=ax.transAxes, va="top", fontsize=7.5, color=NATIONAL)
     ax.legend(loc="lower right")
-    fig.tight_layout()
+    _fit(fig)
     return _alt(fig, "Calibration of the risk model: observed against expected mortality (%) in each tenth of "
                      "predicted risk, with 95% intervals; points on the dashed diagonal mean the model is well "
                      "calibrated. " + "; ".join(notes))
@@ -283,7 +294,7 @@ def cusum_plot(series: pd.DataFrame, *, h_upper: float, h_lower: float, title: s
     ax.set_ylabel("CUSUM (log-likelihood ratio)")
     ax.set_title(title, loc="left")
     ax.legend(loc="upper left", ncols=2, fontsize=7)
-    fig.tight_layout()
+    _fit(fig)
     fig.alt_text = (f"{title}: upper and lower risk-adjusted CUSUM with control limits at +{h_upper:.2f} and "
                     f"-{h_lower:.2f}; {int(up.sum())} upper and {int(lo.sum())} lower signal(s).")
     return fig
@@ -305,7 +316,7 @@ def vlad_plot(series: pd.DataFrame, *, title: str) -> Figure:
     ax.set_ylabel("Expected - observed deaths")
     ax.set_title(title, loc="left")
     ax.legend(loc="best")
-    fig.tight_layout()
+    _fit(fig)
     last = float(series["vlad"].iloc[-1]) if len(series) else 0.0
     fig.alt_text = f"{title}: the running total of expected minus observed deaths ends at {last:+.1f}."
     return fig
