@@ -171,39 +171,56 @@ def at_risk(km: pd.DataFrame, t: float) -> int:
 
 
 def case_mix_chart(mix: pd.DataFrame, *, unit_label: str) -> Figure:
-    """Case mix against national: one small panel per variable, provider bars beside national ones.
+    """Case mix against national: provider bars beside national ones, variable by variable.
 
     ``mix`` has columns variable, category, share (the unit's; NaN where
     withheld) and national. The provider is the solid dark-blue bar (as its
     diamond on the funnels), national is a light grey bar with a dark edge, so the
-    two differ in greyscale too.
+    two differ in greyscale too. The variables are stacked in two panels on one
+    scale of 0 to 100% of patients (a panel per variable cost twice the drawing
+    time in every report, and gave each variable its own scale, which flattered
+    small differences); the table below gives every figure.
     """
     apply_style()
     variables = list(dict.fromkeys(mix["variable"]))
-    ncols = 2
-    nrows = int(np.ceil(len(variables) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(7.0, 1.45 * nrows + 0.5), squeeze=False)
-    for ax, variable in zip(axes.flat, variables, strict=False):
-        rows = mix[mix["variable"] == variable]
-        y = np.arange(len(rows))
-        ax.barh(y - 0.2, rows["share"].fillna(0) * 100, height=0.4, color=HIGHLIGHT, label=_short(unit_label, 30))
-        # A withheld share must not read as zero: mark it with the suppression sign.
-        for yy in y[rows["share"].isna().to_numpy()]:
-            ax.text(0.5, yy - 0.2, "* withheld", va="center", fontsize=6, color=HIGHLIGHT)
-        ax.barh(y + 0.2, rows["national"] * 100, height=0.4, color="#D8DDE0", edgecolor=NATIONAL, lw=0.6,
-                label="National")
-        # Banded categories ("03: 0.807% to 1.17%") are labelled by band number; the table gives the range.
-        ax.set_yticks(y, [_short(str(c).split(":")[0], 18) for c in rows["category"]], fontsize=6.5)
-        ax.invert_yaxis()
-        ax.set_title(variable, loc="left", fontsize=8)
+    height = {v: int((mix["variable"] == v).sum()) + 1.4 for v in variables}  # categories + heading + gap
+    # Split the variables, in order, where the two panels come out closest to the same height.
+    split = min(range(len(variables) + 1), key=lambda k: max(sum(height[v] for v in variables[:k]),
+                                                             sum(height[v] for v in variables[k:])))
+    columns = [variables[:split], variables[split:]]
+    rows_needed = max(sum(height[v] for v in column) for column in columns)
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 0.14 * rows_needed + 0.9))
+    shares = np.concatenate([mix["share"].to_numpy(float), mix["national"].to_numpy(float)]) * 100
+    top = float(np.nanmax(shares, initial=1.0))
+    for ax, column in zip(axes, columns, strict=True):
+        ticks: list[float] = []
+        labels: list[str] = []
+        y = 0.0
+        for variable in column:
+            rows = mix[mix["variable"] == variable]
+            ax.text(0.01, y + 0.1, variable, transform=ax.get_yaxis_transform(), ha="left", va="center",
+                    fontsize=7.5, fontweight="bold")
+            at = y + 1 + np.arange(len(rows))
+            ax.barh(at - 0.2, rows["share"].fillna(0) * 100, height=0.4, color=HIGHLIGHT,
+                    label=_short(unit_label, 30))
+            # A withheld share must not read as zero: mark it with the suppression sign.
+            for yy in at[rows["share"].isna().to_numpy()]:
+                ax.text(0.5, yy - 0.2, "* withheld", va="center", fontsize=6, color=HIGHLIGHT)
+            ax.barh(at + 0.2, rows["national"] * 100, height=0.4, color="#D8DDE0", edgecolor=NATIONAL, lw=0.6,
+                    label="National")
+            ticks += list(at)
+            # Banded categories ("03: 0.807% to 1.17%") are labelled by band number; the table gives the range.
+            labels += [_short(str(c).split(":")[0], 18) for c in rows["category"]]
+            y = float(at[-1]) + 1.4 if len(at) else y + 1.4
+        ax.set_yticks(ticks, labels, fontsize=6.5)
+        ax.tick_params(axis="y", length=0)
         ax.tick_params(axis="x", labelsize=6.5)
+        ax.set_ylim(rows_needed - 0.6, -0.8)  # the same row height in both panels
+        ax.set_xlim(0, min(100.0, top * 1.08))
         ax.grid(axis="y", visible=False)
-    for ax in list(axes.flat)[len(variables):]:
-        ax.set_axis_off()
-    for ax in axes[-1]:
         ax.set_xlabel("Share of patients (%)", fontsize=7)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", ncols=2, fontsize=7.5)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles[:2], labels[:2], loc="upper right", ncols=2, fontsize=7.5)
     fig.suptitle("Case mix against national", x=0.01, ha="left", fontsize=10)
     _fit(fig, rect=(0, 0, 1, 0.97))
     return _alt(fig, f"Case mix against national: share of {unit_label}'s patients in each group of "
