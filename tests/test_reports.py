@@ -193,6 +193,24 @@ def test_checker_reads_pdf_table_rows(tmp_path):
     assert [f.where for f in report.findings] == ["PDF table row 'C2480300'"]
 
 
+def test_checker_tells_a_sentence_that_starts_with_a_row_label_from_the_row(tmp_path):
+    """A sentence about a provider (its log-rank test has 1 degree of freedom) is not its table row."""
+    from auditreport.rendering.pdf import html_to_pdf
+
+    html = ("<html><body><table><tr><th>Unit</th><th>Deaths</th></tr>"
+            "<tr><td>Institution 21</td><td data-count>*</td></tr></table>"
+            "<p>Institution 21 had more deaths than expected: chi-squared 7.28 on 1 degree of "
+            "freedom, p = 0.007.</p></body></html>")
+    (tmp_path / "r.html").write_text(html)
+    html_to_pdf(html, tmp_path / "r.pdf")
+    assert "on 1 degree" in " ".join(pdf_text(tmp_path / "r.pdf").split())
+    assert check_files([tmp_path / "r.html", tmp_path / "r.pdf"], threshold=7).ok
+    # The same row with a small count still fails.
+    html_to_pdf(html.replace(">*<", ">3<"), tmp_path / "r.pdf")
+    report = check_files([tmp_path / "r.html", tmp_path / "r.pdf"], threshold=7)
+    assert [f.where for f in report.findings] == ["PDF table row 'Institution 21'"]
+
+
 # The publication site in a real headless browser ---------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -9,9 +9,12 @@ published. It reads:
   cell and each count in a sentence that way, see ``presentation.tables.count``)
   must not hold a number from 1 to the threshold; sentences are also scanned
   for "<n> deaths/patients/..." in case a count was written without the label.
-* PDF (text extracted with pypdf): the same sentence scan, and every table row
+* PDF (text extracted with PDFium): the same sentence scan, and every table row
   that holds counts in the sibling HTML (same stem) is found in the PDF text by
-  its label and must contain no bare whole number from 1 to the threshold.
+  its label and must contain no bare whole number from 1 to the threshold. A
+  line that starts with the label but goes on in words ("Institution 21 had
+  more deaths ... on 1 degree of freedom") is a sentence, left to the sentence
+  scan.
 * CSV: the count columns (numerator, denominator, observed) must hold no small
   number, and, for each published total (national; a provider over its
   consultants), no blanked count may be recoverable: either none is blanked or
@@ -39,6 +42,9 @@ _PROSE_COUNT = re.compile(
     r"operations?|admissions?|survivors?)\b", re.IGNORECASE)
 _BARE_INT = re.compile(r"(?<![\w.,%/:-])(\d{1,3}(?:,\d{3})*|\d+)(?![\w.,%/:-]|\.\d)")
 _WORD = re.compile(r"[A-Za-z0-9_-]+")
+#: After a row's label, lower-case words mean running text that begins with the label, not the row
+#: (table cells after a label are numbers, marks and short capitalised flags).
+_SENTENCE_AFTER_LABEL = re.compile(r"^\s+[a-z]+\s+[a-z]+\s+[a-z]+\b")
 
 
 class DisclosureError(AuditReportError):
@@ -185,7 +191,8 @@ def pdf_text(path: Path) -> str:
             page.close()
     finally:
         document.close()
-    return "\n".join(pages).replace("\r\n", "\n").replace("\r", "\n")
+    # PDFium marks a hyphen at a line break as U+FFFE and joins the two lines; give the hyphen back.
+    return "\n".join(pages).replace("\r\n", "\n").replace("\r", "\n").replace("\ufffe", "-")
 
 
 def check_pdf(path: Path, threshold: int, count_rows: Iterable[list[tuple[str, bool]]] = (),
@@ -206,6 +213,8 @@ def check_pdf(path: Path, threshold: int, count_rows: Iterable[list[tuple[str, b
             if line == label or not line.startswith(label + " "):
                 continue
             rest = line[len(label):]
+            if _SENTENCE_AFTER_LABEL.match(rest):
+                continue
             bad = [m.group(1) for m in _BARE_INT.finditer(rest)
                    if _small(m.group(1), threshold) and m.group(1) not in not_counts]
             if bad:
