@@ -646,6 +646,10 @@ def main(argv: list[str] | None = None) -> int:
     # As ipykernel_launcher does before importing: the working folder is not on the kernel's path.
     if sys.path and (sys.path[0] in ("", os.getcwd())):
         del sys.path[0]
+    # Every kernel forked from here gets JPY_PARENT_PID = this pid (its real parent), and ipykernel reads
+    # that variable when it is imported (the default of IPKernelApp.parent_handle, which decides whether
+    # the kernel watches for its parent's death), so import it under that value.
+    os.environ["JPY_PARENT_PID"] = str(os.getpid())
     try:
         _preload([m for m in modules.split(",") if m])
     except BaseException as exc:  # noqa: BLE001 - report why, then give up
