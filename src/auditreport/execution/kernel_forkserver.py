@@ -54,7 +54,11 @@ from jupyter_client.provisioning import LocalProvisioner
 ENV_SWITCH = "AUDITREPORT_KERNEL_FORKSERVER"
 # What the zygote imports before it forks: the kernel itself and what every report notebook imports
 # (numpy, pandas, matplotlib with the Agg backend, through the report sections).
-PRELOAD: tuple[str, ...] = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell",
+# The ipykernel/IPython modules are the ones a kernel imports while it starts (its debugger brings
+# debugpy); none of them starts a thread when imported.
+PRELOAD: tuple[str, ...] = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
+                            "IPython.core.debugger", "IPython.core.completerlib", "IPython.extensions.storemagic",
+                            "sqlite3", "tornado.platform.asyncio", "tornado.queues",
                             "auditreport.presentation.sections")
 READY_TIMEOUT = 120.0  # seconds for a zygote to import everything; a loaded machine is slow
 REPLY_TIMEOUT = 30.0  # seconds for a zygote to answer a fork request
