@@ -233,3 +233,16 @@ def test_dask_worker_forks_kernels(tmp_path):
         assert zygote.ppid() == worker_pid
     psutil.wait_procs([zygote], timeout=10)
     assert not zygote.is_running() or zygote.status() == psutil.STATUS_ZOMBIE
+
+
+def test_process_pool_workers_leave_no_zygote_behind(tmp_path):
+    from auditreport.execution.batch import run_batch
+
+    nb = notebook(tmp_path, "nb", WHO)
+    jobs = [job(tmp_path, nb, f"W{i}") for i in range(3)]
+    results = run_batch(jobs, workers=2)
+    assert [r.status for r in results] == ["built"] * 3, [r.error for r in results]
+    zygotes = {who(j)["ppid"] for j in jobs}
+    assert os.getpid() not in zygotes  # every kernel came from a worker's zygote
+    alive = [p for p in zygotes if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, "zygotes outlived the pool"  # the workers stopped and reaped them on their way out

@@ -119,8 +119,10 @@ class _Forked:
     The reply socket later carries the exit status, which only the zygote (the parent) can collect.
     """
 
-    def __init__(self, pid: int, pidfd: int, reply: socket.socket, stdin_w: int):
+    def __init__(self, pid: int, pidfd: int, reply: socket.socket, stdin_w: int,
+                 server: _ForkServer | None = None):
         self.pid = pid
+        self.server = server
         self.pidfd = pidfd
         self.reply = reply
         self.stdin_w = stdin_w  # our end of the kernel's stdin pipe, as jupyter_client keeps one
@@ -139,6 +141,10 @@ class _Forked:
         return self.returncode
 
     def close(self) -> None:
+        if self.server is not None:
+            with _lock:
+                self.server.in_flight -= 1
+            self.server = None
         for fd in (self.pidfd, self.stdin_w):
             try:
                 os.close(fd)
@@ -314,6 +320,7 @@ class _ForkServer:
     def __init__(self, prefix: tuple[str, ...], env: dict[str, str]):
         self.key = _startup_key(prefix, env)
         self.owner = os.getpid()
+        self.in_flight = 0  # kernels forked and not yet waited for
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         main_thread = threading.current_thread() is threading.main_thread()
         zygote_env = {k: v for k, v in env.items() if not k.startswith("JPY_")}
@@ -364,7 +371,9 @@ class _ForkServer:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
             pidfd = -1
-        forked = _Forked(pid, pidfd, reply, stdin_w)
+        with _lock:
+            self.in_flight += 1
+        forked = _Forked(pid, pidfd, reply, stdin_w, self)
         # An exit status already waiting means the pid may have been reused before pidfd_open.
         if pidfd < 0 or select.select([reply], [], [], 0)[0]:
             forked.collect(wait=1.0)
@@ -390,6 +399,23 @@ class _ForkServer:
 _lock = threading.Lock()
 _server: _ForkServer | None = None
 _start_failures = 0
+_exit_hook = False
+
+
+def _stop_at_exit() -> None:
+    """Stop the zygote when this worker exits, and wait for it.
+
+    atexit covers an ordinary interpreter; a multiprocessing worker (the local process pool) leaves with
+    os._exit after running multiprocessing's finalizers, so one is registered there too. Waiting for the
+    zygote matters for accounting as well: its CPU, and that of every kernel it forked, is added to the
+    worker's children's usage only once the worker has reaped it.
+    """
+    global _exit_hook
+    if not _exit_hook:
+        import multiprocessing.util
+
+        multiprocessing.util.Finalize(None, stop_zygote, exitpriority=100)
+        _exit_hook = True
 
 
 def _server_for(prefix: tuple[str, ...], env: dict[str, str]) -> _ForkServer | None:
@@ -400,7 +426,14 @@ def _server_for(prefix: tuple[str, ...], env: dict[str, str]) -> _ForkServer | N
     """
     global _server, _start_failures
     with _lock:
-        if _server is not None and (not _server.alive() or _server.key != _startup_key(prefix, env)):
+        if _server is not None and not _server.alive():
+            _server.stop()
+            _server = None
+        if _server is not None and _server.key != _startup_key(prefix, env):
+            if _server.in_flight:
+                # Its kernels are running (other threads' reports): stopping it would end them too, since
+                # a kernel exits when its parent does. This kernel starts normally instead.
+                return None
             _server.stop()
             _server = None
         if _server is None:
@@ -409,6 +442,7 @@ def _server_for(prefix: tuple[str, ...], env: dict[str, str]) -> _ForkServer | N
             try:
                 _server = _ForkServer(prefix, env)
                 _start_failures = 0
+                _stop_at_exit()
             except Exception:  # noqa: BLE001 - a zygote that will not start means ordinary starts
                 _start_failures += 1
                 return None
@@ -442,8 +476,9 @@ def stop_zygote() -> None:
 def _forget_after_fork() -> None:
     """In a forked copy of a worker: the zygote belongs to the parent. Close our copy of its socket, or
     the zygote would not see end-of-file when the parent exits, and never stop it from here."""
-    global _server, _lock
+    global _server, _lock, _exit_hook
     _lock = threading.Lock()
+    _exit_hook = False  # multiprocessing clears its finalizers in a new process
     server, _server = _server, None
     if server is not None:
         try:
@@ -663,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
     _send_json(ctrl, {"ready": os.getpid(), "python": sys.executable})
     request = _Zygote(ctrl).serve()
     if request is None:
-        return 0
+        os._exit(0)  # the worker is gone or asked us to stop; nothing to flush, no reason to linger
     _become_kernel(request)
     return 0
 
