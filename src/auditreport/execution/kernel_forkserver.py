@@ -153,7 +153,7 @@ class _Forked:
         self.reply.close()
 
 
-class ForkServerProvisioner(LocalProvisioner):  # type: ignore[misc]
+class ForkServerProvisioner(LocalProvisioner):
     """Launch the kernel by asking this worker's zygote to fork it; otherwise exactly ``LocalProvisioner``.
 
     ``pre_launch`` (connection file, command line, environment) is inherited unchanged, so the kernel
@@ -184,7 +184,7 @@ class ForkServerProvisioner(LocalProvisioner):  # type: ignore[misc]
             return await super().poll()
         if not self._forked.exited():
             return None
-        return self._forked.collect(wait=1.0)
+        return self._forked.collect(wait=0.2)  # the zygote reaps at once; do not hold up the event loop
 
     async def wait(self) -> int | None:
         if self._forked is None:

@@ -34,7 +34,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from auditreport.execution.kernel_forkserver import kernel_manager
 from auditreport.files import atomic_write_text
 
 OUTPUT_SUFFIXES = (".ipynb", ".html", ".pdf")
@@ -193,6 +192,8 @@ def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
+
+    from auditreport.execution.kernel_forkserver import kernel_manager
 
     t = time.perf_counter()
     nb = load_notebook_node(job.notebook)  # papermill's reader: it adds the tags parameterisation expects
