@@ -4,18 +4,25 @@ WeasyPrint lays out CSS paged media itself (running headers, "page N of M",
 no split figures) with no browser and no TeX, so the project can install its
 renderer from PyPI alone; it needs only Pango, which Debian ships.
 
-Rendering is a large share of a report's CPU (about 1.0 core-s per provider report and 4.2 s
-for a 120-provider national report, measured with cProfile on synthetic audits), so three
-things here avoid work WeasyPrint would otherwise repeat for every report:
+Rendering is a large share of a report's CPU (about 1.05 core-s per provider report and 4.4 s
+for a 120-provider national report on the benchmark machine), so this module avoids work
+WeasyPrint would otherwise repeat for every report. Median CPU per provider PDF, each step
+added to the previous one (benchmarks/pdf_benchmark.py and an ablation run alongside it):
 
-* figures arrive as ``data:image/png;base64,...`` URIs of ~100 kB each; they are lifted out
-  of the HTML before parsing and served back from memory by :class:`_InlineImageFetcher`,
-  so the HTML parser and WeasyPrint's URL handling only see short placeholder URLs;
-* PNGs that are RGB, 8-bit and not interlaced go into the PDF as they are (their zlib
-  stream is already what PDF's FlateDecode with a PNG predictor expects), instead of being
-  decoded and re-encoded by Pillow (see :func:`_install_png_passthrough`);
-* one :class:`weasyprint.text.fonts.FontConfiguration` per thread is reused across
-  documents instead of a new one (a new Fontconfig set-up) per document.
+* 1.075 s: HTML as built before (RGBA figures, flex case-mix tables), plain ``write_pdf``;
+* 0.93 s: figures saved as RGB PNGs (rendering/png.py) and the print CSS's inline case-mix
+  tables (WeasyPrint re-encodes one image stream per figure instead of colour plus alpha);
+* -0.05 s: the ``data:image/png;base64,...`` figure URIs (~600 kB per report) are lifted out
+  before parsing and served from memory by a URL fetcher, so the HTML parser and WeasyPrint's
+  URL handling see short placeholders (parsing alone: 103 -> 57 ms);
+* 0.69 s: PNGs that are 8-bit RGB and not interlaced go into the PDF as they are (their zlib
+  stream is what PDF's FlateDecode with PNG predictors expects) instead of being decoded and
+  re-encoded by Pillow (see :func:`_install_png_passthrough`);
+* 0.65 s: one :class:`weasyprint.text.fonts.FontConfiguration` per thread is reused across
+  documents (a fresh one per document measured ~0.03 s more, of which making it is ~4 ms).
+
+The national report gains less (4.38 -> 4.25 s): its time goes to laying out the 120-row
+tables and to the cascade, not to figures. Pages and text are unchanged.
 """
 
 from __future__ import annotations
@@ -198,7 +205,11 @@ def _passthrough_x_object(image: Any, interpolate: bool, dpi_ratio: float) -> An
 
 
 def html_to_pdf(html: str, out_path: str | Path) -> Path:
-    """Write ``html`` as a PDF to ``out_path`` (the stylesheet's @page rules set the layout)."""
+    """Write ``html`` as a PDF to ``out_path`` (the stylesheet's @page rules set the layout).
+
+    The first call installs the PNG passthrough on WeasyPrint for the whole process; it only
+    changes how eligible PNGs are stored in a PDF, not what any page shows.
+    """
     from weasyprint import HTML  # imported late: loading Pango costs ~0.5 s
 
     _install_png_passthrough()
