@@ -13,7 +13,8 @@ Old path: ``HTML(string=html).write_pdf(...)`` with WeasyPrint as shipped (the P
 passthrough is taken out for it). New path: :func:`auditreport.rendering.pdf.html_to_pdf`.
 Rounds alternate old/new after one warm-up each, so machine noise hits both sides alike.
 CPU is this process's user+sys time (WeasyPrint runs in-process). Page counts and the
-text of every page (PDFium) are compared too. Nothing is asserted: compare ratios.
+text of every page (PDFium, leaving out the provenance lines with the build time and commit,
+which differ between two builds) are compared too. Nothing is asserted: compare ratios.
 """
 
 from __future__ import annotations
@@ -58,15 +59,20 @@ def new_path(html: str, out: Path) -> None:
     html_to_pdf(html, out)
 
 
+#: Provenance lines that differ between two builds of the same report (build time, git commit).
+PROVENANCE = ("Produced ", "Software auditreport")
+
+
 def pdf_pages(path: Path) -> list[str]:
-    """The text of every page, as PDFium extracts it."""
+    """The text of every page, as PDFium extracts it, without the provenance lines."""
     import pypdfium2 as pdfium
 
     document = pdfium.PdfDocument(str(path))
     try:
-        return [document[i].get_textpage().get_text_range() for i in range(len(document))]
+        pages = [document[i].get_textpage().get_text_range() for i in range(len(document))]
     finally:
         document.close()
+    return ["\n".join(line for line in page.splitlines() if not line.startswith(PROVENANCE)) for page in pages]
 
 
 def generate(providers: int, folder: Path) -> list[tuple[str, Path, Path]]:

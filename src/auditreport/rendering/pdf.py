@@ -48,6 +48,7 @@ _DATA_URI = re.compile(r"""(?<=["'])data:(image/[A-Za-z0-9.+-]+);base64,([A-Za-z
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _local = threading.local()
+_install_lock = threading.Lock()
 
 
 def lift_data_uris(html: str) -> tuple[str, dict[str, tuple[bytes, str]]]:
@@ -146,11 +147,15 @@ def _install_png_passthrough() -> None:
     """
     from weasyprint.images import RasterImage
 
-    original = RasterImage.get_x_object
-    if getattr(original, "_auditreport_passthrough", False):
-        return
+    with _install_lock:
+        if not getattr(RasterImage.get_x_object, "_auditreport_passthrough", False):
+            RasterImage.get_x_object = _passthrough_hook(RasterImage.get_x_object)
 
-    def get_x_object(self: RasterImage, interpolate: bool, dpi_ratio: float) -> Any:
+
+def _passthrough_hook(original: Any) -> Any:
+    """``original`` (RasterImage.get_x_object) wrapped to try :func:`_passthrough_x_object` first."""
+
+    def get_x_object(self: Any, interpolate: bool, dpi_ratio: float) -> Any:
         try:
             stream = _passthrough_x_object(self, interpolate, dpi_ratio)
         except Exception:  # noqa: BLE001 - never worse than WeasyPrint's own path
@@ -159,7 +164,7 @@ def _install_png_passthrough() -> None:
 
     get_x_object._auditreport_passthrough = True  # type: ignore[attr-defined]
     get_x_object.__wrapped__ = original  # type: ignore[attr-defined]
-    RasterImage.get_x_object = get_x_object
+    return get_x_object
 
 
 def _passthrough_x_object(image: Any, interpolate: bool, dpi_ratio: float) -> Any:
