@@ -82,7 +82,8 @@ def generate(providers: int, folder: Path) -> list[tuple[str, Path, Path]]:
     from auditreport.data.synthetic import SyntheticSpec, write
     from auditreport.pipeline import build
 
-    paths = write(SyntheticSpec(records=max(1000, providers * 400), providers=providers,
+    providers = max(providers, 4)  # the generator needs a few providers to pick outliers from
+    paths = write(SyntheticSpec(records=max(2000, providers * 500), providers=providers,
                                 consultants=providers * 4), folder / "data")
     definition = yaml.safe_load((REPO / "params" / "synthetic.yaml").read_text())
     definition["data"]["source"] = str(paths["records"])
@@ -132,7 +133,7 @@ def main() -> None:
         pairs.append((Path(before).name if not after else f"{Path(before).name} -> {Path(after).name}",
                       Path(before), Path(after or before)))
     if args.generate or not pairs:
-        pairs += generate(args.generate or 3, work / "audit")
+        pairs += generate(args.generate or 4, work / "audit")
 
     print(f"CPU seconds per PDF (median of {args.repeat}, old/new alternating), work in {work}")
     print(f"{'report':<44} {'old s':>7} {'new s':>7} {'new/old':>8} {'pages':>7} {'text':>6} {'MB old->new':>13}")
