@@ -84,19 +84,19 @@ def show(*parts: str | Figure | list) -> None:
 
     A list is shown item by item, so a section may return one fragment or several.
     """
-    import io
-
     import matplotlib.pyplot as plt
     from IPython.display import Image
+
+    from auditreport.rendering.png import figure_png
 
     for part in parts:
         if isinstance(part, list | tuple):
             show(*part)
         elif isinstance(part, Figure):
-            buffer = io.BytesIO()
-            part.savefig(buffer, format="png", dpi=150)
+            # RGB, not Matplotlib's RGBA: the PDF then embeds the PNG without re-encoding it.
+            png = figure_png(part, dpi=150)
             alt = getattr(part, "alt_text", "") or _figure_title(part)
-            display(Image(data=buffer.getvalue(), format="png"), metadata={"alt": alt})
+            display(Image(data=png, format="png"), metadata={"alt": alt})
             plt.close(part)
         else:
             display(HTML(part))

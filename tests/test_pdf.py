@@ -1,0 +1,156 @@
+"""PDF rendering shortcuts: lifted data URIs, PNG passthrough into the PDF, RGB figure PNGs."""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import io
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from auditreport.rendering import pdf
+from auditreport.rendering.pdf import html_to_pdf, lift_data_uris, png_idat
+from auditreport.rendering.png import figure_png
+
+
+def _png(mode: str, size: tuple[int, int] = (40, 24), **save: object) -> bytes:
+    """A small PNG with a gradient (so a wrong stride or predictor would show)."""
+    w, h = size
+    x = np.arange(w, dtype=np.uint8)[None, :].repeat(h, 0)
+    y = np.arange(h, dtype=np.uint8)[:, None].repeat(w, 1)
+    rgb = np.stack([x * 5, y * 9, (x + y) * 3], axis=-1).astype(np.uint8)
+    image = Image.fromarray(rgb, "RGB")
+    if mode == "RGBA":
+        image = image.convert("RGBA")
+        image.putalpha(Image.fromarray(np.where(x > w // 2, 255, 80).astype(np.uint8), "L"))
+    elif mode == "RGBA-opaque":
+        image = image.convert("RGBA")
+    elif mode == "L":
+        image = image.convert("L")
+    elif mode == "P":
+        image = image.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **save)
+    return buffer.getvalue()
+
+
+def _html(png: bytes, copies: int = 1) -> str:
+    uri = "data:image/png;base64," + base64.b64encode(png).decode()
+    imgs = "".join(f'<p>figure {i}</p><img src="{uri}" alt="chart">' for i in range(copies))
+    return f"<html><body><h1>Report</h1>{imgs}</body></html>"
+
+
+def _images(path: Path) -> list[dict]:
+    """Every image XObject in the PDF: size, filter, soft mask, and its decoded pixels."""
+    from pypdf import PdfReader
+
+    found = []
+    for page in PdfReader(path).pages:
+        for name, obj in page["/Resources"].get("/XObject", {}).items():
+            obj = obj.get_object()
+            if obj["/Subtype"] != "/Image":
+                continue
+            parms = obj.get("/DecodeParms", {})
+            found.append({"name": name, "size": (obj["/Width"], obj["/Height"]), "filter": obj.get("/Filter"),
+                          "smask": "/SMask" in obj, "colors": parms.get("/Colors"),
+                          "raw": obj._data, "pixels": np.asarray(obj.decode_as_image().convert("RGB"))})
+    return found
+
+
+def test_lift_data_uris_round_trip():
+    png = _png("RGB")
+    html = _html(png, copies=2) + "<img src='data:image/png;base64," + base64.b64encode(_png("P")).decode() + "'>"
+    lifted, images = lift_data_uris(html)
+    assert "base64" not in lifted and lifted.count("auditreport-image:0") == 2 and "auditreport-image:1" in lifted
+    assert images["auditreport-image:0"] == (png, "image/png")
+    assert len(images) == 2
+
+
+def test_pdf_with_lifted_image_contains_it(tmp_path):
+    png = _png("RGB")
+    out = html_to_pdf(_html(png, copies=2), tmp_path / "r.pdf")
+    images = _images(out)
+    assert len(images) == 1 and images[0]["size"] == (40, 24)  # two <img>, one embedded image
+    assert np.array_equal(images[0]["pixels"], np.asarray(Image.open(io.BytesIO(png)).convert("RGB")))
+
+
+def test_rgb_png_is_embedded_without_reencoding(tmp_path):
+    png = _png("RGB")
+    (image,) = _images(html_to_pdf(_html(png), tmp_path / "r.pdf"))
+    assert image["filter"] == "/FlateDecode" and image["colors"] == 3 and not image["smask"]
+    assert image["raw"] == png_idat(png)[2]  # the PNG's own zlib stream, byte for byte
+
+
+@pytest.mark.parametrize("mode", ["P", "L", "RGBA", "RGBA-opaque"])
+def test_other_pngs_fall_back_and_keep_their_pixels(tmp_path, mode):
+    png = _png(mode)
+    assert png_idat(png) is None
+    (image,) = _images(html_to_pdf(_html(png), tmp_path / "r.pdf"))
+    assert image["size"] == (40, 24)
+    assert image["smask"] == (mode == "RGBA")  # transparency kept; opaque alpha dropped
+    expected = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert np.array_equal(image["pixels"], expected)
+
+
+def test_png_idat_rejects_broken_input():
+    png = _png("RGB")
+    assert png_idat(b"GIF89a") is None
+    assert png_idat(png[:40]) is None
+    # IHDR is width, height, depth, colour type, compression, filter, interlace (Pillow cannot
+    # write interlaced or 16-bit RGB, so patch the header; png_idat never decodes the pixels).
+    assert png_idat(png[:28] + b"\x01" + png[29:]) is None  # interlaced
+    assert png_idat(png[:24] + b"\x10" + png[25:]) is None  # 16 bits per sample
+    width, height, idat = png_idat(png)
+    assert (width, height) == (40, 24) and len(zlib.decompress(idat)) == height * (1 + 3 * width)
+
+
+def test_weasyprint_internal_hook_is_what_the_passthrough_expects():
+    """The passthrough wraps WeasyPrint 70.0's RasterImage.get_x_object. If this fails after a
+    WeasyPrint upgrade, re-read weasyprint/images.py and adapt _install_png_passthrough."""
+    import weasyprint
+    from weasyprint.images import RasterImage
+
+    pdf._install_png_passthrough()
+    hook = RasterImage.get_x_object
+    assert getattr(hook, "_auditreport_passthrough", False), "passthrough not installed"
+    original = hook.__wrapped__
+    assert list(inspect.signature(original).parameters) == ["self", "interpolate", "dpi_ratio"], (
+        f"WeasyPrint {weasyprint.__version__} changed RasterImage.get_x_object")
+    source = inspect.getsource(RasterImage)
+    for needed in ("self.image_data", "self.format", "self.mode", "def cache_image_data", "self.width"):
+        assert needed in source, f"WeasyPrint {weasyprint.__version__} RasterImage has no {needed}"
+    pdf._install_png_passthrough()  # idempotent: not wrapped twice
+    assert RasterImage.get_x_object is hook
+
+
+def test_figure_png_is_rgb_and_matches_savefig():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.0, 0.14 * 7 + 0.9))  # a height that is not a whole pixel count
+    ax.plot([0, 1, 2], [2, 0, 1])
+    ax.set_title("t")
+    png = figure_png(fig, dpi=100)
+    reference = io.BytesIO()
+    fig.savefig(reference, format="png", dpi=100)
+    plt.close(fig)
+    ours, theirs = Image.open(io.BytesIO(png)), Image.open(reference)
+    assert ours.mode == "RGB" and ours.size == theirs.size
+    assert np.array_equal(np.asarray(ours), np.asarray(theirs.convert("RGB")))
+    assert png_idat(png) is not None  # eligible for the passthrough
+
+
+def test_figure_png_composites_transparency_on_white():
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(1, 1))
+    fig.patch.set_alpha(0.0)
+    png = figure_png(fig, dpi=20)
+    plt.close(fig)
+    assert np.all(np.asarray(Image.open(io.BytesIO(png))) == 255)
