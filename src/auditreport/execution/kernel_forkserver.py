@@ -211,17 +211,17 @@ class ForkServerProvisioner(LocalProvisioner):
     async def kill(self, restart: bool = False) -> None:
         if self._forked is None:
             return await super().kill(restart)
-        try:
-            await self.send_signal(signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        await self._signal_if_alive(signal.SIGKILL)
 
     async def terminate(self, restart: bool = False) -> None:
         if self._forked is None:
             return await super().terminate(restart)
+        await self._signal_if_alive(signal.SIGTERM)
+
+    async def _signal_if_alive(self, signum: int) -> None:
         try:
-            await self.send_signal(signal.SIGTERM)
-        except ProcessLookupError:
+            await self.send_signal(signum)
+        except ProcessLookupError:  # already gone: nothing to stop
             pass
 
     async def cleanup(self, restart: bool = False) -> None:
