@@ -96,6 +96,12 @@ def test_every_national_section_in_html_and_pdf(out):
 
 
 @pytest.mark.slow
+def test_national_report_shows_the_calibration_plot_once(out):
+    html = (out / "national" / "national.html").read_text(encoding="utf-8")
+    assert len(re.findall(r'alt="Calibration', html)) == 1
+
+
+@pytest.mark.slow
 def test_figures_have_alt_text(out, biggest):
     for path in (out / "providers" / biggest / "local.html", out / "national" / "national.html"):
         alts = re.findall(r"<img [^>]*alt=\"([^\"]*)\"", path.read_text())

@@ -443,7 +443,9 @@ risk-adjusted rate is O/E times the national rate ({pct(m['national']['rate'], 2
 follow Spiegelhalter (2005); over-dispersion: {esc(od.get('method', 'none'))}
 (phi = {od.get('phi', 1.0):.3f}, tau&sup2; = {od.get('tau2', 0.0):.4g}). Outliers follow HQIP (2024).
 Counts from 1 to {ctx.threshold} are suppressed in published outputs, and so is the next smallest count
-wherever a suppressed one could otherwise be worked out from a total.</p>""", calibration_figure(ctx),
+wherever a suppressed one could otherwise be worked out from a total.</p>""",
+        # The national report shows the calibration plot in its risk-model section already.
+        calibration_figure(ctx) if ctx.provider is not None else "",
         "<p class='note'>References: Spiegelhalter DJ. Funnel plots for comparing institutional performance. "
         "Stat Med 2005;24:1185-202. HQIP. Detection and management of outliers for national clinical audits, "
         "2024. NHS Digital. Disclosure control guidance for small numbers.</p>"]
