@@ -61,6 +61,12 @@ def test_one_failing_cell_fails_only_its_report(tmp_path):
     assert not list(Path(bad.out_dir).glob(".local-*")), "staging folder left behind"
 
 
+def test_report_kernels_leave_the_users_ipython_history_alone(tmp_path):
+    nb = notebook(tmp_path, "history", "assert not get_ipython().history_manager.enabled", OK_CELL)
+    result = run_job(job(tmp_path, nb, "H"))
+    assert result.status == "built", result.error
+
+
 def test_dying_kernel_is_retried_once(tmp_path):
     marker = tmp_path / "died-once"
     once = job(tmp_path, notebook(tmp_path, "once", f"import os, pathlib\nm = pathlib.Path({str(marker)!r})\n"

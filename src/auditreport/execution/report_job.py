@@ -38,6 +38,9 @@ from auditreport.files import atomic_write_text
 
 OUTPUT_SUFFIXES = (".ipynb", ".html", ".pdf")
 MAX_ATTEMPTS = 2  # a kernel that dies or does not start gets one more, fresh, kernel
+# A report's cells are not the user's history: without this every kernel writes its cells into the user's
+# IPython history database, and many kernels at once queue on that one SQLite file's lock.
+KERNEL_ARGUMENTS = ["--HistoryManager.enabled=False"]
 STARTUP_TIMEOUT = 120  # seconds for a kernel to answer; generous because a loaded machine is slow
 
 
@@ -209,7 +212,8 @@ def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
                         connection_file=str(sockets / "kernel.json"))
     client = NotebookClient(nb, km=km, timeout=job.timeout, startup_timeout=STARTUP_TIMEOUT,
                             kernel_name=job.kernel_name, resources={"metadata": {"path": str(staging)}},
-                            shutdown_kernel="immediate", allow_errors=False)
+                            shutdown_kernel="immediate", allow_errors=False,
+                            extra_arguments=KERNEL_ARGUMENTS)
     started_cells = []
     client.on_cell_start = lambda cell, cell_index: started_cells.append(cell_index)
     try:
