@@ -34,24 +34,18 @@ STYLE = {
 }
 
 
+_CASE_MIX_LABEL_SIZE = 6.5  # points; the case-mix chart measures its category labels at this size
+
+
 def apply_style() -> None:
     plt.rcParams.update(STYLE)
 
 
-def _fit(fig: Figure, **tight: object) -> None:
-    """Fit the axes and labels to the figure once, now (for charts whose labels vary in size).
-
-    ``tight_layout`` leaves a placeholder layout engine behind, and savefig then lays the figure out
-    again (a whole extra pass over every text) before drawing it; dropping the engine keeps the
-    positions just computed and saves that pass on every figure of every report.
-    """
-    fig.tight_layout(**tight)
-    fig.set_layout_engine(None)
-
-
 def _margins(fig: Figure, *, left: float = 0.75, right: float = 0.3, top: float = 0.35,
-             bottom: float = 0.55, hspace: float | None = None) -> None:
-    """Fixed margins in inches, for the single-panel charts whose labels are short and known.
+             bottom: float = 0.55, hspace: float | None = None, wspace: float | None = None) -> None:
+    """Fixed margins in inches (``hspace``/``wspace`` between panels as Matplotlib's fractions).
+
+    For charts whose labels are short and known, or measured beforehand (the case-mix chart).
 
     Measuring every label to fit the layout (``tight_layout``) costs about as much as drawing the
     chart; these charts have the same axes furniture in every report, so fixed margins give the
@@ -59,7 +53,7 @@ def _margins(fig: Figure, *, left: float = 0.75, right: float = 0.3, top: float 
     """
     width, height = fig.get_size_inches()
     fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height,
-                        bottom=bottom / height, hspace=hspace)
+                        bottom=bottom / height, hspace=hspace, wspace=wspace)
 
 
 def _label_width(fig: Figure, labels: list[str], size: float) -> float:
@@ -238,7 +232,7 @@ def case_mix_chart(mix: pd.DataFrame, *, unit_label: str) -> Figure:
             # Banded categories ("03: 0.807% to 1.17%") are labelled by band number; the table gives the range.
             labels += [_short(str(c).split(":")[0], 18) for c in rows["category"]]
             y = float(at[-1]) + 1.4 if len(at) else y + 1.4
-        ax.set_yticks(ticks, labels, fontsize=6.5)
+        ax.set_yticks(ticks, labels, fontsize=_CASE_MIX_LABEL_SIZE)
         ax.tick_params(axis="y", length=0)
         ax.tick_params(axis="x", labelsize=6.5)
         ax.set_ylim(rows_needed - 0.6, -0.8)  # the same row height in both panels
@@ -250,12 +244,10 @@ def case_mix_chart(mix: pd.DataFrame, *, unit_label: str) -> Figure:
     fig.suptitle("Case mix against national", x=0.01, ha="left", fontsize=10)
     # Only the category labels vary between reports: measure those (not every artist, as tight_layout
     # would, which cost half the chart's time) and leave fixed room for the rest.
-    widths = [_label_width(fig, [t.get_text() for t in ax.get_yticklabels()], 6.5) for ax in axes]
-    width, fig_height = fig.get_size_inches()
+    widths = [_label_width(fig, [t.get_text() for t in ax.get_yticklabels()], _CASE_MIX_LABEL_SIZE) for ax in axes]
     left, gap, right = widths[0] + 0.12, widths[1] + 0.3, 0.15
-    panel = (width - left - gap - right) / 2
-    fig.subplots_adjust(left=left / width, right=1 - right / width, wspace=gap / panel,
-                        top=1 - 0.42 / fig_height, bottom=0.42 / fig_height)
+    panel = (fig.get_figwidth() - left - gap - right) / 2
+    _margins(fig, left=left, right=right, top=0.42, bottom=0.42, wspace=gap / panel)
     return _alt(fig, f"Case mix against national: share of {unit_label}'s patients in each group of "
                      + ", ".join(variables) + ", beside the national share; the table below gives the figures.")
 
