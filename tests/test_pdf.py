@@ -154,3 +154,30 @@ def test_figure_png_composites_transparency_on_white():
     png = figure_png(fig, dpi=20)
     plt.close(fig)
     assert np.all(np.asarray(Image.open(io.BytesIO(png))) == 255)
+
+
+def test_section_heading_and_introduction_move_with_the_chart_that_follows(tmp_path):
+    """In a report a section's heading and introduction are one notebook output and its chart the next;
+    where the chart does not fit under them, they go over to the next page with it."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    from auditreport.rendering.html import stylesheet
+
+    uri = "data:image/png;base64," + base64.b64encode(_png("RGB", (700, 430))).decode()
+    html = (f"<html><head><style>{stylesheet()}</style></head><body>"
+            "<div class='jp-OutputArea-child'><div class='jp-RenderedHTML'>"
+            "<div style='height: 21cm'>Earlier sections</div></div></div>"
+            "<div class='jp-OutputArea-child'><div class='jp-RenderedHTML'>"
+            "<h2>Case mix</h2><p>Share of patients in each group.</p></div></div>"
+            f"<div class='jp-OutputArea-child'><div class='figure'><img src='{uri}' alt='chart'></div></div>"
+            "</body></html>")
+    html_to_pdf(html, tmp_path / "r.pdf")
+    document = pdfium.PdfDocument(str(tmp_path / "r.pdf"))
+    try:
+        assert len(document) == 2
+        second = document[1]
+        assert "Share of patients in each group" in second.get_textpage().get_text_range()
+        assert list(second.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
+    finally:
+        document.close()
