@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import inspect
 import io
+import re
 import zlib
 from pathlib import Path
 
@@ -156,9 +157,16 @@ def test_figure_png_composites_transparency_on_white():
     assert np.all(np.asarray(Image.open(io.BytesIO(png))) == 255)
 
 
-def test_section_heading_and_introduction_move_with_the_chart_that_follows(tmp_path):
+@pytest.mark.parametrize("introduction", [
+    ["Share of patients in each group."],
+    # As the funnel section: a reading, the control limits and a note on what is not plotted.
+    ["Its risk-adjusted mortality is within the expected range.",
+     "Control limits at this provider's expected deaths: 95% 0.8% to 10.6%.",
+     "<span class='note'>3 provider(s) with small numbers are not plotted.</span>"],
+])
+def test_section_heading_and_introduction_move_with_the_chart_that_follows(tmp_path, introduction):
     """In a report a section's heading and introduction are one notebook output and its chart the next;
-    where the chart does not fit under them, they go over to the next page with it."""
+    where the chart does not fit under them, they go over to the next page with it, all of them."""
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
@@ -169,15 +177,17 @@ def test_section_heading_and_introduction_move_with_the_chart_that_follows(tmp_p
             "<div class='jp-OutputArea-child'><div class='jp-RenderedHTML'>"
             "<div style='height: 21cm'>Earlier sections</div></div></div>"
             "<div class='jp-OutputArea-child'><div class='jp-RenderedHTML'>"
-            "<h2>Case mix</h2><p>Share of patients in each group.</p></div></div>"
+            "<h2>Case mix</h2>" + "".join(f"<p>{p}</p>" for p in introduction) + "</div></div>"
             f"<div class='jp-OutputArea-child'><div class='figure'><img src='{uri}' alt='chart'></div></div>"
             "</body></html>")
     html_to_pdf(html, tmp_path / "r.pdf")
     document = pdfium.PdfDocument(str(tmp_path / "r.pdf"))
     try:
         assert len(document) == 2
-        second = document[1]
-        assert "Share of patients in each group" in second.get_textpage().get_text_range()
-        assert list(second.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
+        first, second = (page.get_textpage().get_text_range() for page in document)
+        assert "Case mix" not in first and "Case mix" in second
+        for paragraph in introduction:
+            assert re.sub("<[^>]+>", "", paragraph)[:30] in second.replace("\r\n", " ")
+        assert list(document[1].get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
     finally:
         document.close()
