@@ -19,7 +19,14 @@ import nbformat
 import pytest
 
 from auditreport.execution.batch import run_batch
-from auditreport.execution.report_job import ReportJob, is_up_to_date, run_job, stamp_path
+from auditreport.execution.report_job import (
+    SOCKET_FOLDER_PREFIX,
+    ReportJob,
+    is_up_to_date,
+    remove_stale_socket_folders,
+    run_job,
+    stamp_path,
+)
 
 PARAMS = 'bundle_dir = ""\naudit = ""\nperiod = ""\nprovider = ""\naudience = "local"'
 
@@ -134,7 +141,9 @@ def test_interrupted_run_resumes(small_audit, tmp_path):
     from auditreport.pipeline import period_dir, report_jobs
 
     reports = tmp_path / "reports"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    tmp = tmp_path / "tmp"  # the runs' own temporary folder, to see what the killed one left there
+    tmp.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(tmp)}
     chosen = two_providers(small_audit)
     cmd = [sys.executable, "-m", "auditreport.cli", "run", str(small_audit), "--reports", str(reports), "-j", "1",
            "-p", chosen[0], "-p", chosen[1]]
@@ -159,7 +168,21 @@ def test_interrupted_run_resumes(small_audit, tmp_path):
     jobs = report_jobs(load_config(small_audit), out, chosen)
     assert all(is_up_to_date(j) for j in jobs)
     assert not list(out.rglob(".local-*")) + list(out.rglob(".public-*")), "staging folders left behind"
+    assert not list(tmp.glob(f"{SOCKET_FOLDER_PREFIX}*")), "kernel socket folders left behind"
     assert list((out / "logs").glob("run-*.log"))
+
+
+def test_socket_folders_of_processes_that_are_gone_are_removed(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid now names no process (pids are not reused this quickly)
+    stale = tmp_path / f"{SOCKET_FOLDER_PREFIX}{gone.pid}-x1"
+    ours = tmp_path / f"{SOCKET_FOLDER_PREFIX}{os.getpid()}-x2"  # a job of this process is using it
+    other = tmp_path / f"{SOCKET_FOLDER_PREFIX}notapid-x3"
+    for folder in (stale, ours, other):
+        folder.mkdir()
+        (folder / "kernel.json").write_text("{}")
+    assert remove_stale_socket_folders(tmp_path) == 1
+    assert not stale.exists() and ours.exists() and other.exists()
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from auditreport.execution.report_job import (
     JobResult,
     ReportJob,
     is_up_to_date,
+    remove_stale_socket_folders,
     remove_stale_staging,
     run_job,
 )
@@ -77,6 +78,8 @@ def run_batch(jobs: Sequence[ReportJob], *, workers: int | None = None, force: b
         remove_stale_staging(job)  # left by an interrupted run; never an output
     if not todo:
         return results
+    if stale := remove_stale_socket_folders():  # on this machine; a cluster's workers have their own
+        log.info("removed %d kernel socket folder(s) left by a run that was killed", stale)
     if scheduler:
         _run_dask(todo, scheduler, record)
         return results

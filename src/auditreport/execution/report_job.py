@@ -42,6 +42,9 @@ MAX_ATTEMPTS = 2  # a kernel that dies or does not start gets one more, fresh, k
 # IPython history database, and many kernels at once queue on that one SQLite file's lock.
 KERNEL_ARGUMENTS = ["--HistoryManager.enabled=False"]
 STARTUP_TIMEOUT = 120  # seconds for a kernel to answer; generous because a loaded machine is slow
+# A kernel's IPC sockets live in <tmp>/arkernel-<pid of the process that runs the job>-<random>/; the pid
+# tells a later run which folders a killed run left behind (see remove_stale_socket_folders).
+SOCKET_FOLDER_PREFIX = "arkernel-"
 
 
 def safe_name(text: str) -> str:
@@ -203,7 +206,7 @@ def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
     nb = parameterize_notebook(nb, job.parameters, kernel_name=job.kernel_name, language="python")
     # Unix socket paths are limited to ~100 bytes, so the IPC sockets live in a short private
     # folder of their own rather than in the (possibly deep) staging folder.
-    sockets = Path(tempfile.mkdtemp(prefix="ark-"))
+    sockets = Path(tempfile.mkdtemp(prefix=f"{SOCKET_FOLDER_PREFIX}{os.getpid()}-"))
     log_path = staging / "kernel.log"
     # nbclient drives the kernel from an event loop: a blocking KernelManager there deadlocks when it
     # polls a dead kernel, so the manager must be the asynchronous one. It forks the kernel from this
@@ -310,6 +313,36 @@ def remove_stale_staging(job: ReportJob) -> None:
     for path in Path(job.out_dir).glob(f".{job.stem}-*"):
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_stale_socket_folders(tmp: str | Path | None = None) -> int:
+    """Delete kernel socket folders whose process is gone; returns how many.
+
+    A job removes its own when it ends, but a run that is killed (SIGKILL, a power cut) never gets
+    that far, and each report it was running leaves a folder in the temporary folder. Only this
+    user's folders are touched, and only those whose process no longer exists.
+    """
+    removed = 0
+    for path in Path(tmp or tempfile.gettempdir()).glob(f"{SOCKET_FOLDER_PREFIX}*-*"):
+        try:
+            pid = int(path.name[len(SOCKET_FOLDER_PREFIX):].split("-", 1)[0])
+            if not path.is_dir() or path.is_symlink() or path.stat().st_uid != os.getuid() or _alive(pid):
+                continue
+        except (ValueError, OSError):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _sha256(path: Path) -> str:

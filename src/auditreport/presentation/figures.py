@@ -31,6 +31,9 @@ STYLE = {
     "figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9,
     "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.25,
     "legend.fontsize": 8, "legend.frameon": False, "font.family": "DejaVu Sans",
+    # Titles sit at the top of the axes. Left to itself, Matplotlib measures every tick label of every
+    # axes at each draw to see whether a title must move up clear of labels on top; these charts have none.
+    "axes.titley": 1.0,
 }
 
 
