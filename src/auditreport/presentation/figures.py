@@ -18,6 +18,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.transforms import ScaledTranslation  # noqa: E402
 
 HIGHLIGHT = "#003087"  # NHS blue
 NATIONAL = "#425563"
@@ -215,6 +216,7 @@ def case_mix_chart(mix: pd.DataFrame, *, unit_label: str) -> Figure:
     fig, axes = plt.subplots(1, 2, figsize=(7.0, 0.14 * rows_needed + 0.9))
     shares = np.concatenate([mix["share"].to_numpy(float), mix["national"].to_numpy(float)]) * 100
     top = float(np.nanmax(shares, initial=1.0))
+    category_labels: list[list[str]] = []
     for ax, column in zip(axes, columns, strict=True):
         ticks: list[float] = []
         labels: list[str] = []
@@ -235,8 +237,15 @@ def case_mix_chart(mix: pd.DataFrame, *, unit_label: str) -> Figure:
             # Banded categories ("03: 0.807% to 1.17%") are labelled by band number; the table gives the range.
             labels += [_short(str(c).split(":")[0], 18) for c in rows["category"]]
             y = float(at[-1]) + 1.4 if len(at) else y + 1.4
-        ax.set_yticks(ticks, labels, fontsize=_CASE_MIX_LABEL_SIZE)
-        ax.tick_params(axis="y", length=0)
+        # The category labels are placed where tick labels would be, as plain text: a tick is three
+        # lines and two labels, and this chart would need about fifty of them.
+        ax.yaxis.set_major_locator(matplotlib.ticker.NullLocator())
+        beside = ax.get_yaxis_transform() + ScaledTranslation(-plt.rcParams["ytick.major.pad"] / 72, 0,
+                                                              fig.dpi_scale_trans)
+        for at_y, label in zip(ticks, labels, strict=True):
+            ax.text(0, at_y, label, transform=beside, ha="right", va="center_baseline",
+                    fontsize=_CASE_MIX_LABEL_SIZE)
+        category_labels.append(labels)
         ax.tick_params(axis="x", labelsize=6.5)
         ax.set_ylim(rows_needed - 0.6, -0.8)  # the same row height in both panels
         ax.set_xlim(0, min(100.0, top * 1.08))
@@ -247,7 +256,7 @@ def case_mix_chart(mix: pd.DataFrame, *, unit_label: str) -> Figure:
     fig.suptitle("Case mix against national", x=0.01, ha="left", fontsize=10)
     # Only the category labels vary between reports: measure those (not every artist, as tight_layout
     # would, which cost half the chart's time) and leave fixed room for the rest.
-    widths = [_label_width(fig, [t.get_text() for t in ax.get_yticklabels()], _CASE_MIX_LABEL_SIZE) for ax in axes]
+    widths = [_label_width(fig, labels, _CASE_MIX_LABEL_SIZE) for labels in category_labels]
     left, gap, right = widths[0] + 0.12, widths[1] + 0.3, 0.15
     panel = (fig.get_figwidth() - left - gap - right) / 2
     _margins(fig, left=left, right=right, top=0.42, bottom=0.42, wspace=gap / panel)
