@@ -42,6 +42,19 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def machine_busy_seconds() -> float | None:
+    """Core-seconds the whole machine has spent busy since boot (Linux /proc/stat), or None elsewhere.
+
+    Unlike rusage this counts every process, however it was started or reaped; on a machine doing
+    nothing else, busy/(wall x cores) says how well the run kept the cores busy.
+    """
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
 def make_audit(folder: Path, providers: int, records: int) -> Path:
     """Synthetic data plus an audit definition pointing at it (as the tests do)."""
     from auditreport.data.synthetic import SyntheticSpec, write
@@ -86,10 +99,12 @@ def probe_kernel(n: int = 3) -> dict[str, float]:
 def engine(audit: Path, reports: Path, jobs: int | None, force: bool) -> dict:
     from auditreport.pipeline import build
 
-    cpu, t = cpu_seconds(), time.perf_counter()
+    cpu, busy, t = cpu_seconds(), machine_busy_seconds(), time.perf_counter()
     summary = build(audit, reports, workers=jobs, force=force)
     wall = time.perf_counter() - t
-    return {"summary": summary, "wall": wall, "cpu": cpu_seconds() - cpu}
+    after = machine_busy_seconds()
+    return {"summary": summary, "wall": wall, "cpu": cpu_seconds() - cpu,
+            "busy": None if busy is None or after is None else after - busy}
 
 
 def naive(jobs_sample, work: Path) -> tuple[float, float, dict[str, float]]:
@@ -207,6 +222,9 @@ def main() -> None:
     print(f"\nENGINE, from scratch: {n} reports ({s.counts()}) + national stage {s.national_seconds:.1f}s + site")
     print(f"  wall {first['wall']:.1f}s ({first['wall'] / 60:.2f} min); {built / first['wall'] * 60:.1f} reports/min;"
           f" {first['cpu'] / max(built, 1):.2f} core-seconds per report (whole run's CPU / reports)")
+    if first["busy"] is not None:
+        print(f"  machine busy {first['busy']:.0f} core-s ({first['busy'] / max(built, 1):.2f} a report), "
+              f"{first['busy'] / (first['wall'] * cores):.0%} of {cores} cores over the run")
     phases = {}
     for r in s.results:
         for k, v in r.timings.items():
