@@ -74,6 +74,24 @@ def test_report_kernels_leave_the_users_ipython_history_alone(tmp_path):
     assert result.status == "built", result.error
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through /proc")
+def test_a_worker_keeps_no_threads_or_files_from_the_reports_it_has_built(tmp_path):
+    """A worker builds report after report: each must leave nothing running or open behind it (a heartbeat
+    thread and a dozen file descriptors a report once piled up, slowing long batches down)."""
+    import threading
+
+    nb = notebook(tmp_path, "nb", OK_CELL)
+
+    def state() -> tuple[int, int]:
+        return threading.active_count(), len(os.listdir("/proc/self/fd"))
+
+    assert run_job(job(tmp_path, nb, "P0")).status == "built"  # the first report sets up what a worker keeps
+    before = state()
+    for i in range(1, 4):
+        assert run_job(job(tmp_path, nb, f"P{i}")).status == "built"
+    assert state() == before, "threads, open files (before, after)"
+
+
 def test_dying_kernel_is_retried_once(tmp_path):
     marker = tmp_path / "died-once"
     once = job(tmp_path, notebook(tmp_path, "once", f"import os, pathlib\nm = pathlib.Path({str(marker)!r})\n"

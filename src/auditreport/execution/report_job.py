@@ -234,6 +234,13 @@ def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
                 raise
             finally:
                 _stop_kernel(km)
+                # nbclient stops the client's channels only for a manager it made itself; this one is ours.
+                # Left running, each report's heartbeat thread, ZMQ context and sockets stay in the worker
+                # (one thread and a dozen file descriptors a report), which slowed a long batch down and
+                # would in time hit the open-file limit.
+                if client.kc is not None:
+                    client.kc.stop_channels()
+                    client.kc = None
                 # nbclient leaves its exit-time cleanup registered when the kernel failed to start; the
                 # kernel is already stopped, and in a long-lived worker these would pile up.
                 atexit.unregister(client._cleanup_kernel)
