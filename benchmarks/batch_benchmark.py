@@ -232,6 +232,12 @@ def main() -> None:
     per = {k: statistics.mean(v) for k, v in phases.items()}
     print("  per report (mean, in a worker): " + ", ".join(f"{k} {v:.2f}s" for k, v in per.items())
           + f"; execute = kernel start and imports ~{probe['forkserver']:.2f}s + cells")
+    # Reports that get slower as the batch goes on mean the workers are accumulating something.
+    done = [r.seconds for r in s.results if r.status == "built"]
+    if len(done) >= 6:
+        third = len(done) // 3
+        print(f"  seconds a report, first third of the batch {statistics.mean(done[:third]):.2f}s, "
+              f"last third {statistics.mean(done[-third:]):.2f}s")
     if s.failed:
         print(f"  FAILED: {[(r.name, r.error) for r in s.failed][:5]}")
 

@@ -89,7 +89,9 @@ def test_a_worker_keeps_no_threads_or_files_from_the_reports_it_has_built(tmp_pa
     before = state()
     for i in range(1, 4):
         assert run_job(job(tmp_path, nb, f"P{i}")).status == "built"
-    assert state() == before, "threads, open files (before, after)"
+    after = state()
+    # At most as many: something another test started may end meanwhile, but nothing may be added.
+    assert after[0] <= before[0] and after[1] <= before[1], f"threads, open files: {before} before, {after} after"
 
 
 def test_dying_kernel_is_retried_once(tmp_path):
