@@ -24,7 +24,7 @@ Pieces:
   zygote's child, not ours, so ``waitpid`` is not available). Whenever the zygote
   cannot give a kernel it starts one the ordinary way instead, for that report,
   and the next report gets a new zygote.
-* :func:`main` is the zygote itself (``python -m auditreport.execution.kernel_forkserver``).
+* :mod:`auditreport.execution.zygote` is the zygote itself.
 
 The zygote exits when its worker does: it sees end-of-file on its control socket
 (and, when started from the worker's main thread, gets ``PR_SET_PDEATHSIG``); an
@@ -44,12 +44,13 @@ import socket
 import subprocess
 import sys
 import threading
-import traceback
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
+
+from auditreport.execution.zygote import MAX_MESSAGE
 
 ENV_SWITCH = "AUDITREPORT_KERNEL_FORKSERVER"
 # What the zygote imports before it forks: the kernel itself and what every report notebook imports
@@ -67,7 +68,6 @@ PRELOAD: tuple[str, ...] = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipyker
 READY_TIMEOUT = 120.0  # seconds for a zygote to import everything; a loaded machine is slow
 REPLY_TIMEOUT = 30.0  # seconds for a zygote to answer a fork request
 MAX_START_FAILURES = 3  # after this many zygotes in a row fail to start, stop trying in this process
-_MAX_MESSAGE = 1 << 20  # a request carries the kernel's whole environment
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -330,7 +330,7 @@ class _ForkServer:
         zygote_env = {k: v for k, v in env.items() if not k.startswith("JPY_")}
         try:
             self.proc = subprocess.Popen(
-                [*prefix, "-m", "auditreport.execution.kernel_forkserver", str(theirs.fileno()),
+                [*prefix, "-m", "auditreport.execution.zygote", str(theirs.fileno()),
                  str(os.getpid()), "1" if main_thread else "0", ",".join(PRELOAD)],
                 pass_fds=[theirs.fileno()], env=zygote_env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -502,210 +502,7 @@ def _recv_json(sock: socket.socket, timeout: float) -> dict | None:
         ready = select.select([sock], [], [], timeout)[0]
         if not ready:
             return None
-        data = sock.recv(_MAX_MESSAGE)
+        data = sock.recv(MAX_MESSAGE)
         return json.loads(data) if data else None
     except (OSError, ValueError):
         return None
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The zygote
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _set_parent_death_signal(parent: int) -> None:
-    """Ask Linux to SIGKILL us when the thread that started us exits (belt and braces with the socket's EOF).
-
-    Only used when we were started from the worker's main thread: the signal follows the *thread*, and a
-    pool thread (Dask runs tasks in them) may end while the worker lives on.
-    """
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the worker died before prctl took effect
-        os._exit(0)
-
-
-def _preload(modules: list[str]) -> None:
-    """Import what every kernel needs, so children start with it already imported."""
-    import importlib
-
-    # ipykernel sets this default before any cell can import matplotlib; matplotlib records the backend it
-    # finds at import (rcParamsOrig), so the zygote imports it under the same setting. The child gets the
-    # kernel's own environment afterwards either way.
-    default_backend = "MPLBACKEND" not in os.environ
-    if default_backend:
-        os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    try:
-        for name in modules:
-            importlib.import_module(name)
-    finally:
-        if default_backend:
-            del os.environ["MPLBACKEND"]
-    if "matplotlib" in sys.modules:
-        from matplotlib import font_manager
-
-        font_manager.fontManager  # noqa: B018 - the font list is loaded (or the cache built) here, once
-    import gc
-
-    gc.collect()
-    gc.freeze()  # children's garbage collections leave these pages alone, so they stay shared
-
-
-class _Zygote:
-    """The server loop: fork a kernel per request, reap children, report their exit status."""
-
-    def __init__(self, ctrl: socket.socket):
-        self.ctrl = ctrl
-        self.children: dict[int, socket.socket] = {}
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(self.wake_w, False)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-
-    def serve(self) -> dict | None:
-        """Serve until the worker goes away (returns None) or, in a forked child, return its request."""
-        while True:
-            ready = select.select([self.ctrl, self.wake_r], [], [])[0]
-            if self.wake_r in ready:
-                try:
-                    os.read(self.wake_r, 4096)
-                except BlockingIOError:
-                    pass
-                self.reap()
-            if self.ctrl in ready:
-                try:
-                    data, fds, _flags, _addr = socket.recv_fds(self.ctrl, _MAX_MESSAGE, 4)
-                except OSError:
-                    return None
-                if not data and not fds:
-                    return None  # end of file: the worker has exited
-                child = self.fork(data, fds)
-                if child is not None:
-                    return child
-
-    def fork(self, data: bytes, fds: list[int]) -> dict | None:
-        reply = socket.socket(fileno=fds[0]) if fds else None
-        try:
-            request = json.loads(data)
-            if len(fds) != 4:
-                raise ValueError("bad request")
-            if threading.active_count() != 1:
-                raise RuntimeError("zygote has Python threads; will not fork")
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pid = os.fork()
-        except Exception as exc:  # noqa: BLE001 - tell the worker, who starts the kernel normally
-            if reply is not None:
-                _send_json(reply, {"error": f"{type(exc).__name__}: {exc}"})
-                reply.close()
-            for fd in fds[1:]:
-                os.close(fd)
-            return None
-        if pid == 0:
-            self.close_in_child(reply)
-            request["stdio"] = fds[1:]
-            return request
-        for fd in fds[1:]:
-            os.close(fd)
-        self.children[pid] = reply
-        _send_json(reply, {"pid": pid})
-        return None
-
-    def reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            reply = self.children.pop(pid, None)
-            if reply is not None:
-                _send_json(reply, {"exit": os.waitstatus_to_exitcode(status)})
-                reply.close()
-
-    def close_in_child(self, reply: socket.socket | None) -> None:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for fd in (self.wake_r, self.wake_w):
-            os.close(fd)
-        for sibling in self.children.values():
-            sibling.close()
-        self.children.clear()
-        self.ctrl.close()
-        if reply is not None:
-            reply.close()
-
-
-def _send_json(sock: socket.socket, message: dict) -> None:
-    try:
-        sock.send(json.dumps(message).encode())
-    except OSError:
-        pass  # the worker has stopped listening; nothing to do
-
-
-def _become_kernel(request: dict) -> None:
-    """In the forked child: become what ``Popen([python, -m, ipykernel_launcher, ...])`` would have started.
-
-    New session, the requested working folder, environment and standard streams, default signal
-    handling, fresh random state, then ipykernel_launcher run as ``__main__``.
-    """
-    import runpy
-
-    os.setsid()
-    for target, fd in enumerate(request["stdio"]):
-        os.dup2(fd, target)
-    for fd in set(request["stdio"]):
-        if fd > 2:
-            os.close(fd)
-    os.chdir(request["cwd"])
-    env = dict(request["env"])
-    env["JPY_PARENT_PID"] = str(os.getppid())  # the kernel watches its real parent, which is the zygote
-    os.environ.clear()
-    os.environ.update(env)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, signal.SIG_DFL)
-    if "numpy" in sys.modules:
-        sys.modules["numpy"].random.seed()  # the zygote's global generator state must not be shared
-    # As `python -m` would: argv, and the working folder first on the path (the launcher removes it again).
-    sys.argv = ["ipykernel_launcher", *request["argv"]]
-    sys.path.insert(0, os.getcwd())
-    runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The zygote: ``python -m auditreport.execution.kernel_forkserver FD PARENT_PID PDEATHSIG MODULES``."""
-    fd, parent, use_pdeathsig, modules = (argv if argv is not None else sys.argv[1:])[:4]
-    ctrl = socket.socket(fileno=int(fd))
-    if use_pdeathsig == "1":
-        _set_parent_death_signal(int(parent))
-    # As ipykernel_launcher does before importing: the working folder is not on the kernel's path.
-    if sys.path and (sys.path[0] in ("", os.getcwd())):
-        del sys.path[0]
-    # Every kernel forked from here gets JPY_PARENT_PID = this pid (its real parent), and ipykernel reads
-    # that variable when it is imported (the default of IPKernelApp.parent_handle, which decides whether
-    # the kernel watches for its parent's death), so import it under that value.
-    os.environ["JPY_PARENT_PID"] = str(os.getpid())
-    try:
-        _preload([m for m in modules.split(",") if m])
-    except BaseException as exc:  # noqa: BLE001 - report why, then give up
-        _send_json(ctrl, {"error": f"preload failed: {type(exc).__name__}: {exc}",
-                          "traceback": traceback.format_exc()[-2000:]})
-        return 1
-    _send_json(ctrl, {"ready": os.getpid(), "python": sys.executable})
-    request = _Zygote(ctrl).serve()
-    if request is None:
-        os._exit(0)  # the worker is gone or asked us to stop; nothing to flush, no reason to linger
-    _become_kernel(request)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
