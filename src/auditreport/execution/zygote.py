@@ -21,6 +21,7 @@ import traceback
 
 MAX_MESSAGE = 1 << 20  # a request carries the kernel's whole environment
 
+
 def _set_parent_death_signal(parent: int) -> None:
     """Ask Linux to SIGKILL us when the thread that started us exits (belt and braces with the socket's EOF).
 
