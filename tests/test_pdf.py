@@ -15,7 +15,7 @@ from PIL import Image
 
 from auditreport.rendering import pdf
 from auditreport.rendering.pdf import html_to_pdf, lift_data_uris, png_idat
-from auditreport.rendering.png import figure_png
+from auditreport.rendering.png import encode_rgb_png, figure_png
 
 
 def _png(mode: str, size: tuple[int, int] = (40, 24), **save: object) -> bytes:
@@ -145,6 +145,21 @@ def test_figure_png_is_rgb_and_matches_savefig():
     assert ours.mode == "RGB" and ours.size == theirs.size
     assert np.array_equal(np.asarray(ours), np.asarray(theirs.convert("RGB")))
     assert png_idat(png) is not None  # eligible for the passthrough
+
+
+def test_encoded_png_keeps_every_pixel_and_the_resolution():
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(0, 256, size=(37, 53, 3), dtype=np.uint8)  # no runs for zlib to find
+    pixels[10:20] = 255  # and some that are
+    png = encode_rgb_png(pixels, dpi=150)
+    image = Image.open(io.BytesIO(png))
+    image.load()  # checks every chunk's CRC and the zlib stream
+    assert image.mode == "RGB" and image.size == (53, 37)
+    assert np.array_equal(np.asarray(image), pixels)
+    assert image.info["dpi"] == pytest.approx((150, 150), abs=0.05)  # stored as whole pixels a metre
+    assert png_idat(png) is not None
+    with pytest.raises(ValueError, match="uint8"):
+        encode_rgb_png(pixels.astype(np.int16))
 
 
 def test_figure_png_composites_transparency_on_white():

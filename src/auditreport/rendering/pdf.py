@@ -35,6 +35,8 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from auditreport.rendering.png import PNG_SIGNATURE
+
 if TYPE_CHECKING:
     from weasyprint.text.fonts import FontConfiguration
     from weasyprint.urls import URLFetcherResponse
@@ -44,8 +46,6 @@ PLACEHOLDER_SCHEME = "auditreport-image"
 
 # A base64 image data URI as an attribute value (figures are <img src="data:...">).
 _DATA_URI = re.compile(r"""(?<=["'])data:(image/[A-Za-z0-9.+-]+);base64,([A-Za-z0-9+/=\s]+)(?=["'])""")
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _local = threading.local()
 _install_lock = threading.Lock()
@@ -105,7 +105,7 @@ def png_idat(data: bytes) -> tuple[int, int, bytes] | None:
     concatenated IDAT chunks are then exactly a FlateDecode stream with PNG predictors
     (PDF 32000-1 7.4.4.4, /Predictor 15 /Colors 3 /Columns width).
     """
-    if not data.startswith(_PNG_SIGNATURE):
+    if not data.startswith(PNG_SIGNATURE):
         return None
     pos, idat, header = 8, [], None
     try:
