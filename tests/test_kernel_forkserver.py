@@ -136,7 +136,7 @@ def test_interrupt_and_shutdown_reach_a_forked_kernel(tmp_path):
 
 def test_switched_off_by_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(kf.ENV_SWITCH, "0")
-    assert type(kf.kernel_manager(kernel_name="python3")).__name__ == "AsyncKernelManager"
+    assert type(kf.kernel_manager(kernel_name="python3")).__name__ == "ReportKernelManager"
     j = job(tmp_path, notebook(tmp_path, "nb", WHO), "OFF")
     assert run_job(j).status == "built"
     assert who(j)["ppid"] == os.getpid() and kf.zygote_pid() is None

@@ -14,8 +14,8 @@ report's cells cannot be seen by the next.
 
 Pieces:
 
-* :func:`kernel_manager` returns the ``AsyncKernelManager`` that report jobs use;
-  it is an ordinary one when the fork server is off
+* :func:`kernel_manager` returns the kernel manager that report jobs use;
+  it starts kernels the ordinary way when the fork server is off
   (``AUDITREPORT_KERNEL_FORKSERVER=0``), unsupported (not Linux, no
   ``os.pidfd_open``) or the kernelspec is not plain ``<this python> -m
   ipykernel_launcher ...``.
@@ -47,9 +47,9 @@ import threading
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
-from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 
+from auditreport.execution.kernel_manager import ReportKernelManager
 from auditreport.execution.zygote import MAX_MESSAGE
 
 ENV_SWITCH = "AUDITREPORT_KERNEL_FORKSERVER"
@@ -83,7 +83,7 @@ def enabled() -> bool:
             and hasattr(signal, "pidfd_send_signal"))
 
 
-def kernel_manager(**kw: Any) -> AsyncKernelManager:
+def kernel_manager(**kw: Any) -> ReportKernelManager:
     """The kernel manager for one report: forks kernels from the zygote when it can.
 
     Takes the same arguments as ``AsyncKernelManager``. When the fork server is not usable here the
@@ -91,11 +91,11 @@ def kernel_manager(**kw: Any) -> AsyncKernelManager:
     """
     if enabled():
         return ForkServerKernelManager(**kw)
-    return AsyncKernelManager(**kw)
+    return ReportKernelManager(**kw)
 
 
-class ForkServerKernelManager(AsyncKernelManager):
-    """An ``AsyncKernelManager`` whose kernels are launched by :class:`ForkServerProvisioner`.
+class ForkServerKernelManager(ReportKernelManager):
+    """A :class:`ReportKernelManager` whose kernels are launched by :class:`ForkServerProvisioner`.
 
     The provisioner is injected where jupyter_client would create one from the kernelspec, so no
     entry point or kernelspec change is needed and restarts reuse it.

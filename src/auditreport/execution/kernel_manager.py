@@ -1,0 +1,82 @@
+"""The kernel manager and client a report uses: jupyter_client's, without its fixed idle waits.
+
+jupyter_client waits on a clock in two places that every report goes through, and a worker sits idle
+for both (measured per report on the benchmark machine, ``benchmarks/kernel_forkserver_benchmark.py``):
+
+* starting: after the kernel's ``kernel_info_reply`` the client keeps reading IOPub until nothing has
+  come for 0.2 s, to throw away the kernel's start-up messages. Those are status messages that belong
+  to no cell, and nbclient already ignores every IOPub message whose parent is not the request it is
+  waiting on; so :class:`ReportKernelClient` drops what has arrived and goes on at once;
+* stopping: after it kills the kernel the manager checks whether the process is gone and, since it
+  never is yet, sleeps 0.1 s before looking again. A killed kernel is gone within milliseconds, so
+  :class:`ReportKernelManager` looks again after 2 ms, then 4, 8... up to jupyter_client's interval.
+
+Together that was about 0.3 s a report, when the worker's core is free for another process but the
+worker itself has nothing to do. With one worker per core that is idle time for the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from queue import Empty
+
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import DottedObjectName, Type
+
+#: Seconds to wait for the kernel_info reply before asking again (as jupyter_client).
+KERNEL_INFO_RETRY = 1.0
+#: Seconds to wait, after the reply, for the first IOPub message: proof that IOPub is connected.
+IOPUB_CONNECTED = 0.2
+
+
+class ReportKernelClient(AsyncKernelClient):
+    """An ``AsyncKernelClient`` that is ready as soon as the kernel has answered and IOPub is connected."""
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:  # type: ignore[override]
+        """Ask for kernel_info until the kernel answers; then check that IOPub is connected.
+
+        As jupyter_client's own, except that IOPub is not read for a further 0.2 s of silence at the end.
+        A message published before IOPub's subscription has taken effect is lost (ZMQ's "slow joiner"),
+        which is why a reply is only accepted once the status messages of the request arrive on IOPub.
+        """
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            request = self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=KERNEL_INFO_RETRY)
+            except Empty:
+                reply = None
+            if reply is not None and reply["msg_type"] == "kernel_info_reply" \
+                    and reply["parent_header"].get("msg_id") == request:
+                try:
+                    await self.iopub_channel.get_msg(timeout=IOPUB_CONNECTED)
+                except Empty:
+                    pass
+                else:
+                    self._handle_kernel_info_reply(reply)
+                    break
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+        while True:  # what has already arrived: status messages of no cell
+            try:
+                await self.iopub_channel.get_msg(timeout=0)
+            except Empty:
+                break
+
+
+class ReportKernelManager(AsyncKernelManager):
+    """An ``AsyncKernelManager`` that hands out :class:`ReportKernelClient` and notices a kernel's end at once."""
+
+    client_class = DottedObjectName(f"{__name__}.ReportKernelClient")
+    client_factory = Type(klass=ReportKernelClient)
+
+    async def _async_wait(self, pollinterval: float = 0.1) -> None:
+        """Wait for the kernel process to end, looking after 2, 4, 8... ms (at most ``pollinterval``)."""
+        delay = 0.002
+        while await self._async_is_alive():
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, pollinterval)

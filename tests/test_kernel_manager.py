@@ -1,0 +1,104 @@
+"""The report kernel manager and client: jupyter_client's behaviour, without its fixed idle waits.
+
+Real kernels, started the ordinary way (the fork server has its own tests), so these hold on any
+platform the batch runs on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+from queue import Empty
+
+import pytest
+from jupyter_client.manager import KernelManager
+
+from auditreport.execution import kernel_manager as report_km
+
+
+@pytest.fixture
+def started(tmp_path):
+    """A kernel from ReportKernelManager and a started (not yet ready) client on it."""
+    from jupyter_core.utils import run_sync
+
+    km = report_km.ReportKernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "k"),
+                                       connection_file=str(tmp_path / "kernel.json"))
+    with open(tmp_path / "kernel.log", "wb") as log:
+        run_sync(km.start_kernel)(cwd=str(tmp_path), stdout=log, stderr=log)
+    kc = km.client()
+    kc.start_channels()
+    yield km, kc
+    kc.stop_channels()
+    if km.has_kernel:
+        run_sync(km.shutdown_kernel)(now=True)
+
+
+def test_client_is_ready_without_waiting_for_iopub_to_fall_silent(started):
+    km, kc = started
+    assert isinstance(kc, report_km.ReportKernelClient)
+    waits = []
+    get_iopub = kc.iopub_channel.get_msg
+
+    async def recording(timeout=None):
+        try:
+            message = await get_iopub(timeout=timeout)
+        except Empty:
+            waits.append((timeout, None))
+            raise
+        waits.append((timeout, message["msg_type"]))
+        return message
+
+    kc.iopub_channel.get_msg = recording
+
+    async def ready_then_run():
+        await kc.wait_for_ready(timeout=60)
+        kc.iopub_channel.get_msg = get_iopub
+        reply = await kc.execute_interactive("print(6 * 7)", timeout=60,
+                                             output_hook=lambda m: printed.append(m["content"].get("text", "")))
+        return reply
+
+    printed: list[str] = []
+    reply = asyncio.run(ready_then_run())
+    # One wait for IOPub to prove connected; everything after that only takes what has already arrived.
+    first_message = next(i for i, (_, kind) in enumerate(waits) if kind is not None)
+    assert all(timeout == 0 for timeout, _ in waits[first_message + 1:]), waits
+    assert waits[-1] == (0, None)  # drained
+    # Leftover start-up messages do not confuse the first execution.
+    assert reply["content"]["status"] == "ok" and "".join(printed).strip() == "42"
+
+
+def test_client_says_when_the_kernel_died_before_answering(started):
+    from jupyter_core.utils import run_sync
+
+    km, kc = started
+    run_sync(km.shutdown_kernel)(now=True)
+    with pytest.raises(RuntimeError, match="died before replying"):
+        asyncio.run(kc.wait_for_ready(timeout=30))
+
+
+def test_manager_sees_a_killed_kernel_go_without_sleeping_a_tenth_of_a_second(started, monkeypatch):
+    from jupyter_core.utils import run_sync
+
+    km, _ = started
+    sleeps = []
+    real_sleep = asyncio.sleep
+
+    async def recording_sleep(delay, *args, **kwargs):
+        if sys._getframe(1).f_code.co_name == "_async_wait":  # not the provisioner's own waits
+            sleeps.append(delay)
+        return await real_sleep(delay, *args, **kwargs)
+
+    monkeypatch.setattr(report_km.asyncio, "sleep", recording_sleep)
+    run_sync(km.shutdown_kernel)(now=True)
+    assert not km.has_kernel
+    # jupyter_client's own wait sleeps [0.1, 0.1, ...]; a kernel already gone needs none.
+    assert sleeps == [min(0.002 * 2 ** i, 0.1) for i in range(len(sleeps))]
+
+
+def test_jupyter_client_still_waits_for_a_killed_kernel_through_the_hook():
+    """ReportKernelManager overrides ``_async_wait``, an internal of jupyter_client (pinned in
+    requirements/constraints.txt). If an upgrade stops calling it, the override silently does
+    nothing and every report idles 0.1 s again: this says so."""
+    assert "self._async_wait(" in inspect.getsource(KernelManager._async_kill_kernel)
+    assert "_handle_kernel_info_reply" in dict(inspect.getmembers(report_km.ReportKernelClient))
