@@ -12,6 +12,7 @@ import sys
 from queue import Empty
 
 import pytest
+import zmq
 from jupyter_client.manager import KernelManager
 
 from auditreport.execution import kernel_manager as report_km
@@ -37,6 +38,9 @@ def started(tmp_path):
 def test_client_is_ready_without_waiting_for_iopub_to_fall_silent(started):
     km, kc = started
     assert isinstance(kc, report_km.ReportKernelClient)
+    # A socket that connects before the kernel has bound its own tries again within milliseconds.
+    for channel in (kc.shell_channel, kc.iopub_channel, kc.control_channel):
+        assert channel.socket.getsockopt(zmq.RECONNECT_IVL) == report_km.RECONNECT_MS
     waits = []
     get_iopub = kc.iopub_channel.get_msg
 
