@@ -177,7 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--providers", type=int, default=120)
     parser.add_argument("--records", type=int, default=50_000)
-    parser.add_argument("--jobs", type=int, default=None, help="engine workers (default: cores + 1)")
+    parser.add_argument("--jobs", type=int, default=None, help="engine workers (default: one per core)")
     parser.add_argument("--naive-reports", type=int, default=10, help="reports timed the straightforward way")
     parser.add_argument("--national-records", type=int, default=1_000_000)
     parser.add_argument("--skip-naive", action="store_true")

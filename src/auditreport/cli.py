@@ -81,7 +81,7 @@ def validate(audit: Path) -> None:
 @click.option("-p", "--provider", "providers", multiple=True, help="Build only these providers (repeatable).")
 @click.option("--audience", "audiences", multiple=True, type=click.Choice(["local", "public"]),
               help="Audiences to build (default both).")
-@click.option("-j", "--jobs", type=int, default=None, help="Reports built at once (default: one more than the cores).")
+@click.option("-j", "--jobs", type=int, default=None, help="Reports built at once (default: one per core).")
 @click.option("--force", is_flag=True, help="Rebuild everything, even what is up to date.")
 @click.option("--timeout", type=int, default=600, show_default=True,
               help="Seconds a notebook cell may run before its report fails.")

@@ -32,13 +32,15 @@ def available_cores() -> int:
 
 
 def default_jobs() -> int:
-    """One worker more than there are cores.
+    """One worker per core.
 
-    A worker sits idle while its kernel starts and while each cell's messages cross between the two
-    processes; a spare worker fills those gaps. On 2 cores, 3 workers built 41 reports in 62-64 s
-    against 68-72 s with 2; more than that gained nothing.
+    A worker used to sit idle for about 0.4 s a report while its kernel connected, started and stopped
+    (see :mod:`auditreport.execution.kernel_manager`), and one spare worker filled those gaps. Without
+    them, on 2 cores (benchmarks/batch_benchmark.py, 241 reports, same run): 2 workers 291.9 s with the
+    cores 95% busy and 2.29 core-seconds a report; 3 workers 296.7 s, 98% busy, 2.40 core-seconds a
+    report (three processes sharing two cores cost each report more CPU).
     """
-    return available_cores() + 1
+    return available_cores()
 
 
 def plan(jobs: Sequence[ReportJob], force: bool = False) -> tuple[list[ReportJob], list[ReportJob]]:
@@ -55,7 +57,7 @@ def run_batch(jobs: Sequence[ReportJob], *, workers: int | None = None, force: b
     """Build every job (skipping those whose inputs have not changed unless ``force``).
 
     ``scheduler`` is the address of a Dask distributed scheduler (``tcp://host:8786``); without it the
-    jobs run in a local process pool of ``workers`` processes (default: cores + 1). ``on_plan`` is told
+    jobs run in a local process pool of ``workers`` processes (default: one per core). ``on_plan`` is told
     (to build, up to date) before anything runs; ``on_result`` is told each result as it arrives.
     """
     todo, fresh = plan(jobs, force)
