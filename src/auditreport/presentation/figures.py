@@ -112,6 +112,7 @@ def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: s
                         fontweight="bold", fontsize=8, zorder=6,
                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
     ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(InViewLocator(ax.xaxis.get_minor_locator()))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -133,6 +134,38 @@ def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: s
     return _alt(fig, f"{title}. Funnel plot of {n} units: {ylabel} against {xlabel}, with 95% (dashed) and 99.8% "
                      f"(solid) control limits around the national value ({target * scale:.2f}"
                      f"{'%' if percent else ''}).{where}")
+
+
+class InViewLocator(matplotlib.ticker.Locator):
+    """The ticks another locator gives, less those well outside the axis's view.
+
+    Matplotlib makes a tick (two marks, a grid line and two labels) for every location its locator
+    gives, and draws only those in view. A log axis's minor locator gives every 2..9 multiple of a
+    decade beyond each end of the view too: 32 minor ticks on a funnel plot's x-axis, of which ~19 are
+    drawn. Leaving out the others draws the same picture (byte-identical PNGs, 108 figures compared) with
+    0.10-0.14 core-seconds less per report: its three funnel plots and five other charts took 0.96-1.00
+    core-seconds to draw, now 0.86-0.87. Locations within a millionth of the view's
+    width (in axis coordinates) of its ends are kept, so none that Matplotlib would draw is lost.
+    """
+
+    def __init__(self, inner: matplotlib.ticker.Locator):
+        self.inner = inner
+
+    def set_axis(self, axis) -> None:
+        super().set_axis(axis)
+        self.inner.set_axis(axis)
+
+    def __call__(self) -> list[float]:
+        locations = np.asarray(self.inner(), dtype=float)
+        transform = self.axis.get_transform()
+        low, high = sorted(transform.transform(np.asarray(self.axis.get_view_interval(), dtype=float)))
+        slack = (high - low) * 1e-6
+        with np.errstate(invalid="ignore", divide="ignore"):
+            where = transform.transform(locations)
+        return list(locations[(where >= low - slack) & (where <= high + slack)])
+
+    def tick_values(self, vmin: float, vmax: float) -> list[float]:
+        return self.inner.tick_values(vmin, vmax)
 
 
 def _short(label: str, width: int = 34) -> str:
