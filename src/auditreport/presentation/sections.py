@@ -94,7 +94,7 @@ def show(*parts: str | Figure | list) -> None:
             show(*part)
         elif isinstance(part, Figure):
             # RGB, not Matplotlib's RGBA: the PDF then embeds the PNG without re-encoding it.
-            png = figure_png(part, dpi=150)
+            png = figure_png(figures.only_ticks_in_view(part), dpi=150)
             alt = getattr(part, "alt_text", "") or _figure_title(part)
             display(Image(data=png, format="png"), metadata={"alt": alt})
             plt.close(part)
