@@ -1,4 +1,4 @@
-"""Shared fixtures: small synthetic audits written to temporary folders."""
+"""Shared fixtures: small synthetic audits written to temporary folders, and report kernels."""
 
 from __future__ import annotations
 
@@ -48,3 +48,25 @@ def built_small_audit(small_audit, tmp_path_factory):
 
 def truth(audit_yaml: Path) -> dict:
     return json.loads((audit_yaml.parent / "data" / "truth.json").read_text())
+
+
+@pytest.fixture
+def start_kernel(tmp_path):
+    """``start_kernel(manager_factory)``: a started kernel (IPC sockets and its log in tmp_path) and its
+    manager, as a report job starts one; any still running is stopped after the test."""
+    from jupyter_core.utils import run_sync
+
+    managers = []
+
+    def start(factory):
+        km = factory(kernel_name="python3", transport="ipc", ip=str(tmp_path / "k"),
+                     connection_file=str(tmp_path / "kernel.json"))
+        with open(tmp_path / "kernel.log", "wb") as log:
+            run_sync(km.start_kernel)(cwd=str(tmp_path), stdout=log, stderr=log)
+        managers.append(km)
+        return km
+
+    yield start
+    for km in managers:
+        if km.has_kernel:
+            run_sync(km.shutdown_kernel)(now=True)

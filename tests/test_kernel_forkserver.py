@@ -106,13 +106,10 @@ def test_hanging_cell_times_out(tmp_path):
     assert result.status == "failed" and result.attempts == 1 and "timeout" in result.error.lower()
 
 
-def test_interrupt_and_shutdown_reach_a_forked_kernel(tmp_path):
+def test_interrupt_and_shutdown_reach_a_forked_kernel(start_kernel):
     from jupyter_core.utils import run_sync
 
-    km = kf.kernel_manager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "k"),
-                           connection_file=str(tmp_path / "kernel.json"))
-    with open(tmp_path / "kernel.log", "wb") as log:
-        run_sync(km.start_kernel)(cwd=str(tmp_path), stdout=log, stderr=log)
+    km = start_kernel(kf.kernel_manager)
     kc = km.blocking_client()
     try:
         assert km.provisioner.forked

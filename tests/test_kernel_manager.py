@@ -19,20 +19,13 @@ from auditreport.execution import kernel_manager as report_km
 
 
 @pytest.fixture
-def started(tmp_path):
+def started(start_kernel):
     """A kernel from ReportKernelManager and a started (not yet ready) client on it."""
-    from jupyter_core.utils import run_sync
-
-    km = report_km.ReportKernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "k"),
-                                       connection_file=str(tmp_path / "kernel.json"))
-    with open(tmp_path / "kernel.log", "wb") as log:
-        run_sync(km.start_kernel)(cwd=str(tmp_path), stdout=log, stderr=log)
+    km = start_kernel(report_km.ReportKernelManager)
     kc = km.client()
     kc.start_channels()
     yield km, kc
     kc.stop_channels()
-    if km.has_kernel:
-        run_sync(km.shutdown_kernel)(now=True)
 
 
 def test_client_is_ready_without_waiting_for_iopub_to_fall_silent(started):
