@@ -219,7 +219,8 @@ def main() -> None:
     s = first["summary"]
     n = len(s.results)
     built = s.counts().get("built", 0)
-    print(f"\nENGINE, from scratch: {n} reports ({s.counts()}) + national stage {s.national_seconds:.1f}s + site")
+    print(f"\nENGINE, from scratch: {n} reports ({s.counts()}) + national stage {s.national_seconds:.1f}s + site "
+          f"and disclosure check {s.publish_seconds:.1f}s (these two on one core)")
     print(f"  wall {first['wall']:.1f}s ({first['wall'] / 60:.2f} min); {built / first['wall'] * 60:.1f} reports/min;"
           f" {first['cpu'] / max(built, 1):.2f} core-seconds per report (whole run's CPU / reports)")
     if first["busy"] is not None:

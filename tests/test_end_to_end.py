@@ -72,6 +72,7 @@ def test_rerun_skips_everything(built_small_audit, small_audit):
     summary = build(small_audit, out.parents[1], workers=2)
     assert summary.national_skipped
     assert summary.counts() == {"skipped": 13}
+    assert built_small_audit.publish_seconds > 0 and summary.publish_seconds == 0
     # A publication that passed its disclosure check and whose inputs are unchanged is not redone.
     assert (out / ".published").is_file()
     assert {p: p.stat().st_mtime_ns for p in before} == before

@@ -40,6 +40,7 @@ class BuildSummary:
     results: list[JobResult] = field(default_factory=list)
     seconds: float = 0.0
     log_file: Path | None = None
+    publish_seconds: float = 0.0  # site, open data, manifest and the disclosure check (0 when up to date)
 
     @property
     def failed(self) -> list[JobResult]:
@@ -136,10 +137,12 @@ def build(config_path: str | Path, reports_root: str | Path, *, providers: Seque
         results = run_batch(jobs, workers=workers, force=force, scheduler=scheduler, on_result=on_result,
                             on_plan=on_plan)
         key = publication_key(jobs)
+        publish_started = time.perf_counter()
         if skipped and all(r.status == "skipped" for r in results) and _published_with(out, key):
             # Nothing changed since a publication that passed the disclosure check: republishing would
             # rewrite identical files and re-read every public PDF, which dominates a no-op rerun.
             log.info("site, open data and manifest up to date")
+            publish_seconds = 0.0
         else:
             _published_with(out, None)  # whatever happens next, the old stamp no longer vouches for the site
             publish(config, out, jobs, results)
@@ -149,8 +152,11 @@ def build(config_path: str | Path, reports_root: str | Path, *, providers: Seque
             check_period(config, out).raise_if_failed()
             if not any(r.status == "failed" for r in results):
                 atomic_write_text(out / PUBLISHED_STAMP, key)
+            publish_seconds = time.perf_counter() - publish_started
+            log.info("site, open data, manifest and disclosure check (%.1fs)", publish_seconds)
         summary = BuildSummary(period_dir=out, national_seconds=national_seconds, national_skipped=skipped,
-                               results=results, seconds=time.perf_counter() - started, log_file=log_path)
+                               results=results, seconds=time.perf_counter() - started, log_file=log_path,
+                               publish_seconds=publish_seconds)
         log.info("done in %.1fs: %s", summary.seconds, summary.counts())
     return summary
 
