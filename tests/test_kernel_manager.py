@@ -65,6 +65,17 @@ def test_client_is_ready_without_waiting_for_iopub_to_fall_silent(started):
     assert reply["content"]["status"] == "ok" and "".join(printed).strip() == "42"
 
 
+def test_client_is_ready_when_the_kernel_answers_after_several_requests(started, monkeypatch):
+    """A kernel slower to start than the retry interval answers earlier requests first; any answer will do."""
+    km, kc = started
+    monkeypatch.setattr(report_km, "KERNEL_INFO_RETRY", 0.001)
+    sent = []
+    ask = kc.kernel_info
+    monkeypatch.setattr(kc, "kernel_info", lambda: sent.append(ask()) or sent[-1])
+    asyncio.run(kc.wait_for_ready(timeout=30))  # waiting for one's own answer chased it until this ran out
+    assert len(sent) > 1
+
+
 def test_client_says_when_the_kernel_died_before_answering(started):
     from jupyter_core.utils import run_sync
 

@@ -60,13 +60,13 @@ class ReportKernelClient(AsyncKernelClient):
         """
         deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
         while True:
-            request = self.kernel_info()
+            self.kernel_info()
             try:
                 reply = await self.shell_channel.get_msg(timeout=KERNEL_INFO_RETRY)
             except Empty:
                 reply = None
-            if reply is not None and reply["msg_type"] == "kernel_info_reply" \
-                    and reply["parent_header"].get("msg_id") == request:
+            # Any request's reply will do: a kernel slow to start answers the earlier requests first.
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":
                 try:
                     await self.iopub_channel.get_msg(timeout=IOPUB_CONNECTED)
                 except Empty:
