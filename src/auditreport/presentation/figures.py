@@ -176,9 +176,11 @@ def only_ticks_in_view(fig: Figure) -> Figure:
     The picture is the same (byte-identical PNGs for the 108 charts of six providers' local and public
     reports, and the national report's). A provider report's charts make about 60 fewer ticks, which
     saves about 0.04 core-seconds a report, measured in report kernels (1.23 -> 1.19 core-seconds of
-    kernel CPU, medians of four alternating rounds; single runs vary by more than that). Only regular locators are wrapped: a fixed locator's labels are
-    matched to its positions by index, and date axes choose their label format from all positions.
-    The charts' own tick formatters do not use the position index either.
+    kernel CPU, medians of four alternating rounds; single runs vary by more than that).
+
+    Only regular locators are wrapped: a fixed locator's labels are matched to its positions by index,
+    and date axes choose their label format from all positions. The charts' own tick formatters do not
+    use the position index either.
     """
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):

@@ -8,7 +8,7 @@ drawn on an opaque white background, so the alpha channel carries nothing.
 The PNG is written directly: every row with filter type 0 (None), then one zlib stream at
 level 3. Pillow's encoder chooses a filter for every row by trying all five, which is most of
 its cost; on charts, which are mostly long runs of one colour, unfiltered rows compress as well.
-For a provider report's eight charts (benchmarks/png_benchmark.py): Pillow 0.16 core-s and
+For a provider report's eight charts (benchmarks/figure_benchmark.py): Pillow 0.16 core-s and
 527 kB; this 0.04 core-s and 535 kB.
 """
 
