@@ -6,7 +6,7 @@
 The provider notebook's code cells run in this process (no kernel; what would be displayed is
 dropped), for each provider and both audiences. For every figure the benchmark records the CPU
 of drawing it (``savefig`` to raw pixels, as the report does), then encodes the same pixels with
-:func:`auditreport.rendering.png.encode_rgb_png` and with Pillow's PNG writer (what the project
+:func:`auditreport.presentation.png.encode_rgb_png` and with Pillow's PNG writer (what the project
 used before), alternating, best of ``--repeat``. It prints CPU per report and the PNG bytes.
 Nothing is asserted: compare the columns of one run.
 """
@@ -48,7 +48,7 @@ def measure_report(bundle: Path, provider: str, audience: str, repeat: int) -> d
     from PIL import Image
 
     import auditreport.presentation.sections as sections
-    from auditreport.rendering import png
+    from auditreport.presentation import png
 
     totals = {"cells": 0.0, "draw": 0.0, "ours": 0.0, "pillow": 0.0, "ours_kB": 0.0, "pillow_kB": 0.0,
               "figures": 0, "trials": 0.0}

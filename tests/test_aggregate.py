@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from auditreport.aggregate import AggregateInputError, run_aggregate
+from auditreport.rules.flags import PHE_LABELS
 from auditreport.stats.funnel import proportion_limits, ratio_limits
-from auditreport.stats.outliers import PHE_LABELS
 
 from _stats_shared import shared_file
 

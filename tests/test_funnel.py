@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
+from auditreport.rules.flags import PHE_LABELS, hqip_flag, hqip_flag_from_interval
 from auditreport.stats.funnel import (
     funnel_curve,
     phe_poisson_funnel,
     proportion_limits,
     ratio_limits,
 )
-from auditreport.stats.outliers import PHE_LABELS, hqip_flag, hqip_flag_from_interval
 from auditreport.stats.overdispersion import Overdispersion, estimate_ratio
 
 from _stats_shared import read_shared_csv

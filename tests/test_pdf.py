@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from auditreport.presentation.png import encode_rgb_png, figure_png
 from auditreport.rendering import pdf
 from auditreport.rendering.pdf import html_to_pdf, lift_data_uris, png_idat
-from auditreport.rendering.png import encode_rgb_png, figure_png
 
 
 def _png(mode: str, size: tuple[int, int] = (40, 24), **save: object) -> bytes:

@@ -13,7 +13,7 @@ import pytest
 
 from auditreport.config import load_config
 from auditreport.publication.checker import check_files, check_period, pdf_text
-from auditreport.publication.disclosure import secondary_suppress, suppress_indicators
+from auditreport.rules.disclosure import secondary_suppress, suppress_indicators
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"

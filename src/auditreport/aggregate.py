@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .rules.flags import FLAGS, hqip_flag
 from .stats.funnel import (
     PROPORTION_LIMIT_METHODS,
     RATIO_LIMIT_METHODS,
@@ -21,7 +22,6 @@ from .stats.funnel import (
     proportion_limits,
     ratio_limits,
 )
-from .stats.outliers import FLAGS, hqip_flag
 from .stats.overdispersion import OD_METHODS, Overdispersion, estimate_proportion, estimate_ratio
 
 __all__ = ["AggregateInputError", "run_aggregate", "plot_funnel_png_svg", "OUTPUT_COLUMNS"]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from auditreport.rules.flags import hqip_flag, hqip_flag_from_interval
 from auditreport.stats import funnel, intervals
-from auditreport.stats.outliers import hqip_flag, hqip_flag_from_interval
 from auditreport.stats.overdispersion import Overdispersion
 
 #: Columns of the tidy indicator table, in order.

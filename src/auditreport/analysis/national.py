@@ -26,7 +26,7 @@ from auditreport.data.loading import file_sha256, read_table
 from auditreport.data.validation import ValidatedData, validate
 from auditreport.errors import DataValidationError, RiskModelError
 from auditreport.provenance import code_version, now_utc
-from auditreport.publication.disclosure import suppress_indicators
+from auditreport.rules.disclosure import suppress_indicators
 from auditreport.stats import riskmodel, survival
 from auditreport.stats.overdispersion import Overdispersion, estimate_proportion, estimate_ratio
 

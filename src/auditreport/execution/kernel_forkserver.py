@@ -63,7 +63,7 @@ PRELOAD: tuple[str, ...] = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipyker
                             "pyarrow.parquet", "auditreport.presentation.sections",  # every report reads the bundle
                             # and these, which the report code imports only when it first needs them (reading a
                             # Parquet file, drawing a chart, the data-quality labels): ~35 ms in every kernel
-                            "pyarrow.dataset", "matplotlib.backends.backend_agg", "auditreport.rendering.png",
+                            "pyarrow.dataset", "matplotlib.backends.backend_agg", "auditreport.presentation.png",
                             "auditreport.analysis.quality")
 READY_TIMEOUT = 120.0  # seconds for a zygote to import everything; a loaded machine is slow
 REPLY_TIMEOUT = 30.0  # seconds for a zygote to answer a fork request

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from auditreport.analysis.bundle import Bundle, load_bundle
 from auditreport.presentation import figures
 from auditreport.presentation.tables import count, esc, flag_badge, num, pct, table
-from auditreport.publication.disclosure import format_count, is_small, suppress_group, suppress_indicators
+from auditreport.rules.disclosure import format_count, is_small, suppress_group, suppress_indicators
 
 AUDIENCES = ("local", "public")
 AUDIENCE_LABEL = {"local": "Confidential: local feedback", "public": "For publication"}
@@ -87,7 +87,7 @@ def show(*parts: str | Figure | list) -> None:
     import matplotlib.pyplot as plt
     from IPython.display import Image
 
-    from auditreport.rendering.png import figure_png
+    from auditreport.presentation.png import figure_png
 
     for part in parts:
         if isinstance(part, list | tuple):
@@ -583,7 +583,7 @@ def _survival_tests(ctx: ReportContext) -> pd.DataFrame:
 
 def _small(ctx: ReportContext, patients: float, deaths: float) -> bool:
     """In public outputs, a unit with 1 to threshold patients or deaths shows no survival statistics."""
-    from auditreport.publication.disclosure import is_small
+    from auditreport.rules.disclosure import is_small
 
     return ctx.public and bool(is_small([patients], ctx.threshold)[0] or is_small([deaths], ctx.threshold)[0])
 

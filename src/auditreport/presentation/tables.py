@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 
-from auditreport.stats.outliers import FLAG_LABELS
+from auditreport.rules.flags import FLAG_LABELS
 
 FLAG_SHORT = {"alarm_high": "Alarm (high)", "alert_high": "Alert (high)", "as_expected": "As expected",
               "alert_low": "Alert (low)", "alarm_low": "Alarm (low)", "": "Not assessed"}

@@ -26,8 +26,8 @@ from auditreport.execution.report_job import JobResult, ReportJob, safe_name
 from auditreport.files import atomic_write_text
 from auditreport.presentation.tables import esc, flag_badge, table
 from auditreport.provenance import code_version, now_utc
-from auditreport.publication.disclosure import suppress_indicators
 from auditreport.rendering.html import SORT_SCRIPT, stylesheet
+from auditreport.rules.disclosure import suppress_indicators
 
 OPEN_COLUMNS = ["audit", "period", "level", "unit_id", "unit_name", "parent_id", "indicator", "numerator",
                 "denominator", "observed", "expected", "value", "lower95", "upper95", "lower998", "upper998",

@@ -10,7 +10,7 @@ WeasyPrint would otherwise repeat for every report. Median CPU per provider PDF,
 added to the previous one (benchmarks/pdf_benchmark.py and an ablation run alongside it):
 
 * 1.075 s: HTML as built before (RGBA figures, flex case-mix tables), plain ``write_pdf``;
-* 0.93 s: figures saved as RGB PNGs (rendering/png.py) and the print CSS's inline case-mix
+* 0.93 s: figures saved as RGB PNGs (presentation/png.py) and the print CSS's inline case-mix
   tables (WeasyPrint re-encodes one image stream per figure instead of colour plus alpha);
 * -0.05 s: the ``data:image/png;base64,...`` figure URIs (~600 kB per report) are lifted out
   before parsing and served from memory by a URL fetcher, so the HTML parser and WeasyPrint's
@@ -35,7 +35,7 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from auditreport.rendering.png import PNG_SIGNATURE
+from auditreport.presentation.png import PNG_SIGNATURE
 
 if TYPE_CHECKING:
     from weasyprint.text.fonts import FontConfiguration

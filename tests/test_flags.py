@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from auditreport.stats.outliers import FLAG_LABELS, FLAGS, PHE_LABELS, hqip_flag, hqip_flag_from_interval
+from auditreport.rules.flags import FLAG_LABELS, FLAGS, PHE_LABELS, hqip_flag, hqip_flag_from_interval
 
 
 def test_flags_and_labels():
