@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from auditreport.stats.intervals import Z95, wilson
+
 __all__ = [
     "MISSING_LEVEL",
     "RiskFactor",
@@ -46,7 +48,6 @@ _KINDS = ("numeric", "categorical")
 _MISSING_RULES = ("reference", "missing_indicator", "median", "exclude")
 _TRANSFORMS = (None, "centre")
 _MODEL_KINDS = ("fitted", "fixed", "fixed_recalibrated")
-_Z95 = 1.959963984540054
 _FORMAT = "auditreport.riskmodel"
 _FORMAT_VERSION = 1
 
@@ -726,20 +727,6 @@ def _check_py(p: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     return p, y
 
 
-def _wilson(x: np.ndarray, n: np.ndarray, z: float = _Z95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for x events in n (Wilson, JASA 1927;22:209-212), in the form of METHODS.md s.1.
-
-    Private so this module does not depend on ``auditreport.stats.intervals``, which may not exist yet.
-    """
-    x = np.asarray(x, dtype=float)
-    n = np.asarray(n, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        root = z * np.sqrt(z * z + 4 * x * (1 - x / n))
-        lower = (2 * x + z * z - root) / (2 * (n + z * z))
-        upper = (2 * x + z * z + root) / (2 * (n + z * z))
-    return lower, upper
-
-
 def _auc_delong(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Area under the ROC curve and its DeLong standard error.
 
@@ -796,15 +783,15 @@ def calibration_table(p: Any, y: Any, groups: int = 10) -> pd.DataFrame:
     """Observed and expected deaths by groups (tenths by default) of predicted risk.
 
     Columns ``group`` (1 = lowest risk), ``n``, ``observed``, ``expected`` (sum of p), ``observed_rate``,
-    ``expected_rate``, ``lower95``/``upper95`` (Wilson score interval of the observed rate). Groups are formed as
-    in ``ResourceSelection::hoslem.test`` (see ``_risk_groups``), the same groups the Hosmer-Lemeshow statistic
-    in ``model_performance`` uses.
+    ``expected_rate``, ``lower95``/``upper95`` (Wilson score interval of the observed rate, the package's one,
+    :func:`auditreport.stats.intervals.wilson`). Groups are formed as in ``ResourceSelection::hoslem.test``
+    (see ``_risk_groups``), the same groups the Hosmer-Lemeshow statistic in ``model_performance`` uses.
     """
     p, y = _check_py(p, y)
     g = _risk_groups(p, groups)
     frame = pd.DataFrame({"g": g, "y": y, "p": p})
     agg = frame.groupby("g", sort=True).agg(n=("y", "size"), observed=("y", "sum"), expected=("p", "sum"))
-    lower, upper = _wilson(agg["observed"].to_numpy(), agg["n"].to_numpy())
+    lower, upper = wilson(agg["observed"].to_numpy(), agg["n"].to_numpy(), level=0.95)
     return pd.DataFrame(
         {
             "group": np.arange(1, len(agg) + 1),
@@ -848,8 +835,8 @@ def model_performance(p: Any, y: Any, *, c_ci: str = "delong", groups: int = 10)
         method = "Hanley-McNeil (Hanley & McNeil 1982)"
     else:
         raise ValueError(f"c_ci must be 'delong' or 'hanley_mcneil', got {c_ci!r}")
-    c_lower = max(0.0, auc - _Z95 * se) if math.isfinite(se) else float("nan")
-    c_upper = min(1.0, auc + _Z95 * se) if math.isfinite(se) else float("nan")
+    c_lower = max(0.0, auc - Z95 * se) if math.isfinite(se) else float("nan")
+    c_upper = min(1.0, auc + Z95 * se) if math.isfinite(se) else float("nan")
 
     out: dict[str, Any] = {
         "n": n,
