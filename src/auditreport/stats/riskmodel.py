@@ -31,6 +31,7 @@ from auditreport.stats.intervals import Z95, wilson
 __all__ = [
     "MISSING_LEVEL",
     "RiskFactor",
+    "RiskFactorError",
     "RiskModel",
     "calibration_table",
     "coefficient_table",
@@ -52,6 +53,21 @@ _FORMAT = "auditreport.riskmodel"
 _FORMAT_VERSION = 1
 
 
+class RiskFactorError(ValueError):
+    """A risk factor declaration that breaks a rule of :class:`RiskFactor`.
+
+    ``field`` is the field at fault (``kind``, ``categories``, ``reference``, ``missing``, ``transform``) and
+    ``reason`` the rule, so that a caller reading a declaration from a file can name its own key; the message
+    names the factor too.
+    """
+
+    def __init__(self, factor: str, field: str, reason: str):
+        super().__init__(f"risk factor {factor!r}: {field} {reason}")
+        self.factor = factor
+        self.field = field
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class RiskFactor:
     """One risk factor as declared in an audit's configuration.
@@ -68,6 +84,10 @@ class RiskFactor:
 
     ``transform="centre"`` subtracts the fitting data's mean (stored in the model) so that the intercept is the
     log-odds of a patient at the average; it does not change predictions.
+
+    Construction checks every rule above (and that categories are at least two and distinct, the reference is
+    one of them); these checks are the one validation of a declared risk factor: ``config.load_config`` builds
+    its factors with this class and reports a :class:`RiskFactorError` with the file and key at fault.
     """
 
     name: str
@@ -78,50 +98,42 @@ class RiskFactor:
     transform: str | None = None
 
     def __post_init__(self) -> None:
+        def fail(field_name: str, reason: str) -> RiskFactorError:
+            return RiskFactorError(self.name, field_name, reason)
+
         if self.kind not in _KINDS:
-            raise ValueError(f"risk factor {self.name!r}: kind must be one of {_KINDS}, got {self.kind!r}")
+            raise fail("kind", f"must be one of {', '.join(_KINDS)}, got {self.kind!r}")
         if self.missing not in _MISSING_RULES:
-            raise ValueError(
-                f"risk factor {self.name!r}: missing must be one of {_MISSING_RULES}, got {self.missing!r}"
-            )
+            raise fail("missing", f"must be one of {', '.join(_MISSING_RULES)}, got {self.missing!r}")
         if self.transform not in _TRANSFORMS:
-            raise ValueError(
-                f"risk factor {self.name!r}: transform must be one of {_TRANSFORMS}, got {self.transform!r}"
-            )
+            raise fail("transform", f"must be 'centre' or none, got {self.transform!r}")
         # Frozen dataclass: normalise through object.__setattr__ so YAML lists/ints become tuples of str.
         object.__setattr__(self, "categories", tuple(str(c) for c in self.categories))
         if self.reference is not None:
             object.__setattr__(self, "reference", str(self.reference))
         if self.kind == "categorical":
             if len(self.categories) < 2:
-                raise ValueError(
-                    f"risk factor {self.name!r}: a categorical factor needs at least two categories"
-                )
+                raise fail("categories", f"a categorical factor needs at least two categories, got {self.categories}")
             if len(set(self.categories)) != len(self.categories):
-                raise ValueError(f"risk factor {self.name!r}: duplicate categories {self.categories}")
+                raise fail("categories", f"duplicate categories {self.categories}")
             if self.reference is not None and self.reference not in self.categories:
-                raise ValueError(
-                    f"risk factor {self.name!r}: reference {self.reference!r} is not one of {self.categories}"
-                )
+                raise fail("reference", f"{self.reference!r} is not one of the categories {self.categories}")
             if self.missing == "median":
-                raise ValueError(f"risk factor {self.name!r}: rule 'median' applies to numeric factors only")
+                raise fail("missing", "rule 'median' applies to numeric factors only")
             if self.missing == "missing_indicator" and MISSING_LEVEL in self.categories:
-                raise ValueError(
-                    f"risk factor {self.name!r}: {MISSING_LEVEL!r} is already a category; "
-                    "use missing='reference' to map blanks to it, or rename the level"
-                )
+                raise fail("missing", f"{MISSING_LEVEL!r} is already a category; use missing 'reference' to map "
+                                      "blanks to it, or rename the level")
             if self.transform is not None:
-                raise ValueError(f"risk factor {self.name!r}: transforms apply to numeric factors only")
+                raise fail("transform", "transforms apply to numeric factors only")
         else:
             if self.categories:
-                raise ValueError(f"risk factor {self.name!r}: a numeric factor takes no categories")
+                raise fail("categories", "a numeric factor takes no categories")
             if self.reference is not None:
                 try:
                     float(self.reference)
                 except ValueError:
-                    raise ValueError(
-                        f"risk factor {self.name!r}: numeric reference must be a number, got {self.reference!r}"
-                    ) from None
+                    raise fail("reference", f"a numeric factor's reference (its fill value) must be a number, "
+                                            f"got {self.reference!r}") from None
 
     @property
     def reference_level(self) -> str:
