@@ -239,13 +239,22 @@ def test_cox_drops_missing(lung):
 
 
 def test_cox_oe_by_unit(lung, cox):
-    table = cox_oe_by_unit(cox, lung.dropna(subset=["inst"]), "time", "status", "inst")
+    attributed = lung.dropna(subset=["inst"])
+    table = cox_oe_by_unit(cox_expected(cox, attributed, "time"), attributed["status"], attributed["inst"])
     assert table["n"].sum() == 227  # one patient has no institution
     single = lung[lung["inst"] == 1]
     row = table.loc[1.0]
     assert row["observed"] == single["status"].sum()
     assert row["expected"] == pytest.approx(cox_expected(cox, single, "time").sum())
     assert row["oe"] == pytest.approx(row["observed"] / row["expected"])
+    # Patients without a unit are left out; one with a missing covariate is left out of O and E and counted.
+    ecog = fit_cox(lung, "time", "status", ["age", "sex", "ph.ecog"])
+    full = cox_oe_by_unit(cox_expected(ecog, lung, "time"), lung["status"], lung["inst"])
+    assert full["n"].sum() + full["n_excluded"].sum() == 227 and full["n_excluded"].sum() == 1
+    unit = lung.loc[lung["ph.ecog"].isna(), "inst"].iloc[0]
+    kept = lung[(lung["inst"] == unit) & lung["ph.ecog"].notna()]
+    assert full.loc[unit, "observed"] == kept["status"].sum()
+    assert full.loc[unit, "expected"] == pytest.approx(cox_expected(ecog, kept, "time").sum(), rel=1e-12)
 
 
 def test_cox_with_baseline_on_a_larger_cohort(lung, cox):

@@ -154,9 +154,8 @@ def cox_indicator_rows(patients: pd.DataFrame, overdispersion_method: str) -> tu
     by E, exact Poisson funnel limits and HQIP flag, exactly as the logistic O/E (``indicators.oe_ratio``).
     """
     rows = []
-    grouped = patients[patients["provider_code"].notna()].groupby("provider_code", sort=True)
-    totals = pd.DataFrame({"cases": grouped.size(), "observed": grouped["event"].sum(),
-                           "expected": grouped["cox_expected"].sum()})
+    by_unit = survival.cox_oe_by_unit(patients["cox_expected"], patients["event"], patients["provider_code"])
+    totals = by_unit[["n", "observed", "expected"]].rename(columns={"n": "cases"})
     od = (estimate_ratio(totals["observed"].to_numpy(float), totals["expected"].to_numpy(float),
                          overdispersion_method) if len(totals) >= 2 else estimate_ratio([1.0], [1.0], "none"))
     nat = pd.DataFrame({"cases": [len(patients)], "observed": [float(patients["event"].sum())],

@@ -705,32 +705,36 @@ def cox_expected(result: CoxResult, df: pd.DataFrame, duration_col: str) -> np.n
     return h0 * np.exp(lp)
 
 
-def cox_oe_by_unit(
-    result: CoxResult,
-    df: pd.DataFrame,
-    duration_col: str,
-    event_col: str,
-    unit_col: str,
-) -> pd.DataFrame:
-    """Observed and Cox-expected deaths per unit, and their ratio.
+def cox_oe_by_unit(expected: ArrayLike, events: ArrayLike, units: ArrayLike) -> pd.DataFrame:
+    """Observed and Cox-expected deaths per unit, and their ratio (METHODS.md section 6).
 
-    E is the sum of :func:`cox_expected` over the unit's patients; patients with missing covariates are left out
-    of both O and E (and counted in ``n_excluded``) so the ratio compares like with like. Confidence limits are
-    not computed here: apply the exact Poisson limits on O (METHODS.md section 1) from the limits module, and
-    plot on the same funnel as the logistic O/E.
+    E is the sum of the unit's patients' :func:`cox_expected`; O its deaths during follow-up. Patients whose
+    expected deaths are NaN (a missing covariate or duration) are left out of both O and E, and counted in
+    ``n_excluded``, so the ratio compares like with like; patients without a unit (NaN) are left out. Confidence
+    limits are not computed here: apply the exact Poisson limits on O (METHODS.md section 1) and plot on the same
+    funnel as the logistic O/E, as the national stage does.
+
+    Parameters
+    ----------
+    expected : array-like
+        Each patient's expected deaths, from :func:`cox_expected`.
+    events : array-like
+        Each patient's deaths during follow-up (0/1).
+    units : array-like
+        Each patient's unit.
 
     Returns
     -------
     pandas.DataFrame
-        Indexed by unit: ``n``, ``n_excluded``, ``observed``, ``expected``, ``oe``.
+        Indexed by unit (sorted): ``n``, ``n_excluded``, ``observed``, ``expected``, ``oe``.
     """
-    ex = cox_expected(result, df, duration_col)
+    ex = np.asarray(expected, dtype=float)
     ok = ~np.isnan(ex)
     frame = pd.DataFrame(
         {
-            "unit": df[unit_col].to_numpy(),
+            "unit": np.asarray(units),
             "ok": ok,
-            "observed": np.where(ok, df[event_col].to_numpy(dtype=float), 0.0),
+            "observed": np.where(ok, np.asarray(events, dtype=float), 0.0),
             "expected": np.where(ok, ex, 0.0),
         }
     )
@@ -744,5 +748,5 @@ def cox_oe_by_unit(
         }
     )
     out["oe"] = out["observed"] / out["expected"]
-    out.index.name = unit_col
+    out.index.name = "unit"
     return out
