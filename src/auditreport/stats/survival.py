@@ -45,6 +45,18 @@ def _as_arrays(durations, events) -> tuple[np.ndarray, np.ndarray]:
     return t, e.astype(int)
 
 
+def _at_risk(sorted_durations: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Patients still under follow-up (duration >= time) at each of ``times``, by binary search."""
+    return len(sorted_durations) - np.searchsorted(sorted_durations, times, side="left")
+
+
+def _deaths_at(sorted_event_times: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Deaths at each of ``times``, counted in the sorted death times by binary search."""
+    return np.searchsorted(sorted_event_times, times, side="right") - np.searchsorted(
+        sorted_event_times, times, side="left"
+    )
+
+
 def _check_transform(ci_transform: str) -> None:
     if ci_transform not in CI_TRANSFORMS:
         raise ValueError(f"ci_transform must be one of {CI_TRANSFORMS}, got {ci_transform!r}")
@@ -130,7 +142,7 @@ def kaplan_meier(
     ts, es = t[order], e[order]
     left = np.searchsorted(ts, times, side="left")
     right = np.searchsorted(ts, times, side="right")
-    at_risk = len(ts) - left
+    at_risk = _at_risk(ts, times)
     cum_e = np.concatenate([[0], np.cumsum(es)])
     d = cum_e[right] - cum_e[left]
     c = (right - left) - d
@@ -199,7 +211,7 @@ def survival_at(
             "survival": table["survival"].to_numpy()[idx],
             "lower": table["lower"].to_numpy()[idx],
             "upper": table["upper"].to_numpy()[idx],
-            "at_risk": (t[None, :] >= h[:, None]).sum(axis=1),
+            "at_risk": _at_risk(np.sort(t), h),
         }
     )
     out.loc[beyond, ["survival", "lower", "upper"]] = np.nan
@@ -301,13 +313,6 @@ def median_survival(
 # Log-rank test
 
 
-def _deaths_at(sorted_event_times: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """Deaths at each of ``times``, counted in the sorted death times (no loop over times)."""
-    return np.searchsorted(sorted_event_times, times, side="right") - np.searchsorted(
-        sorted_event_times, times, side="left"
-    )
-
-
 def logrank_each_vs_rest(durations: ArrayLike, events: ArrayLike, units: ArrayLike) -> pd.DataFrame:
     """Log-rank test of every unit against the rest of the country, all units in one pass.
 
@@ -344,8 +349,7 @@ def logrank_each_vs_rest(durations: ArrayLike, events: ArrayLike, units: ArrayLi
     if units.shape != t.shape:
         raise ValueError("units must have one entry per patient")
     event_times = np.unique(t[e == 1])
-    ts_all = np.sort(t)
-    n = len(t) - np.searchsorted(ts_all, event_times, side="left")
+    n = _at_risk(np.sort(t), event_times)
     d = _deaths_at(np.sort(t[e == 1]), event_times)
     order = np.argsort(units, kind="stable")
     keys, starts = np.unique(units[order], return_index=True)
@@ -354,7 +358,7 @@ def logrank_each_vs_rest(durations: ArrayLike, events: ArrayLike, units: ArrayLi
     for k, key in enumerate(keys):
         idx = order[bounds[k]:bounds[k + 1]]
         tu, eu = t[idx], e[idx]
-        n1 = len(tu) - np.searchsorted(np.sort(tu), event_times, side="left")
+        n1 = _at_risk(np.sort(tu), event_times)
         d1 = _deaths_at(np.sort(tu[eu == 1]), event_times)
         expected = float(np.sum(n1 * d / n))
         with np.errstate(divide="ignore", invalid="ignore"):
