@@ -311,8 +311,8 @@ def design_matrix(
 ) -> np.ndarray:
     """The model matrix (float64, columns as ``term_names(factors)``) built with numpy.
 
-    Formula parsing (patsy) is avoided because it is several times slower on a national cohort of a million
-    rows and would silently drop or reorder levels; here every configured level has a fixed column.
+    Formula parsing (patsy) is avoided because it costs more on a national cohort and would silently drop or
+    reorder levels; here every configured level has a fixed column.
     Raises ``ValueError`` naming the factor for missing values or levels outside the configuration.
     """
     centres = centres or {}
@@ -590,7 +590,7 @@ def fit_logistic(
         raise ValueError(f"term(s) with no patients in the fitting data, cannot be estimated: {empty}")
     # Newton-Raphson on the logit likelihood (statsmodels Logit) rather than GLM's IRLS: the same maximum
     # likelihood estimate (the logit link is canonical, so observed and expected information coincide), but each
-    # step is one X'WX product instead of a least-squares solve, about 4x faster on a million rows.
+    # step is one X'WX product instead of a least-squares solve, the cheaper step on a national cohort.
     logit_model = sm.Logit(y, X)
     # statsmodels has already computed the rank (one QR); a singular Hessian would otherwise surface as a bare
     # LinAlgError from inside Newton's method.
