@@ -21,19 +21,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from auditreport.stats.riskmodel import risks_and_outcomes
+
 CUSUM_COLUMNS = ["index", "p", "y", "weight", "s", "s_signed", "signal"]
-
-
-def _as_p_y(p: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    p = np.asarray(p, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if p.shape != y.shape or p.ndim != 1:
-        raise ValueError("p and y must be 1-D and of the same length")
-    if np.isnan(p).any() or ((p < 0) | (p > 1)).any():
-        raise ValueError("risks p must be in [0, 1] with no missing values")
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError("outcomes y must be 0 or 1 with no missing values")
-    return p, y
 
 
 def _check_or(odds_ratio: float) -> None:
@@ -62,7 +52,7 @@ def cusum_weights(p: ArrayLike, y: ArrayLike, odds_ratio: float) -> np.ndarray:
     numpy.ndarray
     """
     _check_or(odds_ratio)
-    p, y = _as_p_y(p, y)
+    p, y = risks_and_outcomes(p, y)
     log_denom = np.log1p((odds_ratio - 1.0) * p)  # ln(1 - p + R p)
     return y * math.log(odds_ratio) - log_denom
 
@@ -176,7 +166,7 @@ def ra_cusum(
         ``weight``, ``s``, ``s_signed``, ``signal`` (bool).
     """
     w = cusum_weights(p, y, odds_ratio)
-    p_arr, y_arr = _as_p_y(p, y)
+    p_arr, y_arr = risks_and_outcomes(p, y)
     s, signal = cusum_path(w, h, reset)
     return pd.DataFrame(
         {
@@ -207,7 +197,7 @@ def vlad(p: ArrayLike, y: ArrayLike) -> np.ndarray:
     -------
     numpy.ndarray
     """
-    p, y = _as_p_y(p, y)
+    p, y = risks_and_outcomes(p, y)
     return np.cumsum(p - y)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from auditreport.stats.intervals import Z95, wilson
 
@@ -41,6 +42,7 @@ __all__ = [
     "imputation_values",
     "impute_missing",
     "model_performance",
+    "risks_and_outcomes",
     "term_names",
 ]
 
@@ -727,11 +729,18 @@ def fixed_model(
 # Model quality
 
 
-def _check_py(p: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-    p = np.asarray(p, dtype=float).ravel()
-    y = np.asarray(y, dtype=float).ravel()
+def risks_and_outcomes(p: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted risks and observed outcomes as float arrays, checked: what model quality and monitoring take.
+
+    ``p`` and ``y`` must be 1-D and of one length, ``p`` probabilities in [0, 1] and ``y`` 0 or 1, neither with
+    missing values; a ``ValueError`` says which rule failed.
+    """
+    p = np.asarray(p, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if p.ndim != 1 or y.ndim != 1:
+        raise ValueError("predicted risks and outcomes must be 1-D")
     if p.shape != y.shape:
-        raise ValueError(f"p and y differ in length ({p.size} and {y.size})")
+        raise ValueError(f"predicted risks and outcomes differ in length ({p.size} and {y.size})")
     if np.isnan(p).any() or ((p < 0) | (p > 1)).any():
         raise ValueError("predicted risks must be probabilities in [0, 1] with no missing values")
     if not np.isin(y, (0.0, 1.0)).all():
@@ -799,7 +808,7 @@ def calibration_table(p: Any, y: Any, groups: int = 10) -> pd.DataFrame:
     :func:`auditreport.stats.intervals.wilson`). Groups are formed as in ``ResourceSelection::hoslem.test``
     (see ``_risk_groups``), the same groups the Hosmer-Lemeshow statistic in ``model_performance`` uses.
     """
-    p, y = _check_py(p, y)
+    p, y = risks_and_outcomes(p, y)
     g = _risk_groups(p, groups)
     frame = pd.DataFrame({"g": g, "y": y, "p": p})
     agg = frame.groupby("g", sort=True).agg(n=("y", "size"), observed=("y", "sum"), expected=("p", "sum"))
@@ -837,7 +846,7 @@ def model_performance(p: Any, y: Any, *, c_ci: str = "delong", groups: int = 10)
     import statsmodels.api as sm
     from scipy.stats import chi2
 
-    p, y = _check_py(p, y)
+    p, y = risks_and_outcomes(p, y)
     n, events = int(p.size), int(y.sum())
     auc, se_delong = _auc_delong(p, y)
     if c_ci == "delong":
