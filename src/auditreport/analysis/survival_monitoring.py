@@ -44,7 +44,11 @@ SURVIVAL_TEST_COLUMNS = ["level", "unit_id", "patients", "deaths", "median", "me
 
 
 def survival_tests(km: pd.DataFrame, surv_cohort: pd.DataFrame) -> pd.DataFrame:
-    """Median survival (R convention) per unit and nationally, and each provider's log-rank test vs the rest."""
+    """Median survival (R convention) per unit and nationally, and each provider's log-rank test vs the rest.
+
+    Medians are read off the Kaplan-Meier curves the national stage has drawn (``km``, one per ``unit_id``); the
+    log-rank tests every provider against the rest of the country in one pass.
+    """
     medians = []
     for unit, curve in km.groupby("unit_id", sort=False):
         m = survival.median_from_km(curve, convention="r")
@@ -60,8 +64,9 @@ def survival_tests(km: pd.DataFrame, surv_cohort: pd.DataFrame) -> pd.DataFrame:
     table["median_convention"] = ("R survival: first time S(t) <= 0.5, midpoint where S(t) = 0.5 exactly; "
                                   "Brookmeyer-Crowley interval")
     # Against the rest of the *country*: patients with no provider code are part of the rest.
-    lr = survival.logrank_each_vs_rest(surv_cohort["time"].to_numpy(float), surv_cohort["event"].to_numpy(int),
-                              surv_cohort["provider_code"].fillna("(no provider)").astype(str).to_numpy())
+    lr = survival.logrank_each_vs_rest(
+        surv_cohort["time"].to_numpy(float), surv_cohort["event"].to_numpy(int),
+        surv_cohort["provider_code"].fillna("(no provider)").astype(str).to_numpy())
     lr = lr[lr["unit_id"].isin(set(attributed["provider_code"]))].set_index("unit_id")
     table["logrank_observed"] = table["unit_id"].map(lr["observed"])
     table["logrank_expected"] = table["unit_id"].map(lr["expected"])
