@@ -10,6 +10,12 @@ References
 - Greenwood M. The natural duration of cancer. Reports on Public Health and Medical Subjects 1926;33.
 - Kalbfleisch JD, Prentice RL. The Statistical Analysis of Failure Time Data, 2nd ed. Wiley 2002 (log-log CI).
 - Therneau TM. survival: A Package for Survival Analysis in R, version 3.5-3, ``survfit``/``survfit_confint``.
+- Brookmeyer R, Crowley J. A confidence interval for the median survival time. Biometrics 1982;38:29-41.
+- Peto R, Peto J. Asymptotically efficient rank invariant test procedures. JRSS A 1972;135:185-207 (log-rank).
+- Cox DR. Regression models and life-tables. JRSS B 1972;34:187-220; Breslow NE, discussion of Cox 1972
+  (baseline hazard).
+- Grambsch PM, Therneau TM. Proportional hazards tests and diagnostics based on weighted residuals.
+  Biometrika 1994;81:515-526.
 """
 
 from __future__ import annotations
