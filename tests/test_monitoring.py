@@ -1,13 +1,15 @@
-"""RA-CUSUM, VLAD and run-length simulation (METHODS.md section 7)."""
+"""RA-CUSUM, VLAD and run-length simulation (METHODS.md section 7), against R vlad's weights and a plain loop."""
 
 import time
 
 import numpy as np
 import pytest
+from oracles import cusum_recursion
 
 from auditreport.stats.monitoring import (
-    _block_cusum,
     arl_threshold,
+    cusum_path,
+    cusum_values,
     cusum_weights,
     detection_delay,
     ra_cusum,
@@ -64,16 +66,35 @@ def test_block_cusum_matches_recursion():
     rng = np.random.default_rng(3)
     w = rng.normal(-0.05, 0.5, size=(5, 300))
     s0 = rng.uniform(0, 2, size=5)
-    expected = np.empty_like(w)
-    for r in range(5):
-        cur = s0[r]
-        for t in range(300):
-            cur = max(0.0, cur + w[r, t])
-            expected[r, t] = cur
+    expected = np.vstack([cusum_recursion(w[r], np.inf, start=s0[r])[0] for r in range(5)])
     # Across a block boundary too: the state carries.
-    first = _block_cusum(w[:, :120], s0)
-    second = _block_cusum(w[:, 120:], first[:, -1])
+    first = cusum_values(w[:, :120], s0)
+    second = cusum_values(w[:, 120:], first[:, -1])
     np.testing.assert_allclose(np.hstack([first, second]), expected, atol=1e-12)
+    np.testing.assert_allclose(cusum_values(w[2]), cusum_recursion(w[2], np.inf)[0], atol=1e-12)
+
+
+@pytest.mark.parametrize("reset", [True, False])
+def test_cusum_path_matches_recursion(reset):
+    """Both charts on a series with many signals: values to rounding, the same signals."""
+    rng = np.random.default_rng(8)
+    p = rng.uniform(0.01, 0.4, 5000)
+    u = rng.random(5000)
+    for r, h, shift in ((2.0, 3.0, 1.6), (0.5, 2.5, 0.5)):
+        y = (u < p * shift).astype(int)  # worse than predicted for the upper chart, better for the lower
+        w = cusum_weights(p, y, r)
+        s, signal = cusum_path(w, h, reset=reset)
+        ref_s, ref_signal = cusum_recursion(w, h, reset=reset)
+        np.testing.assert_allclose(s, ref_s, atol=1e-9)
+        assert (signal == ref_signal).all() and signal.sum() > (5 if reset else 50)
+        table = ra_cusum(p, y, odds_ratio=r, h=h, reset=reset)
+        np.testing.assert_array_equal(table["s"], s)
+        assert (table["signal"] == signal).all()
+
+
+def test_cusum_path_rejects_bad_limit():
+    with pytest.raises(ValueError, match="h must be positive"):
+        cusum_path([0.1, 0.2], 0)
 
 
 def test_simulated_run_lengths_match_direct_loop():

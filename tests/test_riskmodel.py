@@ -11,13 +11,13 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from scipy.special import expit
 
+from auditreport.stats.intervals import Z95, wilson
 from auditreport.stats.riskmodel import (
     MISSING_LEVEL,
     RiskFactor,
     RiskModel,
     _auc_delong,
     _auc_se_hanley_mcneil,
-    _wilson,
     calibration_table,
     coefficient_table,
     design_matrix,
@@ -443,14 +443,20 @@ def test_calibration_table_keeps_ties_together():
     assert list(t["n"]) == [50, 30, 20]
 
 
-def test_wilson_reference_figures():
-    # METHODS.md section 1 (PHEindicatormethods test sheets)
-    lo, hi = _wilson(np.array([65.0]), np.array([100.0]))
-    assert lo[0] == pytest.approx(0.55254443296887967, abs=1e-12)
-    assert hi[0] == pytest.approx(0.73635751756902468, abs=1e-12)
-    lo, hi = _wilson(np.array([1045.0]), np.array([5000.0]), z=3.090232)
-    assert lo[0] == pytest.approx(0.19179381799015244, abs=1e-8)
-    assert hi[0] == pytest.approx(0.22731562902525818, abs=1e-8)
+def test_calibration_limits_are_the_package_wilson_interval():
+    """The reference figures of the interval itself are in test_intervals.py (PHEindicatormethods)."""
+    rng = np.random.default_rng(5)
+    p = rng.uniform(0.01, 0.6, 2000)
+    y = (rng.random(2000) < p).astype(float)
+    y[np.argsort(p)[:150]] = 0  # a lowest tenth with few or no deaths
+    t = calibration_table(p, y)
+    lo, hi = wilson(t["observed"], t["n"], level=0.95)
+    np.testing.assert_array_equal(t["lower95"], lo)
+    np.testing.assert_array_equal(t["upper95"], hi)
+    # Wilson's limits by definition: the rates whose score test just fails to reject, |x - n pi| = z sqrt(n pi (1 - pi)).
+    x, n = t["observed"].to_numpy(float), t["n"].to_numpy(float)
+    for pi in (lo, hi):
+        np.testing.assert_allclose(np.abs(x - n * pi), Z95 * np.sqrt(n * pi * (1 - pi)), rtol=1e-9, atol=1e-12)
 
 
 def test_coefficient_table(model: RiskModel):

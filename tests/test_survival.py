@@ -1,4 +1,4 @@
-"""Survival functions against R survival 3.5-3 figures (METHODS.md section 6) and lifelines."""
+"""Survival functions against R survival 3.5-3 figures (METHODS.md section 6), lifelines and plain oracles."""
 
 import json
 
@@ -8,14 +8,18 @@ import pytest
 from lifelines import CoxPHFitter, KaplanMeierFitter
 from lifelines.datasets import load_lung
 from lifelines.statistics import logrank_test, proportional_hazard_test
+from oracles import logrank_vs_rest, median_by_scan
 
 from auditreport.stats.survival import (
     CI_TRANSFORMS,
     CoxResult,
     cox_expected,
+    cox_oe_by_unit,
+    cox_with_baseline,
     fit_cox,
     kaplan_meier,
-    logrank_vs_rest,
+    logrank_each_vs_rest,
+    median_from_km,
     median_survival,
     survival_at,
 )
@@ -113,20 +117,67 @@ def test_median_not_reached_is_nan():
     assert np.isnan(m["median"]) and np.isnan(m["upper"])
 
 
+def test_median_from_km_matches_a_scan_of_the_curve():
+    """Random step curves with flat stretches at exactly 0.5, and NaN bands: the R and lifelines readings."""
+    rng = np.random.default_rng(6)
+    for _ in range(60):
+        n = int(rng.integers(2, 12))
+        t = rng.integers(1, 30, n).astype(float)
+        e = rng.integers(0, 2, n)
+        for transform in CI_TRANSFORMS:
+            km = kaplan_meier(t, e, ci_transform=transform)
+            for convention in ("r", "lifelines"):
+                m = median_from_km(km, convention)
+                direct = median_survival(t, e, ci_transform=transform, convention=convention)
+                for key, col in (("median", "survival"), ("lower", "lower"), ("upper", "upper")):
+                    ref = median_by_scan(km["time"], km[col], convention)
+                    np.testing.assert_equal(m[key], ref, err_msg=f"{t} {e} {transform} {key}")
+                    np.testing.assert_equal(direct[key], ref)
+
+
 def test_logrank_by_sex_matches_r_and_lifelines(lung):
     # R: survdiff(Surv(time, status) ~ sex, lung): Chisq = 10.3 on 1 df; males O = 112, E = 91.6.
-    male = (lung["sex"] == 1).to_numpy()
-    res = logrank_vs_rest(lung["time"], lung["status"], male)
-    assert round(res["chi2"], 1) == 10.3 and res["df"] == 1
+    table = logrank_each_vs_rest(lung["time"], lung["status"], lung["sex"]).set_index("unit_id")
+    res = table.loc[1]
+    assert round(res["chi2"], 1) == 10.3
     assert res["observed"] == 112 and round(res["expected"], 1) == 91.6
+    assert table.loc[2, "chi2"] == pytest.approx(res["chi2"], rel=1e-12)  # two groups: one test, either side
+    # Each death is expected somewhere: the women's O and E are the rest of the 165.
+    assert table.loc[2, "observed"] == 165 - 112
+    assert table.loc[2, "expected"] == pytest.approx(165 - res["expected"], rel=1e-12)
+    male = (lung["sex"] == 1).to_numpy()
     ll = logrank_test(lung["time"][male], lung["time"][~male], lung["status"][male], lung["status"][~male])
     assert res["chi2"] == pytest.approx(ll.test_statistic, rel=1e-10)
     assert res["p_value"] == pytest.approx(ll.p_value, rel=1e-8)
+    ref = logrank_vs_rest(lung["time"], lung["status"], male)
+    assert ref["df"] == 1 and res["chi2"] == pytest.approx(ref["chi2"], rel=1e-12)
+
+
+def test_logrank_each_vs_rest_matches_event_time_loop():
+    """Many units, ties, units without deaths, a one-patient unit: every row equals the oracle's."""
+    rng = np.random.default_rng(4)
+    t = rng.integers(1, 200, 3000).astype(float)
+    e = (rng.random(3000) < 0.6).astype(int)
+    units = rng.choice(["a", "b", "c", "d"], 3000, p=[0.5, 0.3, 0.19, 0.01])
+    units[:5] = "none"  # a unit whose patients all survive
+    e[:5] = 0
+    units[5] = "one"
+    table = logrank_each_vs_rest(t, e, units).set_index("unit_id")
+    assert list(table.index) == sorted(set(units))
+    for u in table.index:
+        ref = logrank_vs_rest(t, e, units == u)
+        for key in ("observed", "expected", "chi2", "p_value"):
+            assert table.loc[u, key] == pytest.approx(ref[key], rel=1e-10, abs=1e-12), (u, key)
 
 
 def test_logrank_needs_two_groups(lung):
+    whole = logrank_each_vs_rest(lung["time"], lung["status"], np.zeros(len(lung), dtype=int))
+    assert len(whole) == 1 and np.isnan(whole.loc[0, "chi2"]) and np.isnan(whole.loc[0, "p_value"])
+    assert whole.loc[0, "observed"] == whole.loc[0, "expected"] == 165
     with pytest.raises(ValueError):
         logrank_vs_rest(lung["time"], lung["status"], np.ones(len(lung), dtype=bool))
+    with pytest.raises(ValueError, match="one entry per patient"):
+        logrank_each_vs_rest(lung["time"], lung["status"], np.zeros(3))
 
 
 @pytest.fixture(scope="module")
@@ -188,12 +239,34 @@ def test_cox_drops_missing(lung):
 
 
 def test_cox_oe_by_unit(lung, cox):
-    from auditreport.stats.survival import cox_oe_by_unit
-
-    table = cox_oe_by_unit(cox, lung.dropna(subset=["inst"]), "time", "status", "inst")
+    attributed = lung.dropna(subset=["inst"])
+    table = cox_oe_by_unit(cox_expected(cox, attributed, "time"), attributed["status"], attributed["inst"])
     assert table["n"].sum() == 227  # one patient has no institution
     single = lung[lung["inst"] == 1]
     row = table.loc[1.0]
     assert row["observed"] == single["status"].sum()
     assert row["expected"] == pytest.approx(cox_expected(cox, single, "time").sum())
     assert row["oe"] == pytest.approx(row["observed"] / row["expected"])
+    # Patients without a unit are left out; one with a missing covariate is left out of O and E and counted.
+    ecog = fit_cox(lung, "time", "status", ["age", "sex", "ph.ecog"])
+    full = cox_oe_by_unit(cox_expected(ecog, lung, "time"), lung["status"], lung["inst"])
+    assert full["n"].sum() + full["n_excluded"].sum() == 227 and full["n_excluded"].sum() == 1
+    unit = lung.loc[lung["ph.ecog"].isna(), "inst"].iloc[0]
+    kept = lung[(lung["inst"] == unit) & lung["ph.ecog"].notna()]
+    assert full.loc[unit, "observed"] == kept["status"].sum()
+    assert full.loc[unit, "expected"] == pytest.approx(cox_expected(ecog, kept, "time").sum(), rel=1e-12)
+
+
+def test_cox_with_baseline_on_a_larger_cohort(lung, cox):
+    """Coefficients from a sample, baseline from everyone: national E = O and the fit itself is kept."""
+    sample = lung.sample(n=120, random_state=1)
+    fitted = fit_cox(sample, "time", "status", ["age", "sex"])
+    whole = cox_with_baseline(fitted, lung, "time", "status")
+    assert cox_expected(whole, lung, "time").sum() == pytest.approx(lung["status"].sum(), rel=1e-12)
+    assert cox_expected(fitted, lung, "time").sum() != pytest.approx(lung["status"].sum(), rel=1e-3)
+    pd.testing.assert_series_equal(whole.coef, fitted.coef)
+    assert whole.n == 120 and whole.log_likelihood == fitted.log_likelihood
+    pd.testing.assert_series_equal(whole.means, lung[["age", "sex"]].astype(float).mean().rename(None))
+    # At the full fit's own coefficients, re-estimating on the same cohort gives its baseline back.
+    same = cox_with_baseline(cox, lung, "time", "status")
+    np.testing.assert_allclose(same.baseline["cumhaz"], cox.baseline["cumhaz"], rtol=1e-14)

@@ -15,17 +15,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from oracles import cusum_recursion, logrank_vs_rest
 
 from auditreport.analysis.bundle import load_bundle
 from auditreport.analysis.indicators import INDICATOR_COLUMNS
 from auditreport.analysis.national import run_national
-from auditreport.analysis.survival_monitoring import cusum_path, fit_national_cox, logrank_each_vs_rest
+from auditreport.analysis.survival_monitoring import fit_national_cox, monitoring_table
 from auditreport.config import load_config
 from auditreport.data.examples import write_example
 from auditreport.errors import ConfigError
-from auditreport.stats.monitoring import cusum_weights, detection_delay, ra_cusum
+from auditreport.stats.monitoring import cusum_weights, detection_delay
 from auditreport.stats.riskmodel import RiskFactor
-from auditreport.stats.survival import logrank_vs_rest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,28 +117,31 @@ def test_lung_bundle_survival_tests_cox_and_monitoring(lung_bundle):
     assert "extract" in info["order"]  # no procedure dates: the extract's order, said so
 
 
-def test_each_vs_rest_matches_one_at_a_time():
-    rng = np.random.default_rng(4)
-    t = rng.integers(1, 200, 3000).astype(float)
-    e = (rng.random(3000) < 0.6).astype(int)
-    units = rng.choice(["a", "b", "c", "d"], 3000, p=[0.5, 0.3, 0.19, 0.01])
-    table = logrank_each_vs_rest(t, e, units).set_index("unit_id")
-    for u in "abcd":
-        ref = logrank_vs_rest(t, e, units == u)
-        assert table.loc[u, "chi2"] == pytest.approx(ref["chi2"])
-        assert table.loc[u, "expected"] == pytest.approx(ref["expected"])
+def test_monitoring_table_is_each_providers_chart():
+    """Moved to the stats tests: the chart itself (test_monitoring.py) and the log-rank (test_survival.py).
 
-
-def test_fast_cusum_matches_reference_recursion():
+    Here, the application: each provider's block of the table is its own upper and lower chart and VLAD, from 0,
+    as the plain recursion gives them, and patients without a provider are left out.
+    """
     rng = np.random.default_rng(8)
-    p = rng.uniform(0.01, 0.4, 5000)
-    u = rng.random(5000)
-    for r, h, shift in ((2.0, 3.0, 1.6), (0.5, 2.5, 0.5)):
-        y = (u < p * shift).astype(int)  # worse than predicted for the upper chart, better for the lower
-        s, signal = cusum_path(cusum_weights(p, y, r), h)
-        ref = ra_cusum(p, y, odds_ratio=r, h=h)
-        np.testing.assert_allclose(s, ref["s"], atol=1e-9)
-        assert (signal == ref["signal"].to_numpy()).all() and signal.any()
+    n = 6000
+    p = rng.uniform(0.01, 0.4, n)
+    y = (rng.random(n) < p * 1.5).astype(int)
+    codes = np.sort(rng.choice(["A", "B", "C"], n)).astype(object)
+    codes[-7:] = None
+    risk = pd.DataFrame({"provider_code": codes, "procedure_date": pd.NaT, "p": p, "outcome": y})
+    table = monitoring_table(risk, 3.0, 2.5)
+    assert len(table) == n - 7 and list(table["provider_code"].unique()) == ["A", "B", "C"]
+    for code, rows in table.groupby("provider_code"):
+        mask = codes == code
+        up, sig_up = cusum_recursion(cusum_weights(p[mask], y[mask], 2.0), 3.0)
+        lo, sig_lo = cusum_recursion(cusum_weights(p[mask], y[mask], 0.5), 2.5)
+        np.testing.assert_allclose(rows["s_upper"], up, atol=1e-9)
+        np.testing.assert_allclose(rows["s_lower"], -lo, atol=1e-9)
+        assert (rows["signal_upper"].to_numpy() == sig_up).all() and sig_up.any()
+        assert (rows["signal_lower"].to_numpy() == sig_lo).all()
+        np.testing.assert_allclose(rows["vlad"], np.cumsum(p[mask] - y[mask]), atol=1e-9)
+        assert list(rows["index"]) == list(range(mask.sum()))
 
 
 def test_monitoring_config_keys(tmp_path):

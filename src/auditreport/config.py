@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from auditreport.errors import ConfigError
+from auditreport.stats.riskmodel import RiskFactor, RiskFactorError
 
 #: Fields of the normalised patient table and whether an audit must map them.
 STANDARD_COLUMNS: dict[str, bool] = {
@@ -33,19 +34,13 @@ STANDARD_COLUMNS: dict[str, bool] = {
 }
 
 OVERDISPERSION_METHODS = ("none", "multiplicative", "additive", "shmi")
-MISSING_RULES = ("reference", "missing_indicator", "median", "exclude")
 
 
 @dataclass(frozen=True)
-class RiskFactorSpec:
-    """One risk factor as declared in the audit definition."""
+class RiskFactorColumn:
+    """Where a declared risk factor's values are read from, and the range a numeric value must lie in."""
 
-    name: str
     column: str
-    kind: str  # "numeric" | "categorical"
-    categories: tuple[str, ...] = ()
-    reference: str | None = None
-    missing: str = "reference"
     minimum: float | None = None
     maximum: float | None = None
 
@@ -72,7 +67,8 @@ class AuditConfig:
     providers_file: Path | None
     extract_date: dt.date | None
     columns: dict[str, str]
-    risk_factors: tuple[RiskFactorSpec, ...]
+    risk_factors: tuple[RiskFactor, ...]  # as the risk model uses them, in declaration order
+    risk_factor_columns: dict[str, RiskFactorColumn]  # by factor name: the extract's column and valid range
     outcome_days: int
     outcome_label: str
     risk_model: RiskModelSpec
@@ -241,7 +237,7 @@ def load_config(path: str | Path) -> AuditConfig:
             if key not in columns:
                 raise r.fail(f"columns.{key}", "is required when columns.procedure_date is given")
 
-    factors = _risk_factors(r, raw)
+    factors, factor_columns = _risk_factors(r, raw)
     names = [f.name for f in factors]
 
     outcome = r.mapping(raw, "outcome", "", allowed={"death_within_days", "label"})
@@ -301,6 +297,7 @@ def load_config(path: str | Path) -> AuditConfig:
         path=path, id=audit_id, name=r.get(audit, "name", "audit", str), period_label=period_label,
         period_start=start, period_end=end, source=source, providers_file=providers_path,
         extract_date=extract_date, columns=columns, risk_factors=tuple(factors),
+        risk_factor_columns=factor_columns,
         outcome_days=outcome_days, outcome_label=outcome_label, risk_model=risk_model,
         horizons=tuple(horizons), ci_transform=ci_transform, overdispersion=overdispersion,
         suppression_threshold=threshold, publish_consultants=publish_consultants,
@@ -328,11 +325,21 @@ def _monitoring(r: _Reader, raw: dict) -> tuple[float | None, int]:
     return (float(h) if h is not None else None), (int(arl) if arl is not None else 2000)
 
 
-def _risk_factors(r: _Reader, raw: dict) -> list[RiskFactorSpec]:
+#: The YAML key of each field of :class:`RiskFactor` (where they differ), to name the key at fault.
+_FACTOR_KEYS = {"kind": "type"}
+
+
+def _risk_factors(r: _Reader, raw: dict) -> tuple[list[RiskFactor], dict[str, RiskFactorColumn]]:
+    """The declared risk factors, checked by :class:`RiskFactor` itself, and where each one's values are read.
+
+    This function checks only what the YAML adds: its shape and types, unique and unreserved names, the column
+    and the range. The statistical rules (kinds, categories, reference level, missing-value rule) are
+    :class:`RiskFactor`'s, and its error is reported with the file and the key (``risk_factors[2].categories``).
+    """
     items = r.get(raw, "risk_factors", "", list, required=False, default=[])
-    factors: list[RiskFactorSpec] = []
+    factors: list[RiskFactor] = []
+    columns: dict[str, RiskFactorColumn] = {}
     allowed = {"name", "column", "type", "categories", "reference", "missing", "range"}
-    seen: set[str] = set()
     for i, item in enumerate(items):
         where = f"risk_factors[{i}]"
         if not isinstance(item, dict):
@@ -341,42 +348,33 @@ def _risk_factors(r: _Reader, raw: dict) -> list[RiskFactorSpec]:
         if unknown:
             raise r.fail(f"{where}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
         name = r.get(item, "name", where, str)
-        if name in seen:
+        if name in columns:
             raise r.fail(f"{where}.name", f"{name!r} is declared twice")
         if name in STANDARD_COLUMNS or name == "outcome":
             raise r.fail(f"{where}.name", f"{name!r} is reserved; choose another name")
-        seen.add(name)
         kind = r.get(item, "type", where, str)
-        if kind not in ("numeric", "categorical"):
-            raise r.fail(f"{where}.type", f"must be numeric or categorical, got {kind!r}")
-        missing = r.get(item, "missing", where, str, required=False, default="reference")
-        if missing not in MISSING_RULES:
-            raise r.fail(f"{where}.missing", f"must be one of {', '.join(MISSING_RULES)}, got {missing!r}")
-        categories: tuple[str, ...] = ()
-        reference = None
+        categories = r.get(item, "categories", where, list, required=kind == "categorical", default=[])
+        # A categorical factor's reference defaults to its first category (RiskFactor.reference_level).
+        reference = r.get(item, "reference", where, (str, int, float), required=False,
+                          default=categories[0] if kind == "categorical" and categories else None)
+        try:
+            factor = RiskFactor(name=name, kind=kind, categories=tuple(categories), reference=reference,
+                                missing=r.get(item, "missing", where, str, required=False, default="reference"))
+        except RiskFactorError as exc:
+            raise r.fail(f"{where}.{_FACTOR_KEYS.get(exc.field, exc.field)}", exc.reason) from None
         lo = hi = None
-        if kind == "categorical":
-            cats = r.get(item, "categories", where, list)
-            if not cats:
-                raise r.fail(f"{where}.categories", "must list at least one category")
-            categories = tuple(str(c) for c in cats)
-            reference = r.get(item, "reference", where, (str, int), required=False, default=categories[0])
-            reference = str(reference)
-            if reference not in categories:
-                raise r.fail(f"{where}.reference", f"{reference!r} is not one of the categories")
-            if missing == "median":
-                raise r.fail(f"{where}.missing", "median applies to numeric factors only")
-        else:
-            rng = r.get(item, "range", where, list, required=False)
-            if rng is not None:
-                if len(rng) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in rng):
-                    raise r.fail(f"{where}.range", f"must be [minimum, maximum], got {rng!r}")
-                lo, hi = float(rng[0]), float(rng[1])
-        factors.append(RiskFactorSpec(name=name, column=r.get(item, "column", where, str, required=False,
-                                                                default=name),
-                                      kind=kind, categories=categories, reference=reference,
-                                      missing=missing, minimum=lo, maximum=hi))
-    return factors
+        rng = r.get(item, "range", where, list, required=False)
+        if rng is not None:
+            if kind != "numeric":
+                raise r.fail(f"{where}.range", "applies to numeric factors only (a categorical factor's valid "
+                                               "values are its categories)")
+            if len(rng) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in rng):
+                raise r.fail(f"{where}.range", f"must be [minimum, maximum], got {rng!r}")
+            lo, hi = float(rng[0]), float(rng[1])
+        factors.append(factor)
+        columns[name] = RiskFactorColumn(column=r.get(item, "column", where, str, required=False, default=name),
+                                         minimum=lo, maximum=hi)
+    return factors, columns
 
 
 def _resolve(config_path: Path, value: str) -> Path:

@@ -60,10 +60,9 @@ def load_validated(config: AuditConfig) -> ValidatedData:
 
 
 def risk_factors_for_model(config: AuditConfig) -> list[riskmodel.RiskFactor]:
+    """The declared risk factors the model uses (``risk_model.covariates``), in that order."""
     by_name = {f.name: f for f in config.risk_factors}
-    return [riskmodel.RiskFactor(name=f.name, kind=f.kind, categories=f.categories, reference=f.reference,
-                                 missing=f.missing)
-            for f in (by_name[name] for name in config.risk_model.covariates)]
+    return [by_name[name] for name in config.risk_model.covariates]
 
 
 def fit_risk(config: AuditConfig, cohort: pd.DataFrame) -> tuple[riskmodel.RiskModel, pd.DataFrame,

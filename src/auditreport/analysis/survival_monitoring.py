@@ -1,19 +1,11 @@
 """National-stage survival tests, Cox O/E and RA-CUSUM/VLAD monitoring (METHODS.md sections 6 and 7).
 
 Kept apart from ``national.py`` so the national stage only calls a few functions: each returns tidy tables
-for the bundle and a small dict for the metadata. The statistics themselves live in ``stats.survival`` and
-``stats.monitoring``; here they are applied to every provider at once, fast enough for a million records.
-
-References
-----------
-- Peto R, Peto J. Asymptotically efficient rank invariant test procedures. JRSS A 1972;135:185-207 (log-rank).
-- Cox DR. Regression models and life-tables. JRSS B 1972;34:187-220; Breslow NE, discussion of Cox 1972.
-- Grambsch PM, Therneau TM. Proportional hazards tests and diagnostics based on weighted residuals.
-  Biometrika 1994;81:515-526.
-- Steiner SH, Cook RJ, Farewell VT, Spiegelhalter DJ. Monitoring surgical performance using risk-adjusted
-  cumulative sum charts. Biostatistics 2000;1:441-452.
-- Lovegrove J, Valencia O, Treasure T, Sherlaw-Johnson C, Gallivan S. Monitoring the results of cardiac
-  surgery by variable life-adjusted display. Lancet 1997;350:1128-1130.
+for the bundle and a small dict for the metadata. The statistics themselves (median survival, log-rank against
+the rest, Cox model and Breslow baseline, RA-CUSUM, VLAD, control limits by simulation) are computed only in
+``stats.survival`` and ``stats.monitoring``, where their sources and the R behaviour they match are given; this
+module applies them to the audit: which patients, grouped by provider, the Cox design from the audit's risk
+factors, and the bundle's tables.
 """
 
 from __future__ import annotations
@@ -23,21 +15,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import chi2 as chi2_dist
 
 from auditreport.analysis import indicators as ind
 from auditreport.config import AuditConfig
 from auditreport.stats import monitoring, riskmodel, survival
 from auditreport.stats.overdispersion import estimate_ratio
 
-#: Largest cohort the Cox model is fitted on. lifelines' fit and, above all, its scaled Schoenfeld residuals
-#: grow faster than linearly (measured: 0.7 s at 10,000 patients, 3.3 s at 20,000, 19 s at 50,000 and 43 s at
-#: 100,000 with 8 covariates), so larger cohorts are fitted on a seeded simple random subsample of this size.
+#: Largest cohort the Cox model is fitted on. The cost of lifelines' fit and, above all, of its scaled Schoenfeld
+#: residuals grows faster than linearly with the number of patients, so larger cohorts are fitted on a seeded
+#: simple random subsample of this size; the baseline hazard is still estimated on every patient.
 COX_MAX_FIT = 10_000
 COX_SEED = 20240
 #: Charts simulated per evaluation when h is chosen for an in-control ARL. Run lengths are roughly geometric, so
-#: the Monte Carlo error of each ARL is about 1/sqrt(500) = 4.5%; h is kept to within 0.02 (about 2% of ARL).
-#: Enough for a chart limit, and it keeps the national stage to a few seconds.
+#: the Monte Carlo error of each ARL is about 1/sqrt(500) = 4.5%; h is kept to within 0.02 (about 2% of ARL):
+#: enough for a chart limit, at a small fraction of the cost of the default 2000.
 ARL_SIMULATIONS = 500
 ARL_SEED = 20241
 
@@ -52,64 +43,17 @@ SURVIVAL_TEST_COLUMNS = ["level", "unit_id", "patients", "deaths", "median", "me
 # Median survival and log-rank against the rest
 
 
-def median_from_km(km: pd.DataFrame) -> dict[str, float]:
-    """Median survival and its interval read off a Kaplan-Meier table, by R's convention.
-
-    Same numbers as :func:`auditreport.stats.survival.median_survival` with ``convention="r"`` (the midpoint
-    where the curve sits exactly at 0.5; Brookmeyer-Crowley limits from the pointwise band), reusing the
-    curve the national stage has already computed instead of refitting it.
-    """
-    t = km["time"].to_numpy(float)
-    return {key: survival._first_crossing(t, km[col].to_numpy(float), 0.5, "r")
-            for key, col in (("median", "survival"), ("median_lower", "lower"), ("median_upper", "upper"))}
-
-
-def logrank_each_vs_rest(durations: np.ndarray, events: np.ndarray, units: np.ndarray) -> pd.DataFrame:
-    """Log-rank test of every unit against the rest of the country, in one pass.
-
-    The same statistic as :func:`auditreport.stats.survival.logrank_vs_rest` (R ``survdiff``, rho = 0), but
-    the national risk sets and deaths at each event time are counted once; each unit then needs only its own
-    sorted times. Calling the one-unit function per provider re-sorts the whole cohort each time (about 15 s
-    for 120 providers and a million patients).
-
-    Returns one row per unit: ``observed``, ``expected``, ``chi2``, ``p_value`` (NaN when the unit is the
-    whole cohort or has no variance, e.g. no deaths anywhere in its follow-up).
-    """
-    t = np.asarray(durations, float)
-    e = np.asarray(events, int)
-    units = np.asarray(units)
-    event_times = np.unique(t[e == 1])
-    ts_all = np.sort(t)
-    te_all = np.sort(t[e == 1])
-    n = len(t) - np.searchsorted(ts_all, event_times, side="left")
-    d = np.searchsorted(te_all, event_times, side="right") - np.searchsorted(te_all, event_times, side="left")
-    order = np.argsort(units, kind="stable")
-    keys, starts = np.unique(units[order], return_index=True)
-    bounds = np.append(starts, len(order))
-    rows = []
-    for k, key in enumerate(keys):
-        idx = order[bounds[k]:bounds[k + 1]]
-        tu, eu = t[idx], e[idx]
-        ts_u, te_u = np.sort(tu), np.sort(tu[eu == 1])
-        n1 = len(tu) - np.searchsorted(ts_u, event_times, side="left")
-        d1 = np.searchsorted(te_u, event_times, side="right") - np.searchsorted(te_u, event_times, side="left")
-        expected = float(np.sum(n1 * d / n))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            v = np.where(n > 1, n1 * (n - n1) * d * (n - d) / (n ** 2 * (n - 1.0)), 0.0)
-        var = float(v.sum())
-        observed = float(d1.sum())
-        ok = var > 0 and len(idx) < len(t)
-        stat = (observed - expected) ** 2 / var if ok else float("nan")
-        rows.append({"unit_id": key, "observed": observed, "expected": expected, "chi2": stat,
-                     "p_value": float(chi2_dist.sf(stat, 1)) if ok else float("nan")})
-    return pd.DataFrame(rows)
-
-
 def survival_tests(km: pd.DataFrame, surv_cohort: pd.DataFrame) -> pd.DataFrame:
-    """Median survival (R convention) per unit and nationally, and each provider's log-rank test vs the rest."""
+    """Median survival (R convention) per unit and nationally, and each provider's log-rank test vs the rest.
+
+    Medians are read off the Kaplan-Meier curves the national stage has drawn (``km``, one per ``unit_id``); the
+    log-rank tests every provider against the rest of the country in one pass.
+    """
     medians = []
     for unit, curve in km.groupby("unit_id", sort=False):
-        medians.append({"unit_id": unit, **median_from_km(curve)})
+        m = survival.median_from_km(curve, convention="r")
+        medians.append({"unit_id": unit, "median": m["median"], "median_lower": m["lower"],
+                        "median_upper": m["upper"]})
     table = pd.DataFrame(medians)
     attributed = surv_cohort[surv_cohort["provider_code"].notna()]
     counts = surv_cohort.groupby("provider_code")["event"].agg(["size", "sum"])
@@ -120,8 +64,9 @@ def survival_tests(km: pd.DataFrame, surv_cohort: pd.DataFrame) -> pd.DataFrame:
     table["median_convention"] = ("R survival: first time S(t) <= 0.5, midpoint where S(t) = 0.5 exactly; "
                                   "Brookmeyer-Crowley interval")
     # Against the rest of the *country*: patients with no provider code are part of the rest.
-    lr = logrank_each_vs_rest(surv_cohort["time"].to_numpy(float), surv_cohort["event"].to_numpy(int),
-                              surv_cohort["provider_code"].fillna("(no provider)").astype(str).to_numpy())
+    lr = survival.logrank_each_vs_rest(
+        surv_cohort["time"].to_numpy(float), surv_cohort["event"].to_numpy(int),
+        surv_cohort["provider_code"].fillna("(no provider)").astype(str).to_numpy())
     lr = lr[lr["unit_id"].isin(set(attributed["provider_code"]))].set_index("unit_id")
     table["logrank_observed"] = table["unit_id"].map(lr["observed"])
     table["logrank_expected"] = table["unit_id"].map(lr["expected"])
@@ -147,14 +92,15 @@ def cox_design(factors: list[riskmodel.RiskFactor], imputed: pd.DataFrame) -> tu
     return pd.DataFrame(x, columns=safe, index=imputed.index), terms
 
 
-def fit_national_cox(factors: list[riskmodel.RiskFactor], surv_cohort: pd.DataFrame, fill: dict[str, float]) -> tuple[survival.CoxResult, pd.DataFrame, dict[str, Any]]:
+def fit_national_cox(factors: list[riskmodel.RiskFactor], surv_cohort: pd.DataFrame,
+                     fill: dict[str, float]) -> tuple[survival.CoxResult, pd.DataFrame, dict[str, Any]]:
     """Fit the national Cox model on the audit's risk factors and return expected deaths per patient.
 
     Coefficients and the proportional-hazards test come from :func:`auditreport.stats.survival.fit_cox` on the
     whole cohort, or on a seeded simple random subsample of ``COX_MAX_FIT`` patients when the cohort is larger
-    (see ``COX_MAX_FIT`` for the measured cost). The Breslow baseline is then recomputed on the *whole* cohort
-    at those coefficients, so the national Cox-expected deaths equal the observed deaths exactly (national
-    Cox O/E = 1) whatever the subsample.
+    (see ``COX_MAX_FIT``). The Breslow baseline is then recomputed on the *whole* cohort at those coefficients
+    (:func:`auditreport.stats.survival.cox_with_baseline`), so the national Cox-expected deaths equal the
+    observed deaths exactly (national Cox O/E = 1) whatever the subsample.
 
     Returns the result, the patients (``provider_code``, ``event``, ``cox_expected``) and a description.
     """
@@ -172,12 +118,8 @@ def fit_national_cox(factors: list[riskmodel.RiskFactor], surv_cohort: pd.DataFr
     constant = [c for c in covariates if fit_data[c].nunique() < 2]
     covariates = [c for c in covariates if c not in constant]
     result = survival.fit_cox(fit_data, "time", "event", covariates)
-    # Baseline on the whole cohort at the fitted coefficients (Breslow), centred on the whole cohort's means.
-    means = data[covariates].mean()
-    risk_score = np.exp((data[covariates] - means).to_numpy() @ result.coef.to_numpy())
-    result.means = means.rename(None)
-    result.baseline = survival._breslow_baseline(data["time"].to_numpy(float), data["event"].to_numpy(int),
-                                                 risk_score)
+    # Baseline on the whole cohort at the fitted coefficients, so national E = O whatever the subsample.
+    result = survival.cox_with_baseline(result, data, "time", "event")
     expected = survival.cox_expected(result, data, "time")
     patients = pd.DataFrame({"provider_code": imputed["provider_code"], "event": data["event"],
                              "cox_expected": expected}, index=imputed.index)
@@ -217,9 +159,8 @@ def cox_indicator_rows(patients: pd.DataFrame, overdispersion_method: str) -> tu
     by E, exact Poisson funnel limits and HQIP flag, exactly as the logistic O/E (``indicators.oe_ratio``).
     """
     rows = []
-    grouped = patients[patients["provider_code"].notna()].groupby("provider_code", sort=True)
-    totals = pd.DataFrame({"cases": grouped.size(), "observed": grouped["event"].sum(),
-                           "expected": grouped["cox_expected"].sum()})
+    by_unit = survival.cox_oe_by_unit(patients["cox_expected"], patients["event"], patients["provider_code"])
+    totals = by_unit[["n", "observed", "expected"]].rename(columns={"n": "cases"})
     od = (estimate_ratio(totals["observed"].to_numpy(float), totals["expected"].to_numpy(float),
                          overdispersion_method) if len(totals) >= 2 else estimate_ratio([1.0], [1.0], "none"))
     nat = pd.DataFrame({"cases": [len(patients)], "observed": [float(patients["event"].sum())],
@@ -262,36 +203,14 @@ def cusum_thresholds(config: AuditConfig, pool: np.ndarray) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - started, 3)}
 
 
-def cusum_path(w: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
-    """S_t = max(0, S_(t-1) + W_t) restarting at 0 after each signal (S_t > h): the values and the signals.
-
-    The same chart as :func:`auditreport.stats.monitoring.ra_cusum` (checked in the tests), computed a
-    segment between signals at a time with Lindley's closed form S_t = C_t - min(0, min_(k<=t) C_k) (C the
-    cumulative weight), so a million patients need no Python loop over patients; signals are few.
-    """
-    s = np.empty(len(w))
-    signal = np.zeros(len(w), dtype=bool)
-    start = 0
-    while start < len(w):
-        c = np.cumsum(w[start:])
-        seg = c - np.minimum(0.0, np.minimum.accumulate(c))
-        over = np.flatnonzero(seg > h)
-        if over.size == 0:
-            s[start:] = seg
-            break
-        end = start + over[0]
-        s[start:end + 1] = seg[:over[0] + 1]
-        signal[end] = True
-        start = end + 1
-    return s, signal
-
-
 def monitoring_table(risk: pd.DataFrame, h_upper: float, h_lower: float) -> pd.DataFrame:
     """Upper (R = 2) and lower (R = 1/2) RA-CUSUM and VLAD of every provider, in procedure-date order.
 
     ``risk`` must already be sorted by provider then procedure date (ties, and audits without dates, keep the
-    order of the extract). ``s_lower`` is drawn below zero (-S, Steiner et al.'s convention). Charts restart at
-    0 after a signal.
+    order of the extract). Each provider's charts are :func:`auditreport.stats.monitoring.cusum_path` on its
+    :func:`~auditreport.stats.monitoring.cusum_weights` (restarting at 0 after a signal) and its
+    :func:`~auditreport.stats.monitoring.vlad`. ``s_lower`` is drawn below zero (-S, Steiner et al.'s
+    convention).
     """
     frame = risk[risk["provider_code"].notna()]
     if frame.empty:
@@ -307,10 +226,10 @@ def monitoring_table(risk: pd.DataFrame, h_upper: float, h_lower: float) -> pd.D
     sig_up, sig_lo = np.zeros(len(p), bool), np.zeros(len(p), bool)
     index, vl = np.empty(len(p), dtype=np.int64), np.empty(len(p))
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        s_up[a:b], sig_up[a:b] = cusum_path(w_up[a:b], h_upper)
-        s_lo[a:b], sig_lo[a:b] = cusum_path(w_lo[a:b], h_lower)
+        s_up[a:b], sig_up[a:b] = monitoring.cusum_path(w_up[a:b], h_upper)
+        s_lo[a:b], sig_lo[a:b] = monitoring.cusum_path(w_lo[a:b], h_lower)
         index[a:b] = np.arange(b - a)
-        vl[a:b] = np.cumsum(p[a:b] - y[a:b])  # VLAD (Lovegrove 1997): expected minus observed deaths so far
+        vl[a:b] = monitoring.vlad(p[a:b], y[a:b])
     return pd.DataFrame({"provider_code": codes, "index": index, "procedure_date": frame["procedure_date"].to_numpy(),
                          "outcome": y.astype(int), "p": p, "s_upper": s_up, "s_lower": -s_lo, "vlad": vl,
                          "signal_upper": sig_up, "signal_lower": sig_lo})[MONITORING_COLUMNS]

@@ -77,8 +77,8 @@ def validate(config: AuditConfig, raw: pd.DataFrame, source: str,
     out["consultant_code"] = (frame[cols["consultant_code"]].astype("string")
                               if "consultant_code" in cols else pd.Series(pd.NA, index=frame.index,
                                                                           dtype="string"))
-    for f in config.risk_factors:
-        out[f.name] = frame[f.column]
+    for name, source in config.risk_factor_columns.items():
+        out[name] = frame[source.column]
     warnings: list[str] = []
     if "procedure_date" in cols:
         for key in _DATE_FIELDS:
@@ -125,8 +125,8 @@ def validate(config: AuditConfig, raw: pd.DataFrame, source: str,
 
 def _require_columns(config: AuditConfig, raw: pd.DataFrame, source: str) -> None:
     needed = dict(config.columns)
-    for f in config.risk_factors:
-        needed[f"risk factor {f.name}"] = f.column
+    for name, source in config.risk_factor_columns.items():
+        needed[f"risk factor {name}"] = source.column
     failures = []
     present = [str(c) for c in raw.columns]
     for role, column in needed.items():
@@ -193,13 +193,14 @@ def _coerce(config: AuditConfig, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[
         if key in cols:
             convert(cols[key], "number")
     for f in config.risk_factors:
+        column = config.risk_factor_columns[f.name].column
         if f.kind == "numeric":
-            convert(f.column, "number")
+            convert(column, "number")
         else:
-            s = frame[f.column]
+            s = frame[column]
             # Categories are compared as text: 3, 3.0 and "3" are the same ASA grade.
             as_text = s.map(_category_text, na_action="ignore")
-            frame[f.column] = as_text.replace("", np.nan)
+            frame[column] = as_text.replace("", np.nan)
     return frame, failures
 
 
@@ -238,15 +239,16 @@ def _schema(config: AuditConfig, providers: pd.DataFrame | None) -> pa.DataFrame
         columns[cols["time"]] = pa.Column(nullable=False, checks=[pa.Check.ge(0, name="time not negative")])
         columns[cols["event"]] = pa.Column(nullable=False, checks=[pa.Check.isin([0, 1], name="event is 0 or 1")])
     for f in config.risk_factors:
+        source = config.risk_factor_columns[f.name]
         checks = []
         if f.kind == "categorical":
             checks.append(pa.Check.isin(list(f.categories), name=f"category in {{{', '.join(f.categories)}}}"))
         else:
-            if f.minimum is not None:
-                checks.append(pa.Check.ge(f.minimum, name=f"value at least {f.minimum:g}"))
-            if f.maximum is not None:
-                checks.append(pa.Check.le(f.maximum, name=f"value at most {f.maximum:g}"))
-        columns[f.column] = pa.Column(nullable=True, checks=checks)
+            if source.minimum is not None:
+                checks.append(pa.Check.ge(source.minimum, name=f"value at least {source.minimum:g}"))
+            if source.maximum is not None:
+                checks.append(pa.Check.le(source.maximum, name=f"value at most {source.maximum:g}"))
+        columns[source.column] = pa.Column(nullable=True, checks=checks)
     frame_checks = []
     if "procedure_date" in cols:
         proc, death, fu = cols["procedure_date"], cols["death_date"], cols["followup_end"]

@@ -68,7 +68,7 @@ import pandas as pd
 from scipy.special import betainc, gammainc, gammaincc
 from scipy.stats import chi2, norm, poisson
 
-from .intervals import _check_level, z_for_level
+from .intervals import check_level, z_for_level
 from .overdispersion import Overdispersion
 
 __all__ = [
@@ -180,7 +180,7 @@ def ratio_limits(
     -------
     (lower, upper) : float arrays of O/E limits.
     """
-    a = 1.0 - _check_level(level)
+    a = 1.0 - check_level(level)
     if method not in RATIO_LIMIT_METHODS:
         raise ValueError(f"ratio limit method must be one of {RATIO_LIMIT_METHODS}, got {method!r}")
     e = np.asarray(expected, dtype=float)
@@ -272,7 +272,7 @@ def proportion_limits(
     [0, 1] (PHE clips its per-cent limits to [0, 100] the same way); n <= 0
     gives NaN.
     """
-    a = 1.0 - _check_level(level)
+    a = 1.0 - check_level(level)
     if method not in PROPORTION_LIMIT_METHODS:
         raise ValueError(f"proportion limit method must be one of {PROPORTION_LIMIT_METHODS}, got {method!r}")
     p0 = float(target)

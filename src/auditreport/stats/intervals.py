@@ -26,6 +26,7 @@ from scipy.stats import chi2, norm
 __all__ = [
     "Z95",
     "Z998",
+    "check_level",
     "z_for_level",
     "wilson",
     "exact_poisson",
@@ -44,7 +45,8 @@ PHE_BYARS_THRESHOLD = 10
 RATIO_METHODS = ("exact", "byars", "phe")
 
 
-def _check_level(level: float) -> float:
+def check_level(level: float) -> float:
+    """A confidence level as a float strictly between 0 and 1 (0.95, 0.998), or ``ValueError``."""
     level = float(level)
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be strictly between 0 and 1, got {level!r}")
@@ -53,7 +55,7 @@ def _check_level(level: float) -> float:
 
 def z_for_level(level: float) -> float:
     """Two-sided standard normal quantile for a confidence ``level`` (0.95 -> 1.959964)."""
-    level = _check_level(level)
+    level = check_level(level)
     return float(norm.ppf(0.5 + level / 2.0))
 
 
@@ -91,7 +93,7 @@ def exact_poisson(o, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     with a = 1 - level.  Non-integer ``o`` is accepted (the chi-squared form is
     continuous in o); negative or NaN ``o`` gives NaN.
     """
-    a = 1.0 - _check_level(level)
+    a = 1.0 - check_level(level)
     o = np.asarray(o, dtype=float)
     with np.errstate(invalid="ignore"):
         lo = np.where(o > 0, chi2.ppf(a / 2.0, 2.0 * np.where(o > 0, o, 1.0)) / 2.0, 0.0)

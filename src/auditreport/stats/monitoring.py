@@ -7,6 +7,8 @@ References
 - Lovegrove J, Valencia O, Treasure T, Sherlaw-Johnson C, Gallivan S. Monitoring the results of cardiac surgery
   by variable life-adjusted display. Lancet 1997;350:1128-1130. (VLAD.)
 - Page ES. Continuous inspection schemes. Biometrika 1954;41:100-115. (CUSUM.)
+- Lindley DV. The theory of queues with a single server. Proc Camb Phil Soc 1952;48:277-289. (The closed form
+  of the CUSUM recursion that lets numpy evaluate it without a loop over patients.)
 - Wittenberg P, Gan FF, Knoth S. R package ``vlad``. (Reference weights used in the tests.)
 """
 
@@ -19,19 +21,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from auditreport.stats.riskmodel import risks_and_outcomes
+
 CUSUM_COLUMNS = ["index", "p", "y", "weight", "s", "s_signed", "signal"]
-
-
-def _as_p_y(p: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    p = np.asarray(p, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if p.shape != y.shape or p.ndim != 1:
-        raise ValueError("p and y must be 1-D and of the same length")
-    if np.isnan(p).any() or ((p < 0) | (p > 1)).any():
-        raise ValueError("risks p must be in [0, 1] with no missing values")
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError("outcomes y must be 0 or 1 with no missing values")
-    return p, y
 
 
 def _check_or(odds_ratio: float) -> None:
@@ -60,21 +52,97 @@ def cusum_weights(p: ArrayLike, y: ArrayLike, odds_ratio: float) -> np.ndarray:
     numpy.ndarray
     """
     _check_or(odds_ratio)
-    p, y = _as_p_y(p, y)
+    p, y = risks_and_outcomes(p, y)
     log_denom = np.log1p((odds_ratio - 1.0) * p)  # ln(1 - p + R p)
     return y * math.log(odds_ratio) - log_denom
+
+
+def cusum_values(weights: ArrayLike, start: float | ArrayLike = 0.0) -> np.ndarray:
+    """CUSUM S_t = max(0, S_(t-1) + W_t) from S_0 = ``start``, without reset, along the last axis.
+
+    Evaluated with Lindley's closed form S_t = C_t - min(-S_0, min_(k<=t) C_k), C the cumulative weight (Lindley
+    1952), so no Python loop runs over patients: the same values as
+    the recursion (to rounding, about 1e-15; the tests hold it to a loop). A 2-D ``weights`` holds one chart
+    per row, with ``start`` one value per row, as the run-length simulation advances many charts a block of
+    patients at a time.
+
+    Parameters
+    ----------
+    weights : array-like
+        W_t (e.g. from :func:`cusum_weights`), 1-D, or 2-D with one chart per row.
+    start : float or array-like
+        S_0 (>= 0), a number, or one per row of a 2-D ``weights``.
+
+    Returns
+    -------
+    numpy.ndarray
+        S_t, the shape of ``weights``.
+    """
+    w = np.asarray(weights, dtype=float)
+    c = np.cumsum(w, axis=-1)
+    floor = -np.asarray(start, dtype=float)[..., None] if w.ndim > 1 else -float(start)
+    return c - np.minimum(floor, np.minimum.accumulate(c, axis=-1))
+
+
+def cusum_path(weights: ArrayLike, h: float, reset: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A CUSUM chart of given weights: S_t = max(0, S_(t-1) + W_t) from 0, its values and its signals.
+
+    A signal is raised when S_t > h (Steiner et al. 2000). With ``reset`` the next patient starts again from 0
+    (the usual practice once a signal has been investigated, and METHODS.md section 7's rule); the value on the
+    signalling row is the one that crossed h, so the crossing shows on a plot. Without a reset every S_t > h is
+    a signal. Computed a stretch between signals at a time with :func:`cusum_values`; signals are few, so a
+    million patients need no Python loop over patients.
+
+    Parameters
+    ----------
+    weights : array-like
+        W_t in the order patients were treated, 1-D.
+    h : float
+        Control limit (> 0).
+    reset : bool
+
+    Returns
+    -------
+    s : numpy.ndarray
+        S_t.
+    signal : numpy.ndarray of bool
+        True where S_t > h.
+    """
+    if not h > 0:
+        raise ValueError("h must be positive")
+    w = np.asarray(weights, dtype=float)
+    if w.ndim != 1:
+        raise ValueError("weights must be 1-D")
+    if not reset:
+        s = cusum_values(w)
+        return s, s > h
+    s = np.empty(len(w))
+    signal = np.zeros(len(w), dtype=bool)
+    start = 0
+    while start < len(w):
+        seg = cusum_values(w[start:])
+        over = np.flatnonzero(seg > h)
+        if over.size == 0:
+            s[start:] = seg
+            break
+        end = start + over[0]
+        s[start:end + 1] = seg[:over[0] + 1]
+        signal[end] = True
+        start = end + 1
+    return s, signal
 
 
 def ra_cusum(
     p: ArrayLike, y: ArrayLike, odds_ratio: float = 2.0, h: float = 4.5, reset: bool = True
 ) -> pd.DataFrame:
-    """Risk-adjusted CUSUM chart (Steiner et al. 2000).
+    """Risk-adjusted CUSUM chart (Steiner et al. 2000) of one series of patients, as a table.
 
-    S_t = max(0, S_(t-1) + W_t) with W from :func:`cusum_weights`; a signal is raised when S_t > h. The same
-    recursion serves both charts: with R > 1 (e.g. 2) it accumulates evidence of *worse* outcomes than predicted,
-    with R < 1 (e.g. 1/2) evidence of *better* ones. Charts conventionally draw the R < 1 chart below the axis,
-    so ``s_signed`` is -S for R < 1 and S otherwise (Steiner et al. write the lower chart as min(0, S - W),
-    which is the same quantity).
+    S_t = max(0, S_(t-1) + W_t) with W from :func:`cusum_weights`; a signal is raised when S_t > h
+    (:func:`cusum_path`). The same recursion serves both charts: with R > 1 (e.g. 2) it accumulates evidence of
+    *worse* outcomes than predicted, with R < 1 (e.g. 1/2) evidence of *better* ones. Charts conventionally draw
+    the R < 1 chart below the axis, so ``s_signed`` is -S for R < 1 and S otherwise (Steiner et al. write the
+    lower chart as min(0, S - W), which is the same quantity). The weights match R package ``vlad``'s
+    (METHODS.md section 7, checked in the tests).
 
     After a signal, if ``reset`` is true the next patient starts from S = 0; the ``s`` value on the signalling
     row is the value that crossed h (so the crossing is visible on the plot), not the reset value.
@@ -89,7 +157,7 @@ def ra_cusum(
         Control limit; state in the report whether it was fixed by configuration or chosen by
         :func:`arl_threshold` for an in-control average run length.
     reset : bool
-        Restart at 0 after each signal (the usual practice once a signal has been investigated).
+        Restart at 0 after each signal.
 
     Returns
     -------
@@ -97,22 +165,9 @@ def ra_cusum(
         Columns ``index`` (0-based position in the input, for joining back to the patients), ``p``, ``y``,
         ``weight``, ``s``, ``s_signed``, ``signal`` (bool).
     """
-    if not h > 0:
-        raise ValueError("h must be positive")
     w = cusum_weights(p, y, odds_ratio)
-    p_arr, y_arr = _as_p_y(p, y)
-    s = np.empty_like(w)
-    signal = np.zeros(len(w), dtype=bool)
-    cur = 0.0
-    # A plain loop: the reset makes the recursion path-dependent, and audit series are at most tens of
-    # thousands of patients.
-    for i, wi in enumerate(w):
-        cur = max(0.0, cur + wi)
-        s[i] = cur
-        if cur > h:
-            signal[i] = True
-            if reset:
-                cur = 0.0
+    p_arr, y_arr = risks_and_outcomes(p, y)
+    s, signal = cusum_path(w, h, reset)
     return pd.DataFrame(
         {
             "index": np.arange(len(w)),
@@ -142,7 +197,7 @@ def vlad(p: ArrayLike, y: ArrayLike) -> np.ndarray:
     -------
     numpy.ndarray
     """
-    p, y = _as_p_y(p, y)
+    p, y = risks_and_outcomes(p, y)
     return np.cumsum(p - y)
 
 
@@ -158,10 +213,7 @@ def run_length(p: ArrayLike, y: ArrayLike, odds_ratio: float, h: float) -> int |
     -------
     int or None
     """
-    w = cusum_weights(p, y, odds_ratio)
-    c = np.cumsum(w)
-    # Without a reset, S_t = C_t - min(0, min_{k<=t} C_k) (Lindley), so no Python loop is needed.
-    s = c - np.minimum(0.0, np.minimum.accumulate(c))
+    s = cusum_values(cusum_weights(p, y, odds_ratio))
     hit = np.flatnonzero(s > h)
     return int(hit[0]) + 1 if hit.size else None
 
@@ -172,16 +224,6 @@ def run_length(p: ArrayLike, y: ArrayLike, odds_ratio: float, h: float) -> int |
 
 def _shift_risk(p: np.ndarray, odds_ratio: float) -> np.ndarray:
     return odds_ratio * p / (1.0 - p + odds_ratio * p)
-
-
-def _block_cusum(w: np.ndarray, s0: np.ndarray) -> np.ndarray:
-    """CUSUM paths (no reset) for rows of weights ``w`` starting from ``s0``.
-
-    S_t = max(0, S_(t-1) + W_t) unrolls to S_t = C_t - min(-S_0, min_{1<=k<=t} C_k) with C the cumulative
-    weight (Lindley's recursion), which numpy evaluates without a Python loop over time.
-    """
-    c = np.cumsum(w, axis=1)
-    return c - np.minimum(-s0[:, None], np.minimum.accumulate(c, axis=1))
 
 
 def simulate_run_lengths(
@@ -200,9 +242,8 @@ def simulate_run_lengths(
     Each of ``n_sim`` independent charts monitors a stream of patients whose predicted risks are drawn with
     replacement from ``p_pool`` (the case mix, e.g. the national cohort's predicted risks) and whose outcomes are
     Bernoulli with the model risk shifted by ``true_odds_ratio`` (1 = in control). The charts are advanced
-    together, a block of patients at a time, using the closed form S_t = C_t - min(-S_0, min_{k<=t} C_k) of the
-    CUSUM recursion within a block (C = cumulative weight), so the work is vectorised in numpy; finished
-    charts drop out.
+    together, a block of patients at a time, each block with :func:`cusum_values` from the state the last block
+    left, so the work is vectorised in numpy; finished charts drop out.
 
     Parameters
     ----------
@@ -249,7 +290,7 @@ def simulate_run_lengths(
         block = int(min(max(_elements_per_block // active.size, 64), max_n - t0))
         j = rng.integers(0, pool.size, size=(active.size, block))
         died = rng.random((active.size, block)) < p_true[j]
-        s = _block_cusum(np.where(died, w_die[j], w_live[j]), s0)
+        s = cusum_values(np.where(died, w_die[j], w_live[j]), s0)
         over = s > h
         hit = over.any(axis=1)
         first = over.argmax(axis=1)

@@ -145,6 +145,16 @@ def _check_method(method: str) -> None:
         raise ValueError(f"overdispersion method must be one of {OD_METHODS}, got {method!r}")
 
 
+def _usable_units(counts, sizes, names: str) -> tuple[np.ndarray, np.ndarray]:
+    """Units' counts and sizes (E or n) as flat float arrays, keeping only units with both finite and size > 0."""
+    c = np.asarray(counts, dtype=float).ravel()
+    z = np.asarray(sizes, dtype=float).ravel()
+    if c.shape != z.shape:
+        raise ValueError(f"{names} must have the same length")
+    keep = np.isfinite(c) & np.isfinite(z) & (z > 0)
+    return c[keep], z[keep]
+
+
 def estimate_ratio(observed, expected, method: str, trim: float = TRIM) -> Overdispersion:
     """Estimate over-dispersion of O/E ratios around 1.
 
@@ -157,12 +167,7 @@ def estimate_ratio(observed, expected, method: str, trim: float = TRIM) -> Overd
     _check_method(method)
     if method == "none":
         return NONE
-    o = np.asarray(observed, dtype=float).ravel()
-    e = np.asarray(expected, dtype=float).ravel()
-    if o.shape != e.shape:
-        raise ValueError("observed and expected must have the same length")
-    keep = np.isfinite(o) & np.isfinite(e) & (e > 0)
-    o, e = o[keep], e[keep]
+    o, e = _usable_units(observed, expected, "observed and expected")
     if method == "shmi":
         # FunnelPlotR rounds the SHMI expected to 2 dp before anything else.
         e = np.round(e, 2)
@@ -197,12 +202,7 @@ def estimate_proportion(events, n, target: float, method: str, trim: float = TRI
     p0 = float(target)
     if not 0.0 < p0 < 1.0:
         raise ValueError(f"target proportion must be strictly between 0 and 1, got {target!r}")
-    x = np.asarray(events, dtype=float).ravel()
-    d = np.asarray(n, dtype=float).ravel()
-    if x.shape != d.shape:
-        raise ValueError("events and n must have the same length")
-    keep = np.isfinite(x) & np.isfinite(d) & (d > 0)
-    x, d = x[keep], d[keep]
+    x, d = _usable_units(events, n, "events and n")
     s = np.sqrt(p0 * (1.0 - p0) / d)
     z = (x / d - p0) / s
     return _from_z(method, z, s, trim)

@@ -25,10 +25,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
+
+from auditreport.stats.intervals import Z95, wilson
 
 __all__ = [
     "MISSING_LEVEL",
     "RiskFactor",
+    "RiskFactorError",
     "RiskModel",
     "calibration_table",
     "coefficient_table",
@@ -38,6 +42,7 @@ __all__ = [
     "imputation_values",
     "impute_missing",
     "model_performance",
+    "risks_and_outcomes",
     "term_names",
 ]
 
@@ -46,9 +51,23 @@ _KINDS = ("numeric", "categorical")
 _MISSING_RULES = ("reference", "missing_indicator", "median", "exclude")
 _TRANSFORMS = (None, "centre")
 _MODEL_KINDS = ("fitted", "fixed", "fixed_recalibrated")
-_Z95 = 1.959963984540054
 _FORMAT = "auditreport.riskmodel"
 _FORMAT_VERSION = 1
+
+
+class RiskFactorError(ValueError):
+    """A risk factor declaration that breaks a rule of :class:`RiskFactor`.
+
+    ``field`` is the field at fault (``kind``, ``categories``, ``reference``, ``missing``, ``transform``) and
+    ``reason`` the rule, so that a caller reading a declaration from a file can name its own key; the message
+    names the factor too.
+    """
+
+    def __init__(self, factor: str, field: str, reason: str):
+        super().__init__(f"risk factor {factor!r}: {field} {reason}")
+        self.factor = factor
+        self.field = field
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,10 @@ class RiskFactor:
 
     ``transform="centre"`` subtracts the fitting data's mean (stored in the model) so that the intercept is the
     log-odds of a patient at the average; it does not change predictions.
+
+    Construction checks every rule above (and that categories are at least two and distinct, the reference is
+    one of them); these checks are the one validation of a declared risk factor: ``config.load_config`` builds
+    its factors with this class and reports a :class:`RiskFactorError` with the file and key at fault.
     """
 
     name: str
@@ -77,50 +100,42 @@ class RiskFactor:
     transform: str | None = None
 
     def __post_init__(self) -> None:
+        def fail(field_name: str, reason: str) -> RiskFactorError:
+            return RiskFactorError(self.name, field_name, reason)
+
         if self.kind not in _KINDS:
-            raise ValueError(f"risk factor {self.name!r}: kind must be one of {_KINDS}, got {self.kind!r}")
+            raise fail("kind", f"must be one of {', '.join(_KINDS)}, got {self.kind!r}")
         if self.missing not in _MISSING_RULES:
-            raise ValueError(
-                f"risk factor {self.name!r}: missing must be one of {_MISSING_RULES}, got {self.missing!r}"
-            )
+            raise fail("missing", f"must be one of {', '.join(_MISSING_RULES)}, got {self.missing!r}")
         if self.transform not in _TRANSFORMS:
-            raise ValueError(
-                f"risk factor {self.name!r}: transform must be one of {_TRANSFORMS}, got {self.transform!r}"
-            )
+            raise fail("transform", f"must be 'centre' or none, got {self.transform!r}")
         # Frozen dataclass: normalise through object.__setattr__ so YAML lists/ints become tuples of str.
         object.__setattr__(self, "categories", tuple(str(c) for c in self.categories))
         if self.reference is not None:
             object.__setattr__(self, "reference", str(self.reference))
         if self.kind == "categorical":
             if len(self.categories) < 2:
-                raise ValueError(
-                    f"risk factor {self.name!r}: a categorical factor needs at least two categories"
-                )
+                raise fail("categories", f"a categorical factor needs at least two categories, got {self.categories}")
             if len(set(self.categories)) != len(self.categories):
-                raise ValueError(f"risk factor {self.name!r}: duplicate categories {self.categories}")
+                raise fail("categories", f"duplicate categories {self.categories}")
             if self.reference is not None and self.reference not in self.categories:
-                raise ValueError(
-                    f"risk factor {self.name!r}: reference {self.reference!r} is not one of {self.categories}"
-                )
+                raise fail("reference", f"{self.reference!r} is not one of the categories {self.categories}")
             if self.missing == "median":
-                raise ValueError(f"risk factor {self.name!r}: rule 'median' applies to numeric factors only")
+                raise fail("missing", "rule 'median' applies to numeric factors only")
             if self.missing == "missing_indicator" and MISSING_LEVEL in self.categories:
-                raise ValueError(
-                    f"risk factor {self.name!r}: {MISSING_LEVEL!r} is already a category; "
-                    "use missing='reference' to map blanks to it, or rename the level"
-                )
+                raise fail("missing", f"{MISSING_LEVEL!r} is already a category; use missing 'reference' to map "
+                                      "blanks to it, or rename the level")
             if self.transform is not None:
-                raise ValueError(f"risk factor {self.name!r}: transforms apply to numeric factors only")
+                raise fail("transform", "transforms apply to numeric factors only")
         else:
             if self.categories:
-                raise ValueError(f"risk factor {self.name!r}: a numeric factor takes no categories")
+                raise fail("categories", "a numeric factor takes no categories")
             if self.reference is not None:
                 try:
                     float(self.reference)
                 except ValueError:
-                    raise ValueError(
-                        f"risk factor {self.name!r}: numeric reference must be a number, got {self.reference!r}"
-                    ) from None
+                    raise fail("reference", f"a numeric factor's reference (its fill value) must be a number, "
+                                            f"got {self.reference!r}") from None
 
     @property
     def reference_level(self) -> str:
@@ -298,8 +313,8 @@ def design_matrix(
 ) -> np.ndarray:
     """The model matrix (float64, columns as ``term_names(factors)``) built with numpy.
 
-    Formula parsing (patsy) is avoided because it is several times slower on a national cohort of a million
-    rows and would silently drop or reorder levels; here every configured level has a fixed column.
+    Formula parsing (patsy) is avoided because it costs more on a national cohort and would silently drop or
+    reorder levels; here every configured level has a fixed column.
     Raises ``ValueError`` naming the factor for missing values or levels outside the configuration.
     """
     centres = centres or {}
@@ -577,7 +592,7 @@ def fit_logistic(
         raise ValueError(f"term(s) with no patients in the fitting data, cannot be estimated: {empty}")
     # Newton-Raphson on the logit likelihood (statsmodels Logit) rather than GLM's IRLS: the same maximum
     # likelihood estimate (the logit link is canonical, so observed and expected information coincide), but each
-    # step is one X'WX product instead of a least-squares solve, about 4x faster on a million rows.
+    # step is one X'WX product instead of a least-squares solve, the cheaper step on a national cohort.
     logit_model = sm.Logit(y, X)
     # statsmodels has already computed the rank (one QR); a singular Hessian would otherwise surface as a bare
     # LinAlgError from inside Newton's method.
@@ -714,30 +729,23 @@ def fixed_model(
 # Model quality
 
 
-def _check_py(p: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-    p = np.asarray(p, dtype=float).ravel()
-    y = np.asarray(y, dtype=float).ravel()
+def risks_and_outcomes(p: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted risks and observed outcomes as float arrays, checked: what model quality and monitoring take.
+
+    ``p`` and ``y`` must be 1-D and of one length, ``p`` probabilities in [0, 1] and ``y`` 0 or 1, neither with
+    missing values; a ``ValueError`` says which rule failed.
+    """
+    p = np.asarray(p, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if p.ndim != 1 or y.ndim != 1:
+        raise ValueError("predicted risks and outcomes must be 1-D")
     if p.shape != y.shape:
-        raise ValueError(f"p and y differ in length ({p.size} and {y.size})")
+        raise ValueError(f"predicted risks and outcomes differ in length ({p.size} and {y.size})")
     if np.isnan(p).any() or ((p < 0) | (p > 1)).any():
         raise ValueError("predicted risks must be probabilities in [0, 1] with no missing values")
     if not np.isin(y, (0.0, 1.0)).all():
         raise ValueError("outcomes must be 0 or 1 with no missing values")
     return p, y
-
-
-def _wilson(x: np.ndarray, n: np.ndarray, z: float = _Z95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for x events in n (Wilson, JASA 1927;22:209-212), in the form of METHODS.md s.1.
-
-    Private so this module does not depend on ``auditreport.stats.intervals``, which may not exist yet.
-    """
-    x = np.asarray(x, dtype=float)
-    n = np.asarray(n, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        root = z * np.sqrt(z * z + 4 * x * (1 - x / n))
-        lower = (2 * x + z * z - root) / (2 * (n + z * z))
-        upper = (2 * x + z * z + root) / (2 * (n + z * z))
-    return lower, upper
 
 
 def _auc_delong(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -796,15 +804,15 @@ def calibration_table(p: Any, y: Any, groups: int = 10) -> pd.DataFrame:
     """Observed and expected deaths by groups (tenths by default) of predicted risk.
 
     Columns ``group`` (1 = lowest risk), ``n``, ``observed``, ``expected`` (sum of p), ``observed_rate``,
-    ``expected_rate``, ``lower95``/``upper95`` (Wilson score interval of the observed rate). Groups are formed as
-    in ``ResourceSelection::hoslem.test`` (see ``_risk_groups``), the same groups the Hosmer-Lemeshow statistic
-    in ``model_performance`` uses.
+    ``expected_rate``, ``lower95``/``upper95`` (Wilson score interval of the observed rate, the package's one,
+    :func:`auditreport.stats.intervals.wilson`). Groups are formed as in ``ResourceSelection::hoslem.test``
+    (see ``_risk_groups``), the same groups the Hosmer-Lemeshow statistic in ``model_performance`` uses.
     """
-    p, y = _check_py(p, y)
+    p, y = risks_and_outcomes(p, y)
     g = _risk_groups(p, groups)
     frame = pd.DataFrame({"g": g, "y": y, "p": p})
     agg = frame.groupby("g", sort=True).agg(n=("y", "size"), observed=("y", "sum"), expected=("p", "sum"))
-    lower, upper = _wilson(agg["observed"].to_numpy(), agg["n"].to_numpy())
+    lower, upper = wilson(agg["observed"].to_numpy(), agg["n"].to_numpy(), level=0.95)
     return pd.DataFrame(
         {
             "group": np.arange(1, len(agg) + 1),
@@ -838,7 +846,7 @@ def model_performance(p: Any, y: Any, *, c_ci: str = "delong", groups: int = 10)
     import statsmodels.api as sm
     from scipy.stats import chi2
 
-    p, y = _check_py(p, y)
+    p, y = risks_and_outcomes(p, y)
     n, events = int(p.size), int(y.sum())
     auc, se_delong = _auc_delong(p, y)
     if c_ci == "delong":
@@ -848,8 +856,8 @@ def model_performance(p: Any, y: Any, *, c_ci: str = "delong", groups: int = 10)
         method = "Hanley-McNeil (Hanley & McNeil 1982)"
     else:
         raise ValueError(f"c_ci must be 'delong' or 'hanley_mcneil', got {c_ci!r}")
-    c_lower = max(0.0, auc - _Z95 * se) if math.isfinite(se) else float("nan")
-    c_upper = min(1.0, auc + _Z95 * se) if math.isfinite(se) else float("nan")
+    c_lower = max(0.0, auc - Z95 * se) if math.isfinite(se) else float("nan")
+    c_upper = min(1.0, auc + Z95 * se) if math.isfinite(se) else float("nan")
 
     out: dict[str, Any] = {
         "n": n,

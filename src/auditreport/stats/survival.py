@@ -10,16 +10,23 @@ References
 - Greenwood M. The natural duration of cancer. Reports on Public Health and Medical Subjects 1926;33.
 - Kalbfleisch JD, Prentice RL. The Statistical Analysis of Failure Time Data, 2nd ed. Wiley 2002 (log-log CI).
 - Therneau TM. survival: A Package for Survival Analysis in R, version 3.5-3, ``survfit``/``survfit_confint``.
+- Brookmeyer R, Crowley J. A confidence interval for the median survival time. Biometrics 1982;38:29-41.
+- Peto R, Peto J. Asymptotically efficient rank invariant test procedures. JRSS A 1972;135:185-207 (log-rank).
+- Cox DR. Regression models and life-tables. JRSS B 1972;34:187-220; Breslow NE, discussion of Cox 1972
+  (baseline hazard).
+- Grambsch PM, Therneau TM. Proportional hazards tests and diagnostics based on weighted residuals.
+  Biometrika 1994;81:515-526.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
+from scipy.stats import chi2 as chi2_dist
 from scipy.stats import norm
 
 CI_TRANSFORMS = ("log", "log-log", "plain")
@@ -42,6 +49,18 @@ def _as_arrays(durations, events) -> tuple[np.ndarray, np.ndarray]:
     if np.isnan(e).any() or not np.isin(e, (0, 1)).all():
         raise ValueError("events must be 0 (censored) or 1 (event); recode R-style 1/2 status first")
     return t, e.astype(int)
+
+
+def _at_risk(sorted_durations: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Patients still under follow-up (duration >= time) at each of ``times``, by binary search."""
+    return len(sorted_durations) - np.searchsorted(sorted_durations, times, side="left")
+
+
+def _deaths_at(sorted_event_times: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Deaths at each of ``times``, counted in the sorted death times by binary search."""
+    return np.searchsorted(sorted_event_times, times, side="right") - np.searchsorted(
+        sorted_event_times, times, side="left"
+    )
 
 
 def _check_transform(ci_transform: str) -> None:
@@ -129,7 +148,7 @@ def kaplan_meier(
     ts, es = t[order], e[order]
     left = np.searchsorted(ts, times, side="left")
     right = np.searchsorted(ts, times, side="right")
-    at_risk = len(ts) - left
+    at_risk = _at_risk(ts, times)
     cum_e = np.concatenate([[0], np.cumsum(es)])
     d = cum_e[right] - cum_e[left]
     c = (right - left) - d
@@ -198,7 +217,7 @@ def survival_at(
             "survival": table["survival"].to_numpy()[idx],
             "lower": table["lower"].to_numpy()[idx],
             "upper": table["upper"].to_numpy()[idx],
-            "at_risk": (t[None, :] >= h[:, None]).sum(axis=1),
+            "at_risk": _at_risk(np.sort(t), h),
         }
     )
     out.loc[beyond, ["survival", "lower", "upper"]] = np.nan
@@ -230,6 +249,45 @@ def _first_crossing(times: np.ndarray, curve: np.ndarray, q: float, convention: 
     return float(times[i])
 
 
+def median_from_km(km: pd.DataFrame, convention: str = "r") -> dict:
+    """Median survival and its confidence interval read off a Kaplan-Meier table.
+
+    The national stage already has every unit's curve (:func:`kaplan_meier`), so the median is read from it
+    rather than refitted.
+
+    Parameters
+    ----------
+    km : pandas.DataFrame
+        A table from :func:`kaplan_meier` (columns ``time``, ``survival``, ``lower``, ``upper``); the interval
+        is the one of the ``ci_transform`` the table was made with.
+    convention : {"r", "lifelines"}
+        ``"r"`` follows R ``survival``'s ``print.survfit``/``quantile.survfit`` (Therneau, 3.5-3): the median is
+        the first time the curve is at or below 0.5, except that if the curve sits at exactly 0.5 (within
+        sqrt(machine epsilon)) over an interval, the midpoint of that interval is taken; if it stays at 0.5 to
+        the end of follow-up, the start of that stretch. The interval is read off the pointwise confidence band
+        the same way (Brookmeyer and Crowley, Biometrics 1982;38:29-41): the lower limit is where the lower band
+        reaches 0.5 (it lies below the curve, so it gets there first), the upper limit where the upper band does.
+        ``"lifelines"`` is ``KaplanMeierFitter.median_survival_time_`` and
+        ``lifelines.utils.median_survival_times`` on the confidence band: the first time at or below 0.5, never
+        a midpoint.
+
+    Returns
+    -------
+    dict
+        ``median``, ``lower``, ``upper`` (NaN where the curve or band never reaches 0.5 within follow-up, which
+        R prints as NA; NaN band values, after the curve reaches 0, are skipped) and ``convention``.
+    """
+    if convention not in ("r", "lifelines"):
+        raise ValueError("convention must be 'r' or 'lifelines'")
+    t = km["time"].to_numpy(float)
+    return {
+        "median": _first_crossing(t, km["survival"].to_numpy(float), 0.5, convention),
+        "lower": _first_crossing(t, km["lower"].to_numpy(float), 0.5, convention),
+        "upper": _first_crossing(t, km["upper"].to_numpy(float), 0.5, convention),
+        "convention": convention,
+    }
+
+
 def median_survival(
     durations: ArrayLike,
     events: ArrayLike,
@@ -239,101 +297,92 @@ def median_survival(
 ) -> dict:
     """Median survival time with a confidence interval, by R's or lifelines' convention.
 
+    :func:`kaplan_meier` then :func:`median_from_km`, for patients whose curve is not yet at hand.
+
     Parameters
     ----------
     durations, events, alpha, ci_transform
         As :func:`kaplan_meier`. The interval depends on ``ci_transform`` (R ``survfit``'s default is
         ``"log"``, lifelines' ``"log-log"``).
     convention : {"r", "lifelines"}
-        ``"r"`` follows R ``survival``'s ``print.survfit``/``quantile.survfit`` (Therneau, 3.5-3): the median is
-        the first time the curve is at or below 0.5, except that if the curve sits at exactly 0.5 (within
-        sqrt(machine epsilon)) over an interval, the midpoint of that interval is taken. The interval is read off
-        the pointwise confidence band the same way (Brookmeyer and Crowley, Biometrics 1982;38:29-41): the lower
-        limit is where the lower band reaches 0.5 (it lies below the curve, so it gets there first), the upper
-        limit where the upper band does.
-        ``"lifelines"`` is ``KaplanMeierFitter.median_survival_time_`` and
-        ``lifelines.utils.median_survival_times`` on the confidence band: the first time at or below 0.5, never
-        a midpoint.
+        As :func:`median_from_km`.
 
     Returns
     -------
     dict
-        ``median``, ``lower``, ``upper`` (NaN where the curve or band never reaches 0.5 within follow-up, which
-        R prints as NA) and ``convention``.
+        As :func:`median_from_km`.
     """
-    if convention not in ("r", "lifelines"):
-        raise ValueError("convention must be 'r' or 'lifelines'")
-    table = kaplan_meier(durations, events, alpha=alpha, ci_transform=ci_transform)
-    t = table["time"].to_numpy()
-    return {
-        "median": _first_crossing(t, table["survival"].to_numpy(), 0.5, convention),
-        "lower": _first_crossing(t, table["lower"].to_numpy(), 0.5, convention),
-        "upper": _first_crossing(t, table["upper"].to_numpy(), 0.5, convention),
-        "convention": convention,
-    }
+    return median_from_km(kaplan_meier(durations, events, alpha=alpha, ci_transform=ci_transform), convention)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Log-rank test
 
 
-def logrank_vs_rest(durations: ArrayLike, events: ArrayLike, in_unit: ArrayLike) -> dict:
-    """Log-rank test of one unit against the rest of the country.
+def logrank_each_vs_rest(durations: ArrayLike, events: ArrayLike, units: ArrayLike) -> pd.DataFrame:
+    """Log-rank test of every unit against the rest of the country, all units in one pass.
 
-    The two-group Mantel-Haenszel log-rank statistic as R's ``survdiff`` (rho = 0) computes it: at each distinct
-    event time with n at risk and d deaths, the unit's expected deaths are n_unit d / n and the hypergeometric
-    variance n_unit n_rest d (n - d) / (n^2 (n - 1)); chi2 = (O - E)^2 / V on 1 df. Identical to
-    ``lifelines.statistics.logrank_test`` (checked in the tests); computed here so that the unit's observed and
-    expected deaths come out too.
+    The two-group Mantel-Haenszel log-rank statistic as R's ``survdiff`` (rho = 0) computes it, for each unit
+    against all other patients: at each distinct event time with n at risk and d deaths nationally, the unit's
+    expected deaths are n_unit d / n and the hypergeometric variance n_unit n_rest d (n - d) / (n^2 (n - 1));
+    chi2 = (O - E)^2 / V on 1 df. For two groups it is ``survdiff``'s figure (lung by sex: chi2 10.3) and
+    ``lifelines.statistics.logrank_test``'s (both checked in the tests). The national risk sets and deaths are
+    counted once; each unit then needs only its own sorted times, so every provider of a large audit is tested
+    without re-sorting the whole cohort per provider.
 
     Parameters
     ----------
     durations, events
         As :func:`kaplan_meier`, for every patient in the country.
-    in_unit : array-like of bool
-        True for the unit's patients.
+    units : array-like
+        Each patient's unit (any sortable labels, no missing values: give patients without a unit a label of
+        their own, so they count in "the rest").
 
     Returns
     -------
-    dict
-        ``chi2``, ``df`` (1), ``p_value``, ``observed`` and ``expected`` deaths for the unit (O/E > 1 means more
-        deaths than the national hazard predicts).
+    pandas.DataFrame
+        One row per unit, sorted by unit: ``unit_id``, ``observed`` and ``expected`` deaths in the unit
+        (O/E > 1 means more deaths than the national hazard predicts), ``chi2`` and ``p_value``. The test is NaN
+        when the unit is the whole cohort (there is no rest) or its variance is 0 (e.g. no deaths anywhere
+        while the unit's patients are at risk); R's ``survdiff`` refuses the first case.
 
     References
     ----------
     Peto R, Peto J. Asymptotically efficient rank invariant test procedures. JRSS A 1972;135:185-207.
     """
-    from scipy.stats import chi2 as chi2_dist
-
     t, e = _as_arrays(durations, events)
-    g = np.asarray(in_unit, dtype=bool)
-    if g.shape != t.shape:
-        raise ValueError("in_unit must have one entry per patient")
-    if g.all() or not g.any():
-        raise ValueError("in_unit must select some but not all patients")
+    units = np.asarray(units)
+    if units.shape != t.shape:
+        raise ValueError("units must have one entry per patient")
     event_times = np.unique(t[e == 1])
-    ts_all, ts_unit = np.sort(t), np.sort(t[g])
-    n = len(t) - np.searchsorted(ts_all, event_times, side="left")
-    n1 = g.sum() - np.searchsorted(ts_unit, event_times, side="left")
-    # Deaths per event time, overall and in the unit, by sorted counting rather than a Python loop.
-    te_all, te_unit = np.sort(t[e == 1]), np.sort(t[(e == 1) & g])
-    d = np.searchsorted(te_all, event_times, side="right") - np.searchsorted(te_all, event_times, side="left")
-    d1 = np.searchsorted(te_unit, event_times, side="right") - np.searchsorted(
-        te_unit, event_times, side="left"
-    )
-    expected = float(np.sum(n1 * d / n))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v = np.where(n > 1, n1 * (n - n1) * d * (n - d) / (n**2 * (n - 1.0)), 0.0)
-    var = float(v.sum())
-    observed = float(d1.sum())
-    stat = (observed - expected) ** 2 / var if var > 0 else float("nan")
-    return {
-        "chi2": stat,
-        "df": 1,
-        "p_value": float(chi2_dist.sf(stat, 1)) if var > 0 else float("nan"),
-        "observed": observed,
-        "expected": expected,
-    }
+    n = _at_risk(np.sort(t), event_times)
+    d = _deaths_at(np.sort(t[e == 1]), event_times)
+    order = np.argsort(units, kind="stable")
+    keys, starts = np.unique(units[order], return_index=True)
+    bounds = np.append(starts, len(order))
+    rows = []
+    for k, key in enumerate(keys):
+        idx = order[bounds[k]:bounds[k + 1]]
+        tu, eu = t[idx], e[idx]
+        n1 = _at_risk(np.sort(tu), event_times)
+        d1 = _deaths_at(np.sort(tu[eu == 1]), event_times)
+        expected = float(np.sum(n1 * d / n))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.where(n > 1, n1 * (n - n1) * d * (n - d) / (n**2 * (n - 1.0)), 0.0)
+        var = float(v.sum())
+        observed = float(d1.sum())
+        ok = var > 0 and len(idx) < len(t)
+        stat = (observed - expected) ** 2 / var if ok else float("nan")
+        rows.append(
+            {
+                "unit_id": key,
+                "observed": observed,
+                "expected": expected,
+                "chi2": stat,
+                "p_value": float(chi2_dist.sf(stat, 1)) if ok else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows, columns=["unit_id", "observed", "expected", "chi2", "p_value"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -398,8 +447,6 @@ class CoxResult:
 
     def summary(self) -> pd.DataFrame:
         """One row per covariate: coef, se, limits, hazard ratio, z, p."""
-        from scipy.stats import norm as _norm
-
         z = self.coef / self.se
         return pd.DataFrame(
             {
@@ -409,7 +456,7 @@ class CoxResult:
                 "upper": self.upper,
                 "hr": np.exp(self.coef),
                 "z": z,
-                "p": 2 * _norm.sf(np.abs(z)),
+                "p": 2 * norm.sf(np.abs(z)),
             }
         )
 
@@ -478,21 +525,55 @@ class CoxResult:
 
 
 def _breslow_baseline(t: np.ndarray, e: np.ndarray, risk_score: np.ndarray) -> pd.DataFrame:
+    """Breslow's cumulative baseline hazard: at each event time, deaths over the risk set's summed risk scores."""
     event_times = np.unique(t[e == 1])
     order = np.argsort(t, kind="stable")
     ts, rs = t[order], risk_score[order]
     # Sum of risk scores over the risk set {t_i >= s}: a reverse cumulative sum read at each event time.
     rev = np.concatenate([np.cumsum(rs[::-1])[::-1], [0.0]])
     risk_sum = rev[np.searchsorted(ts, event_times, side="left")]
-    te = np.sort(t[e == 1])
-    d = np.searchsorted(te, event_times, side="right") - np.searchsorted(te, event_times, side="left")
+    d = _deaths_at(np.sort(t[e == 1]), event_times)
     return pd.DataFrame({"time": event_times, "cumhaz": np.cumsum(d / risk_sum)})
+
+
+def _centred_baseline(
+    data: pd.DataFrame, duration_col: str, event_col: str, covariates: list[str], coef: pd.Series
+) -> tuple[pd.Series, pd.DataFrame]:
+    """Covariate means of ``data`` and the Breslow baseline of ``data`` at ``coef``, centred on those means."""
+    t, e = _as_arrays(data[duration_col], data[event_col])
+    means = data[covariates].mean()
+    risk = np.exp((data[covariates] - means).to_numpy() @ coef.to_numpy())
+    return means.rename(None), _breslow_baseline(t, e, risk)
+
+
+def cox_with_baseline(result: CoxResult, df: pd.DataFrame, duration_col: str, event_col: str) -> CoxResult:
+    """The fitted model with its baseline hazard re-estimated on ``df`` at the same coefficients.
+
+    Used when the coefficients were fitted on a sample of the cohort (a Cox fit and its residuals grow faster
+    than linearly with the number of patients): the Breslow baseline (as in :func:`fit_cox`) is recomputed on
+    the whole cohort ``df``, centred on its covariate means, so that :func:`cox_expected` summed over ``df``
+    equals its deaths exactly (national Cox O/E = 1) whatever the sample. Everything else in ``result``
+    (coefficients, their limits, likelihoods, PH test, ``n``) still describes the fit.
+
+    Parameters
+    ----------
+    result : CoxResult
+    df : pandas.DataFrame
+        The cohort, with ``duration_col``, ``event_col`` and the model's covariates, numeric and complete.
+    duration_col, event_col : str
+
+    Returns
+    -------
+    CoxResult
+        A copy of ``result`` with ``means`` and ``baseline`` from ``df``.
+    """
+    means, baseline = _centred_baseline(df, duration_col, event_col, result.covariates, result.coef)
+    return replace(result, means=means, baseline=baseline)
 
 
 def _ph_test(cph, data: pd.DataFrame, n_events: int) -> pd.DataFrame:
     """Grambsch-Therneau test on scaled Schoenfeld residuals against rank(time), per covariate and global."""
     from lifelines.statistics import TimeTransformers
-    from scipy.stats import chi2 as chi2_dist
 
     resid = cph.compute_residuals(data, kind="scaled_schoenfeld")
     events, durations, weights = cph.event_observed, cph.durations, cph.weights
@@ -566,7 +647,7 @@ def fit_cox(
         if not pd.api.types.is_numeric_dtype(data[c]):
             raise TypeError(f"covariate {c!r} is not numeric; encode it as indicator columns")
     data = data.astype(float)
-    t, e = _as_arrays(data[duration_col], data[event_col])
+    _, e = _as_arrays(data[duration_col], data[event_col])  # refuse a bad event coding before fitting
     cph = CoxPHFitter(alpha=alpha)
     cph.fit(
         data,
@@ -577,8 +658,7 @@ def fit_cox(
     coef = cph.params_.reindex(covariates).astype(float)
     se = cph.standard_errors_.reindex(covariates).astype(float)
     z = norm.ppf(1 - alpha / 2)
-    means = data[covariates].mean()
-    risk = np.exp((data[covariates] - means).to_numpy() @ coef.to_numpy())
+    means, baseline = _centred_baseline(data, duration_col, event_col, covariates, coef)
     n_events = int(e.sum())
     return CoxResult(
         covariates=covariates,
@@ -593,8 +673,8 @@ def fit_cox(
         n=len(data),
         n_events=n_events,
         n_dropped=int(n_dropped),
-        means=means.rename(None),
-        baseline=_breslow_baseline(t, e, risk),
+        means=means,
+        baseline=baseline,
         ph_test=_ph_test(cph, data, n_events),
     )
 
@@ -635,32 +715,36 @@ def cox_expected(result: CoxResult, df: pd.DataFrame, duration_col: str) -> np.n
     return h0 * np.exp(lp)
 
 
-def cox_oe_by_unit(
-    result: CoxResult,
-    df: pd.DataFrame,
-    duration_col: str,
-    event_col: str,
-    unit_col: str,
-) -> pd.DataFrame:
-    """Observed and Cox-expected deaths per unit, and their ratio.
+def cox_oe_by_unit(expected: ArrayLike, events: ArrayLike, units: ArrayLike) -> pd.DataFrame:
+    """Observed and Cox-expected deaths per unit, and their ratio (METHODS.md section 6).
 
-    E is the sum of :func:`cox_expected` over the unit's patients; patients with missing covariates are left out
-    of both O and E (and counted in ``n_excluded``) so the ratio compares like with like. Confidence limits are
-    not computed here: apply the exact Poisson limits on O (METHODS.md section 1) from the limits module, and
-    plot on the same funnel as the logistic O/E.
+    E is the sum of the unit's patients' :func:`cox_expected`; O its deaths during follow-up. Patients whose
+    expected deaths are NaN (a missing covariate or duration) are left out of both O and E, and counted in
+    ``n_excluded``, so the ratio compares like with like; patients without a unit (NaN) are left out. Confidence
+    limits are not computed here: apply the exact Poisson limits on O (METHODS.md section 1) and plot on the same
+    funnel as the logistic O/E, as the national stage does.
+
+    Parameters
+    ----------
+    expected : array-like
+        Each patient's expected deaths, from :func:`cox_expected`.
+    events : array-like
+        Each patient's deaths during follow-up (0/1).
+    units : array-like
+        Each patient's unit.
 
     Returns
     -------
     pandas.DataFrame
-        Indexed by unit: ``n``, ``n_excluded``, ``observed``, ``expected``, ``oe``.
+        Indexed by unit (sorted): ``n``, ``n_excluded``, ``observed``, ``expected``, ``oe``.
     """
-    ex = cox_expected(result, df, duration_col)
+    ex = np.asarray(expected, dtype=float)
     ok = ~np.isnan(ex)
     frame = pd.DataFrame(
         {
-            "unit": df[unit_col].to_numpy(),
+            "unit": np.asarray(units),
             "ok": ok,
-            "observed": np.where(ok, df[event_col].to_numpy(dtype=float), 0.0),
+            "observed": np.where(ok, np.asarray(events, dtype=float), 0.0),
             "expected": np.where(ok, ex, 0.0),
         }
     )
@@ -674,5 +758,5 @@ def cox_oe_by_unit(
         }
     )
     out["oe"] = out["observed"] / out["expected"]
-    out.index.name = unit_col
+    out.index.name = "unit"
     return out
