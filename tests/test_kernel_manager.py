@@ -1,19 +1,19 @@
 """The report kernel manager and client: jupyter_client's behaviour, without its fixed idle waits.
 
 Real kernels, started the ordinary way (the fork server has its own tests), so these hold on any
-platform the batch runs on.
+platform the batch runs on. The guards on the jupyter_client internals these classes use are in
+tests/test_speedups.py; the stock manager used with the speed-ups off is exercised by the tests that take
+``speedups_on`` (tests/test_batch.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import sys
 from queue import Empty
 
 import pytest
 import zmq
-from jupyter_client.manager import KernelManager
 
 from auditreport.execution import kernel_manager as report_km
 
@@ -102,11 +102,3 @@ def test_manager_sees_a_killed_kernel_go_without_sleeping_a_tenth_of_a_second(st
     assert not km.has_kernel
     # jupyter_client's own wait sleeps [0.1, 0.1, ...]; a kernel already gone needs none.
     assert sleeps == [min(0.002 * 2 ** i, 0.1) for i in range(len(sleeps))]
-
-
-def test_jupyter_client_still_waits_for_a_killed_kernel_through_the_hook():
-    """ReportKernelManager overrides ``_async_wait``, an internal of jupyter_client (pinned in
-    requirements/constraints.txt). If an upgrade stops calling it, the override silently does
-    nothing and every report idles 0.1 s again: this says so."""
-    assert "self._async_wait(" in inspect.getsource(KernelManager._async_kill_kernel)
-    assert "_handle_kernel_info_reply" in dict(inspect.getmembers(report_km.ReportKernelClient))
