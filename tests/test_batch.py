@@ -259,7 +259,8 @@ def test_a_real_report_is_the_same_with_the_speedups_off(built_small_audit, smal
         finally:
             document.close()
 
-    assert pages(Path(stock_job.out_dir) / "local.pdf") == pages(Path(engine_job.out_dir) / "local.pdf")
+    stock_pages = pages(Path(stock_job.out_dir) / "local.pdf")
+    assert len(stock_pages) > 1 and stock_pages == pages(Path(engine_job.out_dir) / "local.pdf")
 
 
 def two_providers(audit_yaml: Path) -> list[str]:
