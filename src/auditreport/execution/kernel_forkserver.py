@@ -1,10 +1,10 @@
 """Start report kernels by forking a pre-loaded "zygote" instead of running a new interpreter.
 
 Every report runs in its own fresh kernel. Started the ordinary way, each of those
-kernels is a new ``python -m ipykernel_launcher`` that spends about a second of CPU
+kernels is a new ``python -m ipykernel_launcher`` that spends most of its CPU
 importing ipykernel, numpy, pandas, matplotlib and auditreport before it runs a
 single cell; with a few hundred reports per batch that is a large share of the
-batch. Here each worker process keeps one zygote: a small server, started lazily,
+batch (benchmarks/RESULTS.md). Here each worker process keeps one zygote: a small server, started lazily,
 that imports all of that once and then waits on a Unix socket. For each report the
 zygote forks; the child sets up the kernel's working folder, environment and
 output files exactly as ``jupyter_client`` would have, and runs
@@ -65,7 +65,7 @@ PRELOAD: tuple[str, ...] = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipyker
                             "sqlite3", "tornado.platform.asyncio", "tornado.queues",
                             "pyarrow.parquet", "auditreport.presentation.sections",  # every report reads the bundle
                             # and these, which the report code imports only when it first needs them (reading a
-                            # Parquet file, drawing a chart, the data-quality labels): ~35 ms in every kernel
+                            # Parquet file, drawing a chart, the data-quality labels)
                             "pyarrow.dataset", "matplotlib.backends.backend_agg", "auditreport.presentation.png",
                             "auditreport.analysis.quality")
 READY_TIMEOUT = 120.0  # seconds for a zygote to import everything; a loaded machine is slow
