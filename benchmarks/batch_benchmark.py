@@ -1,7 +1,7 @@
 """How fast is the batch engine, and how does it compare with the straightforward way?
 
     PYTHONPATH=src python benchmarks/batch_benchmark.py [--providers 120] [--records 50000] [--jobs N]
-        [--naive-reports 10] [--switch-reports 6] [--switch-rounds 1] [--national-records 1000000]
+        [--naive-reports 10] [--switch-reports 4] [--switch-rounds 2] [--national-records 1000000]
         [--skip-naive] [--skip-national] [--workdir DIR]
 
 It generates a synthetic audit, then in one run (so machine noise hits both sides alike):
@@ -12,7 +12,8 @@ It generates a synthetic audit, then in one run (so machine noise hits both side
 2. reruns with nothing changed (everything should be skipped);
 3. builds a few provider reports with the speed-ups that patch third-party internals switched off
    (:mod:`auditreport.speedups`: stock papermill, nbclient, jupyter_client and WeasyPrint) beside the
-   same reports with them on, alternating, and prints both (``--switch-reports``, ``--switch-rounds``);
+   same reports with them on, one at a time in this process, alternating, and prints both
+   (``--switch-reports``, ``--switch-rounds``);
 4. times a few reports done the straightforward way, one at a time: papermill's command line, then
    ``jupyter nbconvert --to html --no-input``, then the ``weasyprint`` command; the per-report time is
    extrapolated to the whole audit (and the national stage added) to give the ratio;
@@ -97,45 +98,49 @@ def probe_kernel(n: int = 3) -> dict[str, float]:
     return medians
 
 
-def switch_comparison(audit: Path, reports: Path, sample_size: int, rounds: int, jobs: int | None) -> dict:
-    """The same provider reports built with the speed-ups off and on, alternating ``rounds`` times.
+def switch_comparison(audit: Path, reports: Path, sample_size: int, rounds: int) -> dict:
+    """The same provider reports built with the speed-ups off and on, report by report, alternating.
 
-    Each side builds its copies of the sample in a fresh folder with the batch engine (same workers), so
-    each report starts its own kernel either way; only the switch differs. Figures per report: wall
-    seconds of the batch divided by reports, core-seconds (this process and every process it waited for,
-    kernels and zygotes included) and the mean seconds of each phase in the workers.
+    One worker (this process) builds each report of the sample with the switch off, then on, ``rounds``
+    times, after one untimed report each way (the first pays for imports, fonts and the zygote, which a
+    worker pays once). Per report: wall seconds, core-seconds (this process, its reaped children, and the
+    zygote with the kernels it forked, read from /proc) and the seconds of each phase.
     """
     import dataclasses
+
+    from kernel_forkserver_benchmark import proc_cpu
 
     from auditreport import speedups
     from auditreport.config import load_config
     from auditreport.execution import kernel_forkserver as kf
-    from auditreport.execution.batch import run_batch
+    from auditreport.execution.report_job import run_job
     from auditreport.pipeline import period_dir, report_jobs
+
+    def cpu_now() -> float:
+        zygote = kf.zygote_pid()
+        return cpu_seconds() + (sum(proc_cpu(zygote)) if zygote else 0.0)
 
     config = load_config(audit)
     sample = [j for j in report_jobs(config, period_dir(config, reports)) if j.kind == "provider"][:sample_size]
     figures: dict[str, dict[str, list[float]]] = {"off": {}, "on": {}}
     failed = []
-    for round_ in range(rounds):
+    for index, job in enumerate([sample[0], *sample * rounds]):
         for side in ("off", "on"):
-            folder = reports.parent / "switch" / f"{side}-{round_}"
-            shutil.rmtree(folder, ignore_errors=True)
-            copies = [dataclasses.replace(j, out_dir=str(folder / j.provider)) for j in sample]
-            cpu, t = cpu_seconds(), time.perf_counter()
-            with speedups.switched(side == "on"):  # the pool's workers are forked inside: they inherit it
-                results = run_batch(copies, workers=jobs, force=True)
-            kf.stop_zygote()  # one worker runs in this process: its zygote's CPU counts once it is reaped
-            wall, cpu = time.perf_counter() - t, cpu_seconds() - cpu
-            failed += [(side, r.name, r.error) for r in results if r.status != "built"]
+            copy = dataclasses.replace(job, out_dir=str(reports.parent / "switch" / side / f"{index}-{job.provider}"))
+            with speedups.switched(side == "on"):
+                cpu, t = cpu_now(), time.perf_counter()
+                result = run_job(copy)
+                wall, cpu = time.perf_counter() - t, cpu_now() - cpu
+            if result.status != "built":
+                failed.append((side, result.name, result.error))
+            if index == 0:
+                continue  # the warm-up
             record = figures[side]
-            record.setdefault("wall", []).append(wall / len(copies))
-            record.setdefault("cpu", []).append(cpu / len(copies))
-            for r in results:
-                for phase, seconds in r.timings.items():
-                    record.setdefault(phase, []).append(seconds)
-    return {"n": len(sample), "figures": {side: {k: statistics.mean(v) for k, v in f.items()}
-                                          for side, f in figures.items()}, "failed": failed}
+            for key, value in {"wall": wall, "cpu": cpu, **result.timings}.items():
+                record.setdefault(key, []).append(value)
+    kf.stop_zygote()
+    return {"n": len(sample) * rounds, "failed": failed,
+            "figures": {side: {k: statistics.mean(v) for k, v in f.items()} for side, f in figures.items()}}
 
 
 def engine(audit: Path, reports: Path, jobs: int | None, force: bool) -> dict:
@@ -222,9 +227,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None, help="engine workers (default: one per core)")
     parser.add_argument("--naive-reports", type=int, default=10, help="reports timed the straightforward way")
     parser.add_argument("--national-records", type=int, default=1_000_000)
-    parser.add_argument("--switch-reports", type=int, default=6,
+    parser.add_argument("--switch-reports", type=int, default=4,
                         help="provider reports built with the speed-ups off beside on (0: skip)")
-    parser.add_argument("--switch-rounds", type=int, default=1, help="off/on rounds over those reports")
+    parser.add_argument("--switch-rounds", type=int, default=2, help="off/on rounds over those reports")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-national", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None, help="keep everything here (default: a temp dir)")
@@ -295,12 +300,12 @@ def main() -> None:
     print(f"\nENGINE, rerun with nothing changed: {again['summary'].counts()} in {again['wall']:.2f}s")
 
     if args.switch_reports:
-        c = switch_comparison(audit, reports, args.switch_reports, args.switch_rounds, args.jobs)
+        c = switch_comparison(audit, reports, args.switch_reports, args.switch_rounds)
         off, on = c["figures"]["off"], c["figures"]["on"]
-        print(f"\nSPEED-UPS OFF (stock papermill, nbclient, jupyter_client, WeasyPrint) beside ON: the same "
-              f"{c['n']} provider reports built by the engine, alternating, {args.switch_rounds} round(s)")
+        print(f"\nSPEED-UPS OFF (stock papermill, nbclient, jupyter_client, WeasyPrint) beside ON: {c['n']} provider "
+              "reports each way, one worker, one report at a time, alternating (after one untimed report each way)")
         print(f"{'per report':32} {'off':>8} {'on':>8} {'off/on':>7}")
-        for key, label in (("wall", "wall (batch / reports), s"), ("cpu", "core-seconds"), ("execute", "execute, s"),
+        for key, label in (("wall", "wall, s"), ("cpu", "core-seconds"), ("execute", "execute, s"),
                            ("html", "html, s"), ("pdf", "pdf, s")):
             if key in off and key in on:
                 print(f"{label:32} {off[key]:8.2f} {on[key]:8.2f} {off[key] / on[key] if on[key] else float('nan'):6.2f}x")

@@ -2,8 +2,8 @@
 
 The batch engine is faster than stock papermill, nbclient, jupyter_client and WeasyPrint because it
 reaches into some of their internals. Internals change without notice, so every such use is behind
-this switch and each has a test that fails when the pinned version no longer has it
-(``tests/test_pdf.py``, ``tests/test_kernel_manager.py``, ``tests/test_kernel_forkserver.py``).
+this switch and each has a test in ``tests/test_speedups.py`` that fails when the pinned version
+(``requirements/constraints.txt``) no longer has it as used.
 After upgrading one of those packages, run those tests; if one fails and cannot be fixed at once,
 switch the speed-ups off and the reports are built the stock way, the same reports, only slower.
 

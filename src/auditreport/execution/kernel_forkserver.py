@@ -4,8 +4,9 @@ Every report runs in its own fresh kernel. Started the ordinary way, each of tho
 kernels is a new ``python -m ipykernel_launcher`` that spends most of its CPU
 importing ipykernel, numpy, pandas, matplotlib and auditreport before it runs a
 single cell; with a few hundred reports per batch that is a large share of the
-batch (benchmarks/RESULTS.md). Here each worker process keeps one zygote: a small server, started lazily,
-that imports all of that once and then waits on a Unix socket. For each report the
+batch (benchmarks/RESULTS.md). Here each worker process keeps one zygote: a small
+server, started lazily, that imports all of that once and then waits on a Unix
+socket. For each report the
 zygote forks; the child sets up the kernel's working folder, environment and
 output files exactly as ``jupyter_client`` would have, and runs
 ``ipykernel_launcher``. The child is still a new process that nothing else has run
@@ -105,7 +106,7 @@ class ForkServerKernelManager(ReportKernelManager):
     The provisioner is injected where jupyter_client would create one from the kernelspec, so no
     entry point or kernelspec change is needed and restarts reuse it. That overrides
     ``KernelManager._async_pre_start_kernel``, an internal of jupyter_client, so this manager is only
-    used with the speed-ups on (tests/test_kernel_forkserver.py guards the internal).
+    used with the speed-ups on (tests/test_speedups.py guards the internal).
     """
 
     async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:

@@ -20,7 +20,7 @@ one worker per core that is idle time for the machine (benchmarks/RESULTS.md has
 Both classes lean on jupyter_client internals (``AsyncKernelManager._async_wait``,
 ``KernelClient._context_default``, ``_handle_kernel_info_reply`` and ``_async_is_alive``), so report jobs
 use them only with the speed-ups on (:mod:`auditreport.speedups`; otherwise jupyter_client's stock
-``AsyncKernelManager`` and ``AsyncKernelClient``); ``tests/test_kernel_manager.py`` fails when the pinned
+``AsyncKernelManager`` and ``AsyncKernelClient``); ``tests/test_speedups.py`` fails when the pinned
 jupyter_client no longer has one of them as used here.
 """
 

@@ -135,8 +135,8 @@ def _install_png_passthrough() -> None:
 
     WeasyPrint 70.0's ``RasterImage.get_x_object`` opens every PNG with Pillow and saves it
     again (twice for RGBA: colour and alpha mask). This wraps that method (an internal of
-    WeasyPrint, pinned to 70.0 in requirements/constraints.txt; tests/test_pdf.py fails if it
-    changes):
+    WeasyPrint, pinned to 70.0 in requirements/constraints.txt; tests/test_speedups.py fails if
+    it changes):
 
     * RGB 8-bit non-interlaced PNG at full resolution: the original IDAT stream, no decoding;
     * RGBA whose alpha is 255 everywhere: re-encoded once as RGB, no soft mask;
