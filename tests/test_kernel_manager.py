@@ -2,8 +2,8 @@
 
 Real kernels, started the ordinary way (the fork server has its own tests), so these hold on any
 platform the batch runs on. The guards on the jupyter_client internals these classes use are in
-tests/test_speedups.py; the stock manager used with the speed-ups off is exercised by the tests that take
-``speedups_on`` (tests/test_batch.py).
+tests/test_speedups.py. Tests taking ``speedups_on`` run with the speed-ups on and off (jupyter_client's
+stock manager and client).
 """
 
 from __future__ import annotations
@@ -102,3 +102,36 @@ def test_manager_sees_a_killed_kernel_go_without_sleeping_a_tenth_of_a_second(st
     assert not km.has_kernel
     # jupyter_client's own wait sleeps [0.1, 0.1, ...]; a kernel already gone needs none.
     assert sleeps == [min(0.002 * 2 ** i, 0.1) for i in range(len(sleeps))]
+
+
+def test_a_report_kernel_answers_runs_a_cell_and_is_gone_after_shutdown(start_kernel, speedups_on):
+    """The manager report jobs get (kernel_forkserver.kernel_manager), speed-ups on or off."""
+    import psutil
+    from jupyter_core.utils import run_sync
+
+    from auditreport.execution import kernel_forkserver as kf
+
+    try:
+        km = start_kernel(kf.kernel_manager)
+        assert isinstance(km, report_km.ReportKernelManager) is speedups_on
+        kc = km.client()
+        assert isinstance(kc, report_km.ReportKernelClient) is speedups_on
+        printed: list[str] = []
+
+        async def ready_then_run():
+            await kc.wait_for_ready(timeout=60)
+            return await kc.execute_interactive("print(6 * 7)", timeout=60,
+                                                output_hook=lambda m: printed.append(m["content"].get("text", "")))
+
+        kc.start_channels()
+        try:
+            reply = asyncio.run(ready_then_run())
+        finally:
+            kc.stop_channels()
+        assert reply["content"]["status"] == "ok" and "".join(printed).strip() == "42"
+        pid = km.provisioner.pid
+        run_sync(km.shutdown_kernel)(now=True)
+        assert not km.has_kernel
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        kf.stop_zygote()
