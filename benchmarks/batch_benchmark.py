@@ -1,7 +1,8 @@
 """How fast is the batch engine, and how does it compare with the straightforward way?
 
     PYTHONPATH=src python benchmarks/batch_benchmark.py [--providers 120] [--records 50000] [--jobs N]
-        [--naive-reports 10] [--national-records 1000000] [--skip-naive] [--skip-national] [--workdir DIR]
+        [--naive-reports 10] [--switch-reports 4] [--switch-rounds 2] [--national-records 1000000]
+        [--skip-naive] [--skip-national] [--workdir DIR]
 
 It generates a synthetic audit, then in one run (so machine noise hits both sides alike):
 
@@ -9,12 +10,17 @@ It generates a synthetic audit, then in one run (so machine noise hits both side
    wall time, reports per minute, core-seconds per report (user+sys of this process and every
    process it waited for, kernels included), and where a report's time goes;
 2. reruns with nothing changed (everything should be skipped);
-3. times a few reports done the straightforward way, one at a time: papermill's command line, then
+3. builds a few provider reports with the speed-ups that patch third-party internals switched off
+   (:mod:`auditreport.speedups`: stock papermill, nbclient, jupyter_client and WeasyPrint) beside the
+   same reports with them on, one at a time in this process, alternating, and prints both
+   (``--switch-reports``, ``--switch-rounds``);
+4. times a few reports done the straightforward way, one at a time: papermill's command line, then
    ``jupyter nbconvert --to html --no-input``, then the ``weasyprint`` command; the per-report time is
    extrapolated to the whole audit (and the national stage added) to give the ratio;
-4. runs the national stage alone on a larger audit in a child process: wall time and peak memory.
+5. runs the national stage alone on a larger audit in a child process: wall time and peak memory.
 
 Nothing here is asserted: machines differ and are noisy. Compare ratios within one run.
+Results and their history: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -70,30 +76,71 @@ def make_audit(folder: Path, providers: int, records: int) -> Path:
 
 
 def probe_kernel(n: int = 3) -> dict[str, float]:
-    """Median seconds to start a kernel and import the report code in it: the ordinary way and as the
-    engine does it (forked from a zygote; the first fork, which pays for the zygote, is left out)."""
-    from kernel_forkserver_benchmark import one_kernel
+    """Median seconds to start a kernel and import the report code in it: stock (speed-ups off) and as the
+    engine does it with the speed-ups on (forked from a zygote; the first fork, which pays for the zygote,
+    is left out)."""
+    from kernel_forkserver_benchmark import MANAGERS, one_kernel
 
     from auditreport.execution import kernel_forkserver as kf
 
-    before = os.environ.get(kf.ENV_SWITCH)
     medians = {}
     try:
-        for mode in ("normal", "forkserver"):
-            os.environ[kf.ENV_SWITCH] = "1" if mode == "forkserver" else "0"
+        for mode in ("stock", "forked" if kf.supported() else "no waits"):
             kf.stop_zygote()
             walls = []
-            for _ in range(n + (mode == "forkserver")):
+            for _ in range(n + (mode == "forked")):
                 with tempfile.TemporaryDirectory(prefix="akb-") as folder:
-                    walls.append(one_kernel(Path(folder)))
-            medians[mode] = statistics.median(walls[1:] if mode == "forkserver" else walls)
+                    walls.append(one_kernel(Path(folder), MANAGERS[mode]))
+            medians["stock" if mode == "stock" else "speedups"] = statistics.median(walls[1:] if mode == "forked"
+                                                                                    else walls)
     finally:
         kf.stop_zygote()
-        if before is None:
-            os.environ.pop(kf.ENV_SWITCH, None)
-        else:
-            os.environ[kf.ENV_SWITCH] = before
     return medians
+
+
+def switch_comparison(audit: Path, reports: Path, sample_size: int, rounds: int) -> dict:
+    """The same provider reports built with the speed-ups off and on, report by report, alternating.
+
+    One worker (this process) builds each report of the sample with the switch off, then on, ``rounds``
+    times, after one untimed report each way (the first pays for imports, fonts and the zygote, which a
+    worker pays once). Per report: wall seconds, core-seconds (this process, its reaped children, and the
+    zygote with the kernels it forked, read from /proc) and the seconds of each phase.
+    """
+    import dataclasses
+
+    from kernel_forkserver_benchmark import proc_cpu
+
+    from auditreport import speedups
+    from auditreport.config import load_config
+    from auditreport.execution import kernel_forkserver as kf
+    from auditreport.execution.report_job import run_job
+    from auditreport.pipeline import period_dir, report_jobs
+
+    def cpu_now() -> float:
+        zygote = kf.zygote_pid()
+        return cpu_seconds() + (sum(proc_cpu(zygote)) if zygote else 0.0)
+
+    config = load_config(audit)
+    sample = [j for j in report_jobs(config, period_dir(config, reports)) if j.kind == "provider"][:sample_size]
+    figures: dict[str, dict[str, list[float]]] = {"off": {}, "on": {}}
+    failed = []
+    for index, job in enumerate([sample[0], *sample * rounds]):
+        for side in ("off", "on"):
+            copy = dataclasses.replace(job, out_dir=str(reports.parent / "switch" / side / f"{index}-{job.provider}"))
+            with speedups.switched(side == "on"):
+                cpu, t = cpu_now(), time.perf_counter()
+                result = run_job(copy)
+                wall, cpu = time.perf_counter() - t, cpu_now() - cpu
+            if result.status != "built":
+                failed.append((side, result.name, result.error))
+            if index == 0:
+                continue  # the warm-up
+            record = figures[side]
+            for key, value in {"wall": wall, "cpu": cpu, **result.timings}.items():
+                record.setdefault(key, []).append(value)
+    kf.stop_zygote()
+    return {"n": len(sample) * rounds, "failed": failed,
+            "figures": {side: {k: statistics.mean(v) for k, v in f.items()} for side, f in figures.items()}}
 
 
 def engine(audit: Path, reports: Path, jobs: int | None, force: bool) -> dict:
@@ -180,6 +227,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None, help="engine workers (default: one per core)")
     parser.add_argument("--naive-reports", type=int, default=10, help="reports timed the straightforward way")
     parser.add_argument("--national-records", type=int, default=1_000_000)
+    parser.add_argument("--switch-reports", type=int, default=4,
+                        help="provider reports built with the speed-ups off beside on (0: skip)")
+    parser.add_argument("--switch-rounds", type=int, default=2, help="off/on rounds over those reports")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-national", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None, help="keep everything here (default: a temp dir)")
@@ -206,9 +256,12 @@ def main() -> None:
         audit = make_audit(work / "audit", args.providers, args.records)
     print(f"synthetic data generated in {time.perf_counter() - t:.1f}s")
 
+    from auditreport import speedups
+
     probe = probe_kernel()
-    print(f"a report's kernel, start + import of the report code (median of 3): {probe['normal']:.2f}s the "
-          f"ordinary way, {probe['forkserver']:.2f}s forked from the worker's zygote")
+    print(f"a report's kernel, start + import of the report code (median of 3): {probe['stock']:.2f}s stock "
+          f"(speed-ups off), {probe['speedups']:.2f}s with the speed-ups (forked from the worker's zygote)")
+    print(f"engine runs below with the speed-ups {'on' if speedups.enabled() else 'OFF'} ({speedups.ENV_VAR})")
 
     reports = work / "reports"
     if args.skip_engine:
@@ -232,7 +285,8 @@ def main() -> None:
             phases.setdefault(k, []).append(v)
     per = {k: statistics.mean(v) for k, v in phases.items()}
     print("  per report (mean, in a worker): " + ", ".join(f"{k} {v:.2f}s" for k, v in per.items())
-          + f"; execute = kernel start and imports ~{probe['forkserver']:.2f}s + cells")
+          + f"; execute = kernel start and imports ~{probe['speedups' if speedups.enabled() else 'stock']:.2f}s"
+          " + cells")
     # Reports that get slower as the batch goes on mean the workers are accumulating something.
     done = [r.seconds for r in s.results if r.status == "built"]
     if len(done) >= 6:
@@ -244,6 +298,19 @@ def main() -> None:
 
     again = engine(audit, reports, args.jobs, force=False)
     print(f"\nENGINE, rerun with nothing changed: {again['summary'].counts()} in {again['wall']:.2f}s")
+
+    if args.switch_reports:
+        c = switch_comparison(audit, reports, args.switch_reports, args.switch_rounds)
+        off, on = c["figures"]["off"], c["figures"]["on"]
+        print(f"\nSPEED-UPS OFF (stock papermill, nbclient, jupyter_client, WeasyPrint) beside ON: {c['n']} provider "
+              "reports each way, one worker, one report at a time, alternating (after one untimed report each way)")
+        print(f"{'per report':32} {'off':>8} {'on':>8} {'off/on':>7}")
+        for key, label in (("wall", "wall, s"), ("cpu", "core-seconds"), ("execute", "execute, s"),
+                           ("html", "html, s"), ("pdf", "pdf, s")):
+            if key in off and key in on:
+                print(f"{label:32} {off[key]:8.2f} {on[key]:8.2f} {off[key] / on[key] if on[key] else float('nan'):6.2f}x")
+        if c["failed"]:
+            print(f"  FAILED: {c['failed'][:5]}")
 
     naive_and_national(args, audit, reports, n, engine_wall=first["wall"], engine_cpu=first["cpu"] / max(built, 1),
                        national_seconds=s.national_seconds)

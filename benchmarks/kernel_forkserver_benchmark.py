@@ -1,17 +1,25 @@
-"""What does the kernel fork server save per report kernel?
+"""What do the kernel speed-ups save per report kernel?
 
     PYTHONPATH=src python benchmarks/kernel_forkserver_benchmark.py [-n 10]
 
-For N kernels one after another, started the ordinary way (``python -m ipykernel_launcher``) and then
-forked from a zygote, it measures what a report pays before its first real cell: start the kernel, wait
-until it answers, ``import auditreport.presentation.sections`` (numpy, pandas, matplotlib...), shut down.
-It prints wall seconds per kernel and CPU seconds per kernel, and the ratios.
+For N kernels one after another in each of three ways it measures what a report pays before its first
+real cell: start the kernel, wait until it answers, ``import auditreport.presentation.sections`` (numpy,
+pandas, matplotlib...), shut down. The three ways:
+
+* ``stock``: the speed-ups off (:mod:`auditreport.speedups`): jupyter_client's ``AsyncKernelManager`` and
+  client, a new ``python -m ipykernel_launcher`` per kernel;
+* ``no waits``: :class:`~auditreport.execution.kernel_manager.ReportKernelManager` (no fixed idle waits),
+  kernels still started the ordinary way;
+* ``forked``: the speed-ups on, as a report gets them on Linux: kernels forked from a pre-loaded zygote
+  by :class:`~auditreport.execution.kernel_forkserver.ForkServerKernelManager`.
+
+It prints wall seconds per kernel and CPU seconds per kernel, and the ratios to ``stock``.
 
 CPU counts every process involved: this process, the kernels (and, with the fork server, the zygote,
 whose own preload is shown separately because it is paid once per worker, not per report). Ordinary
 kernels are our children, so ``RUSAGE_CHILDREN`` has them once reaped; forked kernels are the zygote's
 children, so their CPU is read from the zygote's ``cutime``/``cstime`` in /proc before it is stopped.
-Nothing is asserted: machines differ and are noisy. Compare ratios within one run.
+Nothing is asserted: machines differ and are noisy. Compare ratios within one run (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -25,9 +33,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
 from auditreport.execution import kernel_forkserver as kf
+from auditreport.execution.kernel_manager import ReportKernelManager
+
+#: How each way makes a report's kernel manager.
+MANAGERS = {"stock": AsyncKernelManager, "no waits": ReportKernelManager, "forked": kf.ForkServerKernelManager}
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -49,11 +62,12 @@ def proc_cpu(pid: int) -> tuple[float, float]:
     return utime + stime, cutime + cstime
 
 
-def one_kernel(folder: Path) -> float:
-    """Start a kernel as a report does, import the report sections in it, shut it down; the wall seconds."""
+def one_kernel(folder: Path, manager: type = AsyncKernelManager) -> float:
+    """Start a kernel as a report does with ``manager``, import the report sections in it, shut it down;
+    the wall seconds."""
     started = time.perf_counter()
-    km = kf.kernel_manager(kernel_name="python3", transport="ipc", ip=str(folder / "k"),
-                           connection_file=str(folder / "kernel.json"))
+    km = manager(kernel_name="python3", transport="ipc", ip=str(folder / "k"),
+                 connection_file=str(folder / "kernel.json"))
 
     async def use_kernel() -> None:
         with open(folder / "kernel.log", "wb") as log:
@@ -74,15 +88,14 @@ def one_kernel(folder: Path) -> float:
 
 
 def run(mode: str, n: int) -> dict:
-    """N kernels in one mode ("normal" or "forkserver"); wall and CPU figures."""
-    os.environ[kf.ENV_SWITCH] = "1" if mode == "forkserver" else "0"
+    """N kernels in one of the MANAGERS' ways; wall and CPU figures."""
     kf.stop_zygote()
     own0, kids0 = own_cpu(), children_cpu()
     walls = []
     zygote = None
     for i in range(n):
         with tempfile.TemporaryDirectory(prefix="akb-") as folder:
-            walls.append(one_kernel(Path(folder)))
+            walls.append(one_kernel(Path(folder), MANAGERS[mode]))
         zygote = zygote or kf.zygote_pid()
         print(f"  {mode} kernel {i + 1}: {walls[-1]:.2f} s", file=sys.stderr)
     zygote_self = kernels_via_zygote = 0.0
@@ -96,32 +109,35 @@ def run(mode: str, n: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", type=int, default=10, help="kernels per mode (default 10)")
+    parser.add_argument("-n", type=int, default=10, help="kernels per way (default 10)")
     args = parser.parse_args()
-    if not kf.enabled() and os.environ.get(kf.ENV_SWITCH, "1") != "0":
-        sys.exit("the fork server is not available here (needs Linux with os.pidfd_open)")
-    normal = run("normal", args.n)
-    fork = run("forkserver", args.n)
+    modes = list(MANAGERS) if kf.supported() else ["stock", "no waits"]
+    if not kf.supported():
+        print("the fork server is not available here (needs Linux with os.pidfd_open): no 'forked' column",
+              file=sys.stderr)
+    results = {mode: run(mode, args.n) for mode in modes}
 
     n = args.n
-    steady = fork["walls"][1:] or fork["walls"]
+
+    def after_first(walls: list[float]) -> float:
+        return statistics.mean(walls[1:] or walls)
+
     rows = [
-        ("wall per kernel, mean (s)", statistics.mean(normal["walls"]), statistics.mean(fork["walls"])),
-        ("wall per kernel, median (s)", statistics.median(normal["walls"]), statistics.median(fork["walls"])),
-        ("wall per kernel after the first (s)", statistics.mean(normal["walls"][1:] or normal["walls"]),
-         statistics.mean(steady)),
-        ("kernel CPU per kernel (core-s)", normal["kernels"] / n, fork["kernels_via_zygote"] / n),
-        ("all CPU per kernel, zygote included (core-s)", (normal["children"] + normal["own"]) / n,
-         (fork["children"] + fork["own"]) / n),
+        ("wall per kernel, mean (s)", lambda r: statistics.mean(r["walls"])),
+        ("wall per kernel, median (s)", lambda r: statistics.median(r["walls"])),
+        ("wall per kernel after the first (s)", lambda r: after_first(r["walls"])),
+        ("kernel CPU per kernel (core-s)", lambda r: (r["kernels_via_zygote"] if r["zygote_self"] else r["kernels"]) / n),
+        ("all CPU per kernel, zygote included (core-s)", lambda r: (r["children"] + r["own"]) / n),
+        ("client-side CPU in this process (core-s)", lambda r: r["own"] / n),
     ]
     print(f"\n{n} kernels each: start, wait until ready, import auditreport.presentation.sections, shut down")
-    print(f"{'':46} {'normal':>8} {'fork srv':>8} {'ratio':>7}")
-    for label, a, b in rows:
-        print(f"{label:46} {a:8.3f} {b:8.3f} {a / b if b else float('nan'):6.2f}x")
-    print(f"zygote's own CPU, paid once per worker (core-s): {fork['zygote_self']:.3f}")
-    print(f"client-side CPU in this process per kernel (core-s): normal {normal['own'] / n:.3f}, "
-          f"fork server {fork['own'] / n:.3f}")
-
+    print(f"{'':46}" + "".join(f" {mode:>9}" for mode in modes) + "".join(f" {m + '/stock':>15}" for m in modes[1:]))
+    for label, figure in rows:
+        values = [figure(results[mode]) for mode in modes]
+        print(f"{label:46}" + "".join(f" {v:9.3f}" for v in values)
+              + "".join(f" {v / values[0] if values[0] else float('nan'):14.2f}x" for v in values[1:]))
+    if "forked" in results:
+        print(f"zygote's own CPU, paid once per worker (core-s): {results['forked']['zygote_self']:.3f}")
 
 if __name__ == "__main__":
     main()

@@ -1,62 +1,65 @@
-"""How much CPU does html_to_pdf take per report, against WeasyPrint used the plain way?
+"""How much CPU does html_to_pdf take per report, speed-ups on and off, against WeasyPrint used plainly?
 
     PYTHONPATH=src python benchmarks/pdf_benchmark.py [REPORT.html | BEFORE.html,AFTER.html ...]
         [--repeat 3] [--generate PROVIDERS] [--workdir DIR]
 
-Each argument is a report HTML file, or two separated by a comma: the HTML built before this
-change (RGBA figures, flex case-mix tables) for the old path and the HTML built now for the
-new path, so the figures include what changed in the HTML too. With --generate (or no
+Each argument is a report HTML file, or two separated by a comma: the HTML built before a
+change (for example with RGBA figures) for the plain path and the HTML built now for the
+other two, so the figures include what changed in the HTML too. With --generate (or no
 files) a small synthetic audit is built with the current code and its first provider's
-local and public reports and the national report are used for both paths.
+local and public reports and the national report are used for every path.
 
-Old path: ``HTML(string=html).write_pdf(...)`` with WeasyPrint as shipped (the PNG
-passthrough is taken out for it). New path: :func:`auditreport.rendering.pdf.html_to_pdf`.
-Rounds alternate old/new after one warm-up each, so machine noise hits both sides alike.
-CPU is this process's user+sys time (WeasyPrint runs in-process). Page counts and the
-text of every page (PDFium, leaving out the provenance lines with the build time and commit,
-which differ between two builds) are compared too. Nothing is asserted: compare ratios.
+Three paths, each rendering every file: *plain* is ``HTML(string=html).write_pdf(...)`` with
+WeasyPrint as shipped on the BEFORE file (how the project rendered before); *off* is
+:func:`auditreport.rendering.pdf.html_to_pdf` with the speed-ups switched off
+(:mod:`auditreport.speedups`: only WeasyPrint's public interface, stock image handling) and *on*
+is the same with the speed-ups on (the PNG passthrough), both on the AFTER file. Rounds alternate
+the paths after one warm-up each, so machine noise hits them alike. CPU is this process's
+user+sys time (WeasyPrint runs in-process). Page counts and the text of every page (PDFium,
+leaving out the provenance lines with the build time and commit, which differ between two builds)
+are compared too. Nothing is asserted: compare ratios. Results: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 
-@contextlib.contextmanager
-def weasyprint_as_shipped() -> Iterator[None]:
-    """Temporarily undo the PNG passthrough that html_to_pdf installs on WeasyPrint."""
-    from weasyprint.images import RasterImage
-
-    hook = RasterImage.get_x_object
-    RasterImage.get_x_object = getattr(hook, "__wrapped__", hook)
-    try:
-        yield
-    finally:
-        RasterImage.get_x_object = hook
-
-
-def old_path(html: str, out: Path) -> None:
-    """The straightforward call the project used before."""
+def plain_path(html: str, out: Path) -> None:
+    """The straightforward call the project used before: WeasyPrint as shipped, nothing shared."""
     from weasyprint import HTML
 
-    with weasyprint_as_shipped():
+    from auditreport import speedups
+
+    with speedups.switched(False):  # a passthrough installed earlier hands every image back to WeasyPrint
         HTML(string=html, base_url=str(out.parent)).write_pdf(out)
 
 
-def new_path(html: str, out: Path) -> None:
+def off_path(html: str, out: Path) -> None:
+    from auditreport import speedups
     from auditreport.rendering.pdf import html_to_pdf
 
-    html_to_pdf(html, out)
+    with speedups.switched(False):
+        html_to_pdf(html, out)
+
+
+def on_path(html: str, out: Path) -> None:
+    from auditreport import speedups
+    from auditreport.rendering.pdf import html_to_pdf
+
+    with speedups.switched(True):
+        html_to_pdf(html, out)
+
+
+PATHS = {"plain": plain_path, "off": off_path, "on": on_path}
 
 
 #: Provenance lines that differ between two builds of the same report (build time, git commit).
@@ -101,20 +104,22 @@ def generate(providers: int, folder: Path) -> list[tuple[str, Path, Path]]:
 
 
 def measure(label: str, before: Path, after: Path, repeat: int, work: Path) -> dict:
-    old_html, new_html = before.read_text(encoding="utf-8"), after.read_text(encoding="utf-8")
-    old_pdf, new_pdf = work / "old.pdf", work / "new.pdf"
-    old_path(old_html, old_pdf)  # warm-up: fonts, imports, first-use caches
-    new_path(new_html, new_pdf)
-    times: dict[str, list[float]] = {"old": [], "new": []}
+    htmls = {"plain": before.read_text(encoding="utf-8")}
+    htmls["off"] = htmls["on"] = after.read_text(encoding="utf-8")
+    pdfs = {name: work / f"{name}.pdf" for name in PATHS}
+    for name, run in PATHS.items():  # warm-up: fonts, imports, first-use caches
+        run(htmls[name], pdfs[name])
+    times: dict[str, list[float]] = {name: [] for name in PATHS}
     for _ in range(repeat):
-        for name, run, html, out in (("old", old_path, old_html, old_pdf), ("new", new_path, new_html, new_pdf)):
+        for name, run in PATHS.items():
             start = time.process_time()
-            run(html, out)
+            run(htmls[name], pdfs[name])
             times[name].append(time.process_time() - start)
-    old_text, new_text = pdf_pages(old_pdf), pdf_pages(new_pdf)
-    return {"label": label, "old": statistics.median(times["old"]), "new": statistics.median(times["new"]),
-            "pages": (len(old_text), len(new_text)), "same_text": old_text == new_text,
-            "bytes": (old_pdf.stat().st_size, new_pdf.stat().st_size)}
+    texts = {name: pdf_pages(pdf) for name, pdf in pdfs.items()}
+    return {"label": label, **{name: statistics.median(t) for name, t in times.items()},
+            "pages": "/".join(str(len(texts[name])) for name in PATHS),
+            "same_text": texts["plain"] == texts["off"] == texts["on"],
+            "bytes": {name: pdf.stat().st_size for name, pdf in pdfs.items()}}
 
 
 def main() -> None:
@@ -135,15 +140,15 @@ def main() -> None:
     if args.generate or not pairs:
         pairs += generate(args.generate or 4, work / "audit")
 
-    print(f"CPU seconds per PDF (median of {args.repeat}, old/new alternating), work in {work}")
-    print(f"{'report':<44} {'old s':>7} {'new s':>7} {'new/old':>8} {'pages':>7} {'text':>6} {'MB old->new':>13}")
+    print(f"CPU seconds per PDF (median of {args.repeat}, paths alternating), work in {work}")
+    print(f"{'report':<44} {'plain s':>7} {'off s':>7} {'on s':>7} {'on/off':>7} {'on/plain':>8} {'pages':>8} "
+          f"{'text':>5} {'MB plain/off/on':>16}")
     for label, before, after in pairs:
         r = measure(label, before, after, args.repeat, work)
-        pages = f"{r['pages'][0]}/{r['pages'][1]}"
-        size = f"{r['bytes'][0] / 1e6:.2f}->{r['bytes'][1] / 1e6:.2f}"
-        print(f"{label:<44} {r['old']:7.3f} {r['new']:7.3f} {r['new'] / r['old']:8.2f} {pages:>7} "
-              f"{'same' if r['same_text'] else 'DIFF':>6} {size:>13}", flush=True)
-
+        size = "/".join(f"{r['bytes'][name] / 1e6:.2f}" for name in PATHS)
+        print(f"{label:<44} {r['plain']:7.3f} {r['off']:7.3f} {r['on']:7.3f} {r['on'] / r['off']:7.2f} "
+              f"{r['on'] / r['plain']:8.2f} {r['pages']:>8} {'same' if r['same_text'] else 'DIFF':>5} {size:>16}",
+              flush=True)
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from auditreport import speedups
 from auditreport.data.synthetic import SyntheticSpec, write
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,3 +71,13 @@ def start_kernel(tmp_path):
     for km in managers:
         if km.has_kernel:
             run_sync(km.shutdown_kernel)(now=True)
+
+
+@pytest.fixture(params=[True, False], ids=["speedups-on", "speedups-off"])
+def speedups_on(request, monkeypatch) -> bool:
+    """The test runs twice: with the speed-ups that patch third-party internals on, then off (stock
+    papermill, nbclient, jupyter_client and WeasyPrint). Set in the environment, so worker processes
+    and kernels see it too."""
+    monkeypatch.setenv(speedups.ENV_VAR, "1" if request.param else "0")
+    speedups.set_enabled(None)
+    return request.param

@@ -1,7 +1,9 @@
 """The batch engine: failure isolation, retries, timeouts, skipping, rebuilding, resuming, Dask.
 
 Failure tests use tiny notebooks in a temporary folder (a ReportJob takes any
-notebook) so each costs about one kernel start.
+notebook) so each costs about one kernel start. Tests taking ``speedups_on`` run twice:
+with the speed-ups that patch third-party internals, and with stock papermill, nbclient,
+jupyter_client and WeasyPrint (``AUDITREPORT_SPEEDUPS=0``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from auditreport import speedups
 from auditreport.execution.batch import run_batch
 from auditreport.execution.report_job import (
     SOCKET_FOLDER_PREFIX,
@@ -53,7 +56,7 @@ def job(folder: Path, nb: Path, provider: str, timeout: int = 60) -> ReportJob:
 OK_CELL = "from IPython.display import HTML, display\ndisplay(HTML(f'<h1>Report for {provider}</h1>'))"
 
 
-def test_one_failing_cell_fails_only_its_report(tmp_path):
+def test_one_failing_cell_fails_only_its_report(tmp_path, speedups_on):
     good = job(tmp_path, notebook(tmp_path, "good", OK_CELL), "GOOD")
     bad = job(tmp_path, notebook(tmp_path, "bad", OK_CELL, "raise ValueError('no data for ' + provider)"), "BAD")
     results = {r.name: r for r in run_batch([good, bad], workers=2)}
@@ -75,7 +78,7 @@ def test_report_kernels_leave_the_users_ipython_history_alone(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through /proc")
-def test_a_worker_keeps_no_threads_or_files_from_the_reports_it_has_built(tmp_path):
+def test_a_worker_keeps_no_threads_or_files_from_the_reports_it_has_built(tmp_path, speedups_on):
     """A worker builds report after report: each must leave nothing running or open behind it (a heartbeat
     thread and a dozen file descriptors a report once piled up, slowing long batches down)."""
     import threading
@@ -94,7 +97,7 @@ def test_a_worker_keeps_no_threads_or_files_from_the_reports_it_has_built(tmp_pa
     assert after[0] <= before[0] and after[1] <= before[1], f"threads, open files: {before} before, {after} after"
 
 
-def test_dying_kernel_is_retried_once(tmp_path):
+def test_dying_kernel_is_retried_once(tmp_path, speedups_on):
     marker = tmp_path / "died-once"
     once = job(tmp_path, notebook(tmp_path, "once", f"import os, pathlib\nm = pathlib.Path({str(marker)!r})\n"
                                   "if not m.exists():\n    m.touch()\n    os._exit(1)", OK_CELL), "ONCE")
@@ -115,7 +118,7 @@ def test_hanging_cell_times_out(tmp_path):
     assert "timed out" in result.error.lower() or "timeout" in result.error.lower(), result.error
 
 
-def test_kernel_that_does_not_start(tmp_path, monkeypatch):
+def test_kernel_that_does_not_start(tmp_path, monkeypatch, speedups_on):
     spec = tmp_path / "jupyter" / "kernels" / "broken"
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
@@ -224,6 +227,40 @@ def test_dask_local_cluster_gives_the_same_reports(built_small_audit, small_audi
                               for x in ("ipynb", "html", "pdf")])
     for rel in (f"providers/{a}/local.html", f"providers/{b}/public.html", "national/national.html"):
         assert _figures(dask_out / rel) == _figures(local_out / rel), rel
+
+
+@pytest.mark.slow
+def test_a_real_report_is_the_same_with_the_speedups_off(built_small_audit, small_audit, tmp_path, monkeypatch):
+    """A provider's report built with stock papermill, nbclient, jupyter_client and WeasyPrint has the same
+    figures, charts, pages and page text as the one the engine built with its speed-ups."""
+    import dataclasses
+
+    import pypdfium2 as pdfium
+
+    from auditreport.config import load_config
+    from auditreport.pipeline import report_jobs
+
+    monkeypatch.setenv(speedups.ENV_VAR, "0")
+    (engine_job,) = [j for j in report_jobs(load_config(small_audit), built_small_audit.period_dir,
+                                            two_providers(small_audit)[:1]) if j.audience == "local"]
+    stock_job = dataclasses.replace(engine_job, out_dir=str(tmp_path / "stock"))
+    result = run_job(stock_job)
+    assert result.status == "built", result.error
+    engine_html, stock_html = (Path(j.out_dir) / f"{j.stem}.html" for j in (engine_job, stock_job))
+    assert _figures(stock_html) == _figures(engine_html)
+    charts = re.compile(r"data:image/png;base64,[^\"']+")
+    assert charts.findall(stock_html.read_text()) == charts.findall(engine_html.read_text())
+
+    def pages(pdf_path: Path) -> list[str]:
+        document = pdfium.PdfDocument(str(pdf_path))
+        try:
+            return [re.sub(r"\d{4}-\d\d-\d\d[ T][\d:]+(\+00:00|Z| UTC)?|commit \w+", "",
+                           page.get_textpage().get_text_range()) for page in document]
+        finally:
+            document.close()
+
+    stock_pages = pages(Path(stock_job.out_dir) / "local.pdf")
+    assert len(stock_pages) > 1 and stock_pages == pages(Path(engine_job.out_dir) / "local.pdf")
 
 
 def two_providers(audit_yaml: Path) -> list[str]:

@@ -19,13 +19,14 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
+from jupyter_client.manager import AsyncKernelManager
 from test_batch import job, notebook
 
+from auditreport import speedups
 from auditreport.execution import kernel_forkserver as kf
 from auditreport.execution.report_job import run_job
 
-pytestmark = pytest.mark.skipif(not kf.enabled() and os.environ.get(kf.ENV_SWITCH) != "0",
-                                reason="fork server needs Linux with pidfd_open")
+pytestmark = pytest.mark.skipif(not kf.supported(), reason="fork server needs Linux with pidfd_open")
 
 # Prints who started the kernel, so a test can tell a forked kernel from an ordinary one.
 WHO = "import json, os\nprint(json.dumps({'pid': os.getpid(), 'ppid': os.getppid()}))"
@@ -33,8 +34,8 @@ WHO = "import json, os\nprint(json.dumps({'pid': os.getpid(), 'ppid': os.getppid
 
 @pytest.fixture(autouse=True)
 def _fresh_zygote(monkeypatch):
-    """Each test starts with the fork server on and no zygote, and leaves none behind."""
-    monkeypatch.delenv(kf.ENV_SWITCH, raising=False)
+    """Each test starts with the speed-ups (so the fork server) on and no zygote, and leaves none behind."""
+    monkeypatch.setenv(speedups.ENV_VAR, "1")
     monkeypatch.setattr(kf, "_start_failures", 0)
     kf.stop_zygote()
     yield
@@ -63,7 +64,7 @@ def test_same_outputs_as_an_ordinary_start(tmp_path, monkeypatch):
     assert run_job(forked).status == "built"
     assert who(forked)["ppid"] == kf.zygote_pid()  # the kernel is the zygote's child
 
-    monkeypatch.setenv(kf.ENV_SWITCH, "0")
+    monkeypatch.setenv(speedups.ENV_VAR, "0")  # stock jupyter_client start
     normal = job(tmp_path, nb, "NORMAL")
     assert run_job(normal).status == "built"
     assert who(normal)["ppid"] == os.getpid()  # an ordinary kernel is ours
@@ -132,8 +133,8 @@ def test_interrupt_and_shutdown_reach_a_forked_kernel(start_kernel):
 
 
 def test_switched_off_by_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv(kf.ENV_SWITCH, "0")
-    assert type(kf.kernel_manager(kernel_name="python3")).__name__ == "ReportKernelManager"
+    monkeypatch.setenv(speedups.ENV_VAR, "0")
+    assert type(kf.kernel_manager(kernel_name="python3")) is AsyncKernelManager
     j = job(tmp_path, notebook(tmp_path, "nb", WHO), "OFF")
     assert run_job(j).status == "built"
     assert who(j)["ppid"] == os.getpid() and kf.zygote_pid() is None

@@ -1,19 +1,19 @@
 """The report kernel manager and client: jupyter_client's behaviour, without its fixed idle waits.
 
 Real kernels, started the ordinary way (the fork server has its own tests), so these hold on any
-platform the batch runs on.
+platform the batch runs on. The guards on the jupyter_client internals these classes use are in
+tests/test_speedups.py. Tests taking ``speedups_on`` run with the speed-ups on and off (jupyter_client's
+stock manager and client).
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import sys
 from queue import Empty
 
 import pytest
 import zmq
-from jupyter_client.manager import KernelManager
 
 from auditreport.execution import kernel_manager as report_km
 
@@ -104,9 +104,34 @@ def test_manager_sees_a_killed_kernel_go_without_sleeping_a_tenth_of_a_second(st
     assert sleeps == [min(0.002 * 2 ** i, 0.1) for i in range(len(sleeps))]
 
 
-def test_jupyter_client_still_waits_for_a_killed_kernel_through_the_hook():
-    """ReportKernelManager overrides ``_async_wait``, an internal of jupyter_client (pinned in
-    requirements/constraints.txt). If an upgrade stops calling it, the override silently does
-    nothing and every report idles 0.1 s again: this says so."""
-    assert "self._async_wait(" in inspect.getsource(KernelManager._async_kill_kernel)
-    assert "_handle_kernel_info_reply" in dict(inspect.getmembers(report_km.ReportKernelClient))
+def test_a_report_kernel_answers_runs_a_cell_and_is_gone_after_shutdown(start_kernel, speedups_on):
+    """The manager report jobs get (kernel_forkserver.kernel_manager), speed-ups on or off."""
+    import psutil
+    from jupyter_core.utils import run_sync
+
+    from auditreport.execution import kernel_forkserver as kf
+
+    try:
+        km = start_kernel(kf.kernel_manager)
+        assert isinstance(km, report_km.ReportKernelManager) is speedups_on
+        kc = km.client()
+        assert isinstance(kc, report_km.ReportKernelClient) is speedups_on
+        printed: list[str] = []
+
+        async def ready_then_run():
+            await kc.wait_for_ready(timeout=60)
+            return await kc.execute_interactive("print(6 * 7)", timeout=60,
+                                                output_hook=lambda m: printed.append(m["content"].get("text", "")))
+
+        kc.start_channels()
+        try:
+            reply = asyncio.run(ready_then_run())
+        finally:
+            kc.stop_channels()
+        assert reply["content"]["status"] == "ok" and "".join(printed).strip() == "42"
+        pid = km.provisioner.pid
+        run_sync(km.shutdown_kernel)(now=True)
+        assert not km.has_kernel
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        kf.stop_zygote()

@@ -1,9 +1,12 @@
-"""PDF rendering shortcuts: lifted data URIs, PNG passthrough into the PDF, RGB figure PNGs."""
+"""PDF rendering shortcuts: lifted data URIs, PNG passthrough into the PDF, RGB figure PNGs.
+
+Tests taking ``speedups_on`` run with the third-party speed-ups on and off (stock WeasyPrint image
+handling); the guard on the WeasyPrint internal is in tests/test_speedups.py.
+"""
 
 from __future__ import annotations
 
 import base64
-import inspect
 import io
 import re
 import zlib
@@ -14,7 +17,6 @@ import pytest
 from PIL import Image
 
 from auditreport.presentation.png import encode_rgb_png, figure_png
-from auditreport.rendering import pdf
 from auditreport.rendering.pdf import html_to_pdf, lift_data_uris, png_idat
 
 
@@ -71,7 +73,7 @@ def test_lift_data_uris_round_trip():
     assert len(images) == 2
 
 
-def test_pdf_with_lifted_image_contains_it(tmp_path):
+def test_pdf_with_lifted_image_contains_it(tmp_path, speedups_on):
     png = _png("RGB")
     out = html_to_pdf(_html(png, copies=2), tmp_path / "r.pdf")
     images = _images(out)
@@ -79,20 +81,25 @@ def test_pdf_with_lifted_image_contains_it(tmp_path):
     assert np.array_equal(images[0]["pixels"], np.asarray(Image.open(io.BytesIO(png)).convert("RGB")))
 
 
-def test_rgb_png_is_embedded_without_reencoding(tmp_path):
-    png = _png("RGB")
+def test_rgb_png_is_embedded_without_reencoding_only_with_the_speedups(tmp_path, speedups_on):
+    """Our PNG writer's stream (unfiltered rows) is not what Pillow would write, so a stream equal to the
+    file's own IDAT shows the passthrough; with the speed-ups off WeasyPrint re-encodes it, same pixels."""
+    pixels = np.asarray(Image.open(io.BytesIO(_png("RGB"))))
+    png = encode_rgb_png(pixels, dpi=100)
     (image,) = _images(html_to_pdf(_html(png), tmp_path / "r.pdf"))
     assert image["filter"] == "/FlateDecode" and image["colors"] == 3 and not image["smask"]
-    assert image["raw"] == png_idat(png)[2]  # the PNG's own zlib stream, byte for byte
+    assert (image["raw"] == png_idat(png)[2]) is speedups_on  # the PNG's own zlib stream, byte for byte
+    assert np.array_equal(image["pixels"], pixels)
 
 
 @pytest.mark.parametrize("mode", ["P", "L", "RGBA", "RGBA-opaque"])
-def test_other_pngs_fall_back_and_keep_their_pixels(tmp_path, mode):
+def test_other_pngs_fall_back_and_keep_their_pixels(tmp_path, mode, speedups_on):
     png = _png(mode)
     assert png_idat(png) is None
     (image,) = _images(html_to_pdf(_html(png), tmp_path / "r.pdf"))
     assert image["size"] == (40, 24)
-    assert image["smask"] == (mode == "RGBA")  # transparency kept; opaque alpha dropped
+    # Transparency kept; an alpha channel that is opaque everywhere dropped by the passthrough only.
+    assert image["smask"] == (mode == "RGBA" or (mode == "RGBA-opaque" and not speedups_on))
     expected = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     assert np.array_equal(image["pixels"], expected)
 
@@ -107,25 +114,6 @@ def test_png_idat_rejects_broken_input():
     assert png_idat(png[:24] + b"\x10" + png[25:]) is None  # 16 bits per sample
     width, height, idat = png_idat(png)
     assert (width, height) == (40, 24) and len(zlib.decompress(idat)) == height * (1 + 3 * width)
-
-
-def test_weasyprint_internal_hook_is_what_the_passthrough_expects():
-    """The passthrough wraps WeasyPrint 70.0's RasterImage.get_x_object. If this fails after a
-    WeasyPrint upgrade, re-read weasyprint/images.py and adapt _install_png_passthrough."""
-    import weasyprint
-    from weasyprint.images import RasterImage
-
-    pdf._install_png_passthrough()
-    hook = RasterImage.get_x_object
-    assert getattr(hook, "_auditreport_passthrough", False), "passthrough not installed"
-    original = hook.__wrapped__
-    assert list(inspect.signature(original).parameters) == ["self", "interpolate", "dpi_ratio"], (
-        f"WeasyPrint {weasyprint.__version__} changed RasterImage.get_x_object")
-    source = inspect.getsource(RasterImage)
-    for needed in ("self.image_data", "self.format", "self.mode", "def cache_image_data", "self.width"):
-        assert needed in source, f"WeasyPrint {weasyprint.__version__} RasterImage has no {needed}"
-    pdf._install_png_passthrough()  # idempotent: not wrapped twice
-    assert RasterImage.get_x_object is hook
 
 
 def test_figure_png_is_rgb_and_matches_savefig():
@@ -179,7 +167,8 @@ def test_figure_png_composites_transparency_on_white():
      "Control limits at this provider's expected deaths: 95% 0.8% to 10.6%.",
      "<span class='note'>3 provider(s) with small numbers are not plotted.</span>"],
 ])
-def test_section_heading_and_introduction_move_with_the_chart_that_follows(tmp_path, introduction):
+def test_section_heading_and_introduction_move_with_the_chart_that_follows(tmp_path, introduction,
+                                                                            speedups_on):
     """In a report a section's heading and introduction are one notebook output and its chart the next;
     where the chart does not fit under them, they go over to the next page with it, all of them."""
     import pypdfium2 as pdfium

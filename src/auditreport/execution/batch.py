@@ -34,11 +34,11 @@ def available_cores() -> int:
 def default_jobs() -> int:
     """One worker per core.
 
-    A worker used to sit idle for about 0.4 s a report while its kernel connected, started and stopped
-    (see :mod:`auditreport.execution.kernel_manager`), and one spare worker filled those gaps. Without
-    them, on 2 cores (benchmarks/batch_benchmark.py, 241 reports, same run): 2 workers 291.9 s with the
-    cores 95% busy and 2.29 core-seconds a report; 3 workers 296.7 s, 98% busy, 2.40 core-seconds a
-    report (three processes sharing two cores cost each report more CPU).
+    A worker used to sit idle while its kernel connected, started and stopped, and one spare worker
+    filled those gaps. The report kernel manager removed those waits
+    (:mod:`auditreport.execution.kernel_manager`); since then a spare worker only adds contention: more
+    processes than cores cost each report more CPU (benchmarks/RESULTS.md). With the speed-ups
+    switched off the waits are back, and ``-j`` one more than the cores may then be faster.
     """
     return available_cores()
 

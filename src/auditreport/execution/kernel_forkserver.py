@@ -1,11 +1,12 @@
 """Start report kernels by forking a pre-loaded "zygote" instead of running a new interpreter.
 
 Every report runs in its own fresh kernel. Started the ordinary way, each of those
-kernels is a new ``python -m ipykernel_launcher`` that spends about a second of CPU
+kernels is a new ``python -m ipykernel_launcher`` that spends most of its CPU
 importing ipykernel, numpy, pandas, matplotlib and auditreport before it runs a
 single cell; with a few hundred reports per batch that is a large share of the
-batch. Here each worker process keeps one zygote: a small server, started lazily,
-that imports all of that once and then waits on a Unix socket. For each report the
+batch (benchmarks/RESULTS.md). Here each worker process keeps one zygote: a small
+server, started lazily, that imports all of that once and then waits on a Unix
+socket. For each report the
 zygote forks; the child sets up the kernel's working folder, environment and
 output files exactly as ``jupyter_client`` would have, and runs
 ``ipykernel_launcher``. The child is still a new process that nothing else has run
@@ -14,9 +15,11 @@ report's cells cannot be seen by the next.
 
 Pieces:
 
-* :func:`kernel_manager` returns the kernel manager that report jobs use;
-  it starts kernels the ordinary way when the fork server is off
-  (``AUDITREPORT_KERNEL_FORKSERVER=0``), unsupported (not Linux, no
+* :func:`kernel_manager` returns the kernel manager that report jobs use:
+  jupyter_client's stock ``AsyncKernelManager`` when the speed-ups are switched
+  off (:mod:`auditreport.speedups`, ``AUDITREPORT_SPEEDUPS=0``), which also
+  switches off the fork server; otherwise a manager that forks kernels, or
+  starts them the ordinary way where forking is unsupported (not Linux, no
   ``os.pidfd_open``) or the kernelspec is not plain ``<this python> -m
   ipykernel_launcher ...``.
 * :class:`ForkServerProvisioner` is the ``jupyter_client`` provisioner that asks
@@ -47,12 +50,13 @@ import threading
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 
+from auditreport import speedups
 from auditreport.execution.kernel_manager import ReportKernelManager
 from auditreport.execution.zygote import MAX_MESSAGE
 
-ENV_SWITCH = "AUDITREPORT_KERNEL_FORKSERVER"
 # What the zygote imports before it forks: the kernel itself and what every report notebook imports
 # (numpy, pandas, matplotlib with the Agg backend, through the report sections).
 # The ipykernel/IPython modules are the ones a kernel imports while it starts (its debugger brings
@@ -62,7 +66,7 @@ PRELOAD: tuple[str, ...] = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipyker
                             "sqlite3", "tornado.platform.asyncio", "tornado.queues",
                             "pyarrow.parquet", "auditreport.presentation.sections",  # every report reads the bundle
                             # and these, which the report code imports only when it first needs them (reading a
-                            # Parquet file, drawing a chart, the data-quality labels): ~35 ms in every kernel
+                            # Parquet file, drawing a chart, the data-quality labels)
                             "pyarrow.dataset", "matplotlib.backends.backend_agg", "auditreport.presentation.png",
                             "auditreport.analysis.quality")
 READY_TIMEOUT = 120.0  # seconds for a zygote to import everything; a loaded machine is slow
@@ -75,21 +79,23 @@ MAX_START_FAILURES = 3  # after this many zygotes in a row fail to start, stop t
 # ----------------------------------------------------------------------------------------------------------
 
 
-def enabled() -> bool:
-    """Whether kernels may be forked here: not switched off, Linux with pidfds and fd passing."""
-    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
+def supported() -> bool:
+    """Whether this platform can fork kernels from a zygote: Linux with pidfds and fd passing."""
     return (sys.platform.startswith("linux") and hasattr(os, "pidfd_open") and hasattr(socket, "send_fds")
             and hasattr(signal, "pidfd_send_signal"))
 
 
-def kernel_manager(**kw: Any) -> ReportKernelManager:
-    """The kernel manager for one report: forks kernels from the zygote when it can.
+def kernel_manager(**kw: Any) -> AsyncKernelManager:
+    """The kernel manager for one report.
 
-    Takes the same arguments as ``AsyncKernelManager``. When the fork server is not usable here the
-    ordinary manager is returned, so callers never need to care which one they got.
+    Takes the same arguments as ``AsyncKernelManager``. With the speed-ups switched off
+    (:func:`auditreport.speedups.enabled`) it is jupyter_client's stock ``AsyncKernelManager``;
+    otherwise a :class:`ForkServerKernelManager` where the platform can fork kernels, else a
+    :class:`ReportKernelManager`. Callers never need to care which one they got.
     """
-    if enabled():
+    if not speedups.enabled():
+        return AsyncKernelManager(**kw)
+    if supported():
         return ForkServerKernelManager(**kw)
     return ReportKernelManager(**kw)
 
@@ -98,7 +104,9 @@ class ForkServerKernelManager(ReportKernelManager):
     """A :class:`ReportKernelManager` whose kernels are launched by :class:`ForkServerProvisioner`.
 
     The provisioner is injected where jupyter_client would create one from the kernelspec, so no
-    entry point or kernelspec change is needed and restarts reuse it.
+    entry point or kernelspec change is needed and restarts reuse it. That overrides
+    ``KernelManager._async_pre_start_kernel``, an internal of jupyter_client, so this manager is only
+    used with the speed-ups on (tests/test_speedups.py guards the internal).
     """
 
     async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:

@@ -14,10 +14,14 @@ for all three:
   never is yet, sleeps 0.1 s before looking again. A killed kernel is gone within milliseconds, so
   :class:`ReportKernelManager` looks again after 2 ms, then 4, 8... up to jupyter_client's interval.
 
-Together that was about 0.4 s a report (a kernel forked from the zygote was ready 0.37 s after it was
-asked for kernel_info, now 0.05 s; its shutdown took 0.11 s, now 0.03 s). The worker's core is free for
-another process meanwhile, but the worker itself has nothing to do: with one worker per core that is
-idle time for the machine.
+The worker's core is free for another process meanwhile, but the worker itself has nothing to do: with
+one worker per core that is idle time for the machine (benchmarks/RESULTS.md has the measured waits).
+
+Both classes lean on jupyter_client internals (``AsyncKernelManager._async_wait``,
+``KernelClient._context_default``, ``_handle_kernel_info_reply`` and ``_async_is_alive``), so report jobs
+use them only with the speed-ups on (:mod:`auditreport.speedups`; otherwise jupyter_client's stock
+``AsyncKernelManager`` and ``AsyncKernelClient``); ``tests/test_speedups.py`` fails when the pinned
+jupyter_client no longer has one of them as used here.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from auditreport import speedups
 from auditreport.files import atomic_write_text
 
 OUTPUT_SUFFIXES = (".ipynb", ".html", ".pdf")
@@ -209,8 +210,8 @@ def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
     sockets = Path(tempfile.mkdtemp(prefix=f"{SOCKET_FOLDER_PREFIX}{os.getpid()}-"))
     log_path = staging / "kernel.log"
     # nbclient drives the kernel from an event loop: a blocking KernelManager there deadlocks when it
-    # polls a dead kernel, so the manager must be the asynchronous one. It forks the kernel from this
-    # worker's pre-loaded zygote when it can (a second less per report), else starts it normally.
+    # polls a dead kernel, so the manager must be the asynchronous one. With the speed-ups on it forks
+    # the kernel from this worker's pre-loaded zygote when it can, else starts it normally.
     km = kernel_manager(kernel_name=job.kernel_name, transport="ipc", ip=str(sockets / "k"),
                         connection_file=str(sockets / "kernel.json"))
     client = NotebookClient(nb, km=km, timeout=job.timeout, startup_timeout=STARTUP_TIMEOUT,
@@ -242,8 +243,14 @@ def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
                     client.kc.stop_channels()
                     client.kc = None
                 # nbclient leaves its exit-time cleanup registered when the kernel failed to start; the
-                # kernel is already stopped, and in a long-lived worker these would pile up.
-                atexit.unregister(client._cleanup_kernel)
+                # kernel is already stopped, and in a long-lived worker these would pile up. The hook is
+                # an nbclient internal: with the speed-ups off nbclient's own clean-up is left as it is.
+                if speedups.enabled():
+                    atexit.unregister(client._cleanup_kernel)
+                elif client.km is None:
+                    # That hook, left registered, asserts at exit that the client still has its manager,
+                    # which nbclient's clean-up after the failed start has set to None.
+                    client.km = km
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
         timings["execute"] = time.perf_counter() - t

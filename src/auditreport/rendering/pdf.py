@@ -4,25 +4,21 @@ WeasyPrint lays out CSS paged media itself (running headers, "page N of M",
 no split figures) with no browser and no TeX, so the project can install its
 renderer from PyPI alone; it needs only Pango, which Debian ships.
 
-Rendering is a large share of a report's CPU (about 1.05 core-s per provider report and 4.4 s
-for a 120-provider national report on the benchmark machine), so this module avoids work
-WeasyPrint would otherwise repeat for every report. Median CPU per provider PDF, each step
-added to the previous one (benchmarks/pdf_benchmark.py and an ablation run alongside it):
+Rendering is a large share of a report's CPU, so this module avoids work WeasyPrint would
+otherwise repeat for every report:
 
-* 1.075 s: HTML as built before (RGBA figures, flex case-mix tables), plain ``write_pdf``;
-* 0.93 s: figures saved as RGB PNGs (presentation/png.py) and the print CSS's inline case-mix
-  tables (WeasyPrint re-encodes one image stream per figure instead of colour plus alpha);
-* -0.05 s: the ``data:image/png;base64,...`` figure URIs (~600 kB per report) are lifted out
-  before parsing and served from memory by a URL fetcher, so the HTML parser and WeasyPrint's
-  URL handling see short placeholders (parsing alone: 103 -> 57 ms);
-* 0.69 s: PNGs that are 8-bit RGB and not interlaced go into the PDF as they are (their zlib
-  stream is what PDF's FlateDecode with PNG predictors expects) instead of being decoded and
-  re-encoded by Pillow (see :func:`_install_png_passthrough`);
-* 0.65 s: one :class:`weasyprint.text.fonts.FontConfiguration` per thread is reused across
-  documents (a fresh one per document measured ~0.03 s more, of which making it is ~4 ms).
+* the ``data:image/png;base64,...`` figure URIs (hundreds of kB a report) are lifted out before
+  parsing and served from memory by a URL fetcher, so the HTML parser and WeasyPrint's URL
+  handling see short placeholders;
+* one :class:`weasyprint.text.fonts.FontConfiguration` per thread is reused across documents;
+* with the speed-ups on (:mod:`auditreport.speedups`), PNGs that are 8-bit RGB and not
+  interlaced (as :mod:`auditreport.presentation.png` writes the figures) go into the PDF as they
+  are: their zlib stream is what PDF's FlateDecode with PNG predictors expects, so Pillow need
+  not decode and re-encode them (see :func:`_install_png_passthrough`).
 
-The national report gains less (4.38 -> 4.25 s): its time goes to laying out the 120-row
-tables and to the cascade, not to figures. Pages and text are unchanged.
+The first two use WeasyPrint's public interface (``url_fetcher``, ``font_config``) and are always
+on; the third wraps a WeasyPrint internal and is on only with the speed-ups. Pages and text are
+the same either way. Measured figures are in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -35,6 +31,7 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from auditreport import speedups
 from auditreport.presentation.png import PNG_SIGNATURE
 
 if TYPE_CHECKING:
@@ -137,13 +134,16 @@ def _install_png_passthrough() -> None:
     """Make WeasyPrint embed suitable PNGs' IDAT data directly instead of re-encoding them.
 
     WeasyPrint 70.0's ``RasterImage.get_x_object`` opens every PNG with Pillow and saves it
-    again (twice for RGBA: colour and alpha mask), which cost ~0.25 s of a ~1.9 s profiled
-    provider report. This wraps that method (an internal of WeasyPrint, pinned to 70.0 in
-    requirements/constraints.txt; tests/test_pdf.py fails if the hook changes):
+    again (twice for RGBA: colour and alpha mask). This wraps that method (an internal of
+    WeasyPrint, pinned to 70.0 in requirements/constraints.txt; tests/test_speedups.py fails if
+    it changes):
 
     * RGB 8-bit non-interlaced PNG at full resolution: the original IDAT stream, no decoding;
     * RGBA whose alpha is 255 everywhere: re-encoded once as RGB, no soft mask;
-    * anything else, or any surprise: the original method.
+    * anything else, any surprise, or the speed-ups switched off since it was installed: the
+      original method.
+
+    Installed once per process, and only when the speed-ups are on.
     """
     from weasyprint.images import RasterImage
 
@@ -156,10 +156,12 @@ def _passthrough_hook(original: Any) -> Any:
     """``original`` (RasterImage.get_x_object) wrapped to try :func:`_passthrough_x_object` first."""
 
     def get_x_object(self: Any, interpolate: bool, dpi_ratio: float) -> Any:
-        try:
-            stream = _passthrough_x_object(self, interpolate, dpi_ratio)
-        except Exception:  # noqa: BLE001 - never worse than WeasyPrint's own path
-            stream = None
+        stream = None
+        if speedups.enabled():  # switched off after installing: WeasyPrint's own path
+            try:
+                stream = _passthrough_x_object(self, interpolate, dpi_ratio)
+            except Exception:  # noqa: BLE001 - never worse than WeasyPrint's own path
+                stream = None
         return stream if stream is not None else original(self, interpolate, dpi_ratio)
 
     get_x_object._auditreport_passthrough = True  # type: ignore[attr-defined]
@@ -212,12 +214,13 @@ def _passthrough_x_object(image: Any, interpolate: bool, dpi_ratio: float) -> An
 def html_to_pdf(html: str, out_path: str | Path) -> Path:
     """Write ``html`` as a PDF to ``out_path`` (the stylesheet's @page rules set the layout).
 
-    The first call installs the PNG passthrough on WeasyPrint for the whole process; it only
-    changes how eligible PNGs are stored in a PDF, not what any page shows.
+    With the speed-ups on, the first call installs the PNG passthrough on WeasyPrint for the whole
+    process; it only changes how eligible PNGs are stored in a PDF, not what any page shows.
     """
-    from weasyprint import HTML  # imported late: loading Pango costs ~0.5 s
+    from weasyprint import HTML  # imported late: loading Pango takes a noticeable fraction of a second
 
-    _install_png_passthrough()
+    if speedups.enabled():
+        _install_png_passthrough()
     out_path = Path(out_path)
     html, images = lift_data_uris(html)
     # Every resource is inline; the fetcher serves the lifted figures from memory.
