@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .rules.flags import FLAGS, hqip_flag
+from .rules.flags import AS_EXPECTED, FLAGS, flag_units
 from .stats.funnel import (
     PROPORTION_LIMIT_METHODS,
     RATIO_LIMIT_METHODS,
@@ -189,7 +189,7 @@ def run_aggregate(
             "upper95": u95,
             "lower998": l998,
             "upper998": u998,
-            "flag": hqip_flag(value, l95, u95, l998, u998),
+            "flag": flag_units(kind, o, x, t, (l95, u95), (l998, u998), method="limits"),
             "method": _method_text(kind, method, od, t),
         }
     )
@@ -255,7 +255,7 @@ def plot_funnel_png_svg(
             colour, marker = _FLAG_STYLE[flag]
             ax.scatter(sub[xcol], sub["value"], s=22, color=colour, marker=marker, zorder=3,
                        label=flag.replace("_", " "))
-            if label_flagged and flag != "as_expected":
+            if label_flagged and flag != AS_EXPECTED:
                 for _, row in sub.iterrows():
                     ax.annotate(str(row["unit"]), (row[xcol], row["value"]), fontsize=6,
                                 xytext=(3, 3), textcoords="offset points")
