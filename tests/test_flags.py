@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import binom, chi2, poisson
+from scipy.stats import beta, binom, chi2, poisson
 
 from auditreport.rules import flags
 from auditreport.rules.flags import (
@@ -86,6 +86,21 @@ def test_poisson_tail_is_the_test_behind_the_exact_interval():
         lo, hi = ratio_interval(o, e, level, method="exact")
         np.testing.assert_array_equal(upper < a / 2, lo > 1.0)
         np.testing.assert_array_equal(lower < a / 2, hi < 1.0)
+
+
+def test_binomial_tail_is_the_test_behind_the_clopper_pearson_interval():
+    """P(X >= O | n, p0) < a/2 exactly when the Clopper-Pearson interval of O/n lies above p0 (and below)."""
+    n = np.repeat(np.arange(1, 61), 61).astype(float)
+    o = np.tile(np.arange(0, 61), 60).astype(float)
+    keep = o <= n
+    o, n = o[keep], n[keep]
+    for p0 in (0.03, 0.2, 0.5):
+        lower, upper = tail_probabilities("proportion", o, n, p0)
+        for a in (0.05, 0.002):
+            lo = np.where(o > 0, beta.ppf(a / 2, np.maximum(o, 1), n - o + 1), 0.0)
+            hi = np.where(o < n, beta.ppf(1 - a / 2, o + 1, np.maximum(n - o, 1)), 1.0)
+            np.testing.assert_array_equal(upper < a / 2, lo > p0)
+            np.testing.assert_array_equal(lower < a / 2, hi < p0)
 
 
 def _rule_by_hand(kind, o, x, t, l95, u95, l998, u998):

@@ -140,12 +140,13 @@ def flag_units(kind: str, observed: ArrayLike, precision: ArrayLike, target: Arr
     ratios) below 0.025 supports an alert, below 0.001 an alarm; the funnel
     limits support an alert beyond the 95% limit and an alarm beyond the
     99.8% limit; the flag is the lesser of the two in the same direction, and
-    "as_expected" when they point different ways.  With exact, unadjusted
-    limits this is the unit's exact interval against the target
-    (PHEindicatormethods' test with the Garwood interval for ratios, the
-    binomial test for proportions); over-dispersed limits can only lower it.
-    Counts must be whole numbers (and, for proportions, so must the cases):
-    the tails are those of a count.
+    "as_expected" when they point different ways.  The tail is the test
+    behind the unit's exact interval (Garwood's for ratios, Clopper-Pearson's
+    for proportions), so behind every flag that interval excludes the target
+    at the flag's level; the limits carry the audit's
+    over-dispersion adjustment and can only lower the flag.  Counts must be
+    whole numbers (and, for proportions, so must the cases): the tails are
+    those of a count.
 
     ``"phe"`` reproduces PHEindicatormethods' labels: for ratios the unit's
     O/E interval (exact when O < 10, Byars otherwise:
