@@ -1,36 +1,106 @@
-"""``auditreport aggregate`` from the command line, as the README documents it."""
+"""``auditreport aggregate`` from the command line, as the README documents it (the real CLI, in a subprocess)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
-from click.testing import CliRunner
+import pytest
 
-from auditreport.cli import main
+TABLE = pd.DataFrame({"Hospital": ["030001", "B", "C", "D", "E", "F"],
+                      "Deaths": [100, 150, 180, 80, 120, 225],
+                      "Expected": [108, 112, 165, 95, 100, 220],
+                      "Cases": [1000, 1100, 1500, 900, 1000, 2000]})
 
 
-def test_aggregate_command_writes_csv_and_plots(tmp_path):
-    table = pd.DataFrame({"Hospital": ["A", "B", "C", "D", "E", "F"],
-                          "Deaths": [100, 150, 180, 80, 120, 225],
-                          "Expected": [108, 112, 165, 95, 100, 220]})
+def _aggregate(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "auditreport.cli", "aggregate", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.fixture
+def hospitals(tmp_path: Path) -> Path:
     src = tmp_path / "hospitals.csv"
-    table.to_csv(src, index=False)
+    TABLE.to_csv(src, index=False)
+    return src
+
+
+def test_aggregate_command_writes_csv_and_plots(tmp_path, hospitals):
     out = tmp_path / "results.csv"
-    result = CliRunner().invoke(main, ["aggregate", str(src), "-o", str(out), "--unit", "Hospital",
-                                       "--observed", "Deaths", "--expected", "Expected",
-                                       "--overdispersion", "shmi", "--plot", str(tmp_path / "funnel")])
-    assert result.exit_code == 0, result.output
-    written = pd.read_csv(out)
-    assert {"unit", "observed", "expected", "value", "lower95", "upper95", "lower998", "upper998", "flag",
-            "method"} <= set(written.columns)
-    assert written.loc[written["unit"] == "B", "flag"].iat[0] in ("alert_high", "alarm_high", "as_expected")
-    assert "shmi" in written["method"].iat[0].lower()
+    result = _aggregate(str(hospitals), "-o", str(out), "--unit", "Hospital", "--observed", "Deaths",
+                        "--expected", "Expected", "--overdispersion", "shmi", "--plot", str(tmp_path / "funnel"))
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out} (6 units" in result.stdout
+    written = pd.read_csv(out, dtype={"unit": str})
+    assert list(written.columns) == ["unit", "observed", "expected", "value", "lower95", "upper95", "lower998",
+                                     "upper998", "target", "limit_lower95", "limit_upper95", "limit_lower998",
+                                     "limit_upper998", "flag", "method"]
+    assert written["unit"].tolist() == TABLE["Hospital"].tolist()  # 030001 keeps its leading zero
+    assert (written["flag"] == "as_expected").all()  # the SHMI random-effects funnel absorbs B
+    assert "shmi" in written["method"].iat[0].lower() and "flag discrete" in written["method"].iat[0]
     assert (tmp_path / "funnel.png").stat().st_size > 1000 and (tmp_path / "funnel.svg").is_file()
 
 
-def test_aggregate_command_names_missing_column(tmp_path):
-    src = tmp_path / "t.csv"
-    pd.DataFrame({"unit": ["A"], "obs": [1]}).to_csv(src, index=False)
-    result = CliRunner().invoke(main, ["aggregate", str(src), "-o", str(tmp_path / "o.csv"), "--unit", "unit",
-                                       "--observed", "deaths", "--expected", "obs"])
-    assert result.exit_code == 2
-    assert "deaths" in result.output and not (tmp_path / "o.csv").exists()
+def test_flag_method_option(tmp_path, hospitals):
+    """3 of 3 against a 20% target: an alert by the default (discrete) rule, an alarm by the limits alone."""
+    src = tmp_path / "small.csv"
+    pd.DataFrame({"Unit": ["030001", "000002"], "Deaths": [3, 80], "Cases": [3, 400]}).to_csv(src, index=False)
+    flags = {}
+    for method in (None, "limits"):
+        out = tmp_path / f"{method}.csv"
+        result = _aggregate(str(src), "-o", str(out), "--unit", "Unit", "--observed", "Deaths", "--denominator",
+                            "Cases", "--target", "0.2", *(("--flag-method", method) if method else ()))
+        assert result.returncode == 0, result.stderr
+        flags[method] = pd.read_csv(out, dtype={"unit": str}).set_index("unit")["flag"]
+    assert flags[None]["030001"] == "alert_high" and flags["limits"]["030001"] == "alarm_high"
+
+
+@pytest.mark.parametrize("args, option, message", [
+    (["--expected", "Expected", "--denominator", "Cases"], "'--expected' / '--denominator'", "exactly one"),
+    ([], "'--expected' / '--denominator'", "exactly one"),
+    (["--expected", "Expected", "--method", "wilson"], "'--method'", "must be one of ('exact', 'phe')"),
+    (["--expected", "Expected", "--target", "-1"], "'--target'", "target ratio must be > 0"),
+    (["--denominator", "Cases", "--target", "20"], "'--target'", "strictly between 0 and 1"),
+    (["--denominator", "Cases", "--overdispersion", "shmi"], "'--overdispersion'", "applies to ratios"),
+    (["--expected", "Expected", "--overdispersion", "random"], "'--overdispersion'", "'random' is not one of"),
+    (["--expected", "Expected", "--flag-method", "spc"], "'--flag-method'", "'spc' is not one of"),
+    (["--expected", "Expected", "--target", "one"], "'--target'", "'one' is not a valid float"),
+    (["--expected", "Expected", "--observed", "deaths"], "'--observed'", "column 'deaths' not found"),
+    (["--expected", "E"], "'--expected'", "column 'E' not found"),
+])
+def test_usage_errors_exit_2_naming_the_option(tmp_path, hospitals, args, option, message):
+    out = tmp_path / "o.csv"
+    base = ["--unit", "Hospital", "--observed", "Deaths"]
+    if "--observed" in args:
+        base = ["--unit", "Hospital"]
+    result = _aggregate(str(hospitals), "-o", str(out), *base, *args)
+    assert result.returncode == 2, result.stderr
+    assert f"Invalid value for {option}" in result.stderr and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_missing_input_is_a_usage_error(tmp_path):
+    result = _aggregate(str(tmp_path / "nope.csv"), "-o", str(tmp_path / "o.csv"), "--unit", "u", "--observed", "o",
+                        "--expected", "e")
+    assert result.returncode == 2 and "nope.csv' does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("column, values, message", [
+    ("Deaths", [100, -1, 180, 80, 120, 225], r"column 'Deaths' must be >= 0; negative at data row(s) 2"),
+    ("Expected", [108, 112, "n/a", 95, 100, 220], "column 'Expected' must be numeric with no blanks; data row(s) 3"),
+    ("Deaths", [100, 150.5, 180, 80, 120, 225], "column 'Deaths' must hold whole numbers (counts) for the discrete "
+                                                "flag rule; not so at data row(s) 2"),
+    ("Hospital", ["030001", "B", "030001", "D", "E", "F"], "one row per unit; repeated at data row(s) 1, 3"),
+])
+def test_bad_values_exit_3_naming_file_column_and_rows(tmp_path, column, values, message):
+    src = tmp_path / "bad.csv"
+    TABLE.assign(**{column: values}).to_csv(src, index=False)
+    out = tmp_path / "o.csv"
+    result = _aggregate(str(src), "-o", str(out), "--unit", "Hospital", "--observed", "Deaths", "--expected",
+                        "Expected")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith(f"error: {src}: ") and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from auditreport.rules.flags import PHE_LABELS, hqip_flag, hqip_flag_from_interval
+from auditreport.rules.flags import PHE_LABELS, flag_units
 from auditreport.stats.funnel import (
     funnel_curve,
     phe_poisson_funnel,
@@ -102,19 +102,14 @@ def test_phe_ratio_significance_all_300():
     assert want.notna().all()
     o, e = ref["obs"].to_numpy(float), ref["expected"].to_numpy(float)
 
-    # PHE's own rule: the unit's (exact if O < 10, else Byars) interval against 1.
-    from auditreport.stats.intervals import ratio_interval
-
-    l95, u95 = ratio_interval(o, e, 0.95, method="phe")
-    l998, u998 = ratio_interval(o, e, 0.998, method="phe")
-    got = hqip_flag_from_interval(l95, u95, l998, u998, 1.0)
+    # PHE's own rule, the flag method "phe": the unit's (exact if O < 10, else Byars) interval against 1.
+    got = flag_units("ratio", o, e, 1.0, None, None, method="phe")
     bad = ref.loc[got != want.to_numpy()]
     assert bad.empty, bad
 
-    # The same labels from the "phe" funnel limits at each unit's E.
-    l95, u95 = ratio_limits(e, 0.95, method="phe")
-    l998, u998 = ratio_limits(e, 0.998, method="phe")
-    got = hqip_flag(o / e, l95, u95, l998, u998)
+    # The same labels from the "phe" funnel limits at each unit's E, by the flag method "limits".
+    lims95, lims998 = ratio_limits(e, 0.95, method="phe"), ratio_limits(e, 0.998, method="phe")
+    got = flag_units("ratio", o, e, 1.0, lims95, lims998, method="limits")
     bad = ref.loc[got != want.to_numpy()]
     assert bad.empty, bad
 
@@ -145,12 +140,15 @@ def test_phe_prop_significance_all_303():
     inputs, _, target = _phe_prop()
     assert len(inputs) == 303
     n = inputs["denominator"].to_numpy(float)
-    l95, u95 = proportion_limits(target, n, 0.95, method="wilson")
-    l998, u998 = proportion_limits(target, n, 0.998, method="wilson")
-    got = hqip_flag(inputs["numerator"] / n, l95, u95, l998, u998)
+    lims95 = proportion_limits(target, n, 0.95, method="wilson")
+    lims998 = proportion_limits(target, n, 0.998, method="wilson")
     want = inputs["significance"].map(PHE_LABELS).to_numpy()
-    bad = inputs.loc[got != want]
-    assert bad.empty, bad
+    # PHE's labels by both named methods: the value against the Wilson-inverted limits, and the unit's Wilson
+    # interval against the target (the limits are where that interval's bound reaches the target).
+    for method in ("limits", "phe"):
+        got = flag_units("proportion", inputs["numerator"], n, target, lims95, lims998, method=method)
+        bad = inputs.loc[got != want]
+        assert bad.empty, (method, bad)
 
 
 # ---------------------------------------------------------------- exact binomial

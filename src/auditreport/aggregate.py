@@ -2,9 +2,12 @@
 
 Given observed events and either expected events (a ratio, O/E) or a
 denominator (a proportion), with an optional target, writes a CSV of each
-unit's value, its 95% and 99.8% funnel limits, its HQIP flag and the method
-used, and optionally a funnel plot (PNG and SVG).  The statistics are those of
-``auditreport.stats`` (see METHODS.md sections 2-4 and the docstrings there).
+unit's value, its own 95% and 99.8% interval, the target, the funnel limits at
+its precision, its HQIP flag and the method used, with the column names of the
+national stage's ``indicators.csv``, and optionally a funnel plot (PNG and
+SVG).  The statistics are those of ``auditreport.stats`` and the flag is
+``rules.flags.flag_units``, the rule the national stage uses, so a unit table
+gets the same flags here as in a full audit (METHODS.md sections 2-4).
 """
 
 from __future__ import annotations
@@ -14,7 +17,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .rules.flags import FLAGS, hqip_flag
+from .rules.flags import (
+    ALARM_HIGH,
+    ALARM_LOW,
+    ALERT_HIGH,
+    ALERT_LOW,
+    AS_EXPECTED,
+    FLAG_METHODS,
+    FLAGS,
+    flag_units,
+)
+from .stats import intervals
 from .stats.funnel import (
     PROPORTION_LIMIT_METHODS,
     RATIO_LIMIT_METHODS,
@@ -24,16 +37,26 @@ from .stats.funnel import (
 )
 from .stats.overdispersion import OD_METHODS, Overdispersion, estimate_proportion, estimate_ratio
 
-__all__ = ["AggregateInputError", "run_aggregate", "plot_funnel_png_svg", "OUTPUT_COLUMNS"]
+__all__ = ["AggregateInputError", "AggregateOptionError", "run_aggregate", "plot_funnel_png_svg",
+           "OUTPUT_COLUMNS"]
 
-OUTPUT_COLUMNS = ("unit", "observed", "value", "lower95", "upper95", "lower998", "upper998", "flag", "method")
+OUTPUT_COLUMNS = ("unit", "observed", "value", "lower95", "upper95", "lower998", "upper998", "target",
+                  "limit_lower95", "limit_upper95", "limit_lower998", "limit_upper998", "flag", "method")
 # plus "expected" (ratio mode) or "denominator" (proportion mode) after "observed".
 
 _MAX_LISTED = 5
 
 
 class AggregateInputError(ValueError):
-    """A problem with the aggregate input file, naming the file and column."""
+    """A problem with the values in the aggregate input file, naming the file, column and rows."""
+
+
+class AggregateOptionError(ValueError):
+    """A bad option of :func:`run_aggregate`; ``parameters`` names the keyword argument(s) at fault."""
+
+    def __init__(self, message: str, *parameters: str):
+        self.parameters = parameters
+        super().__init__(message)
 
 
 def _rows(mask: np.ndarray) -> str:
@@ -59,16 +82,39 @@ def _numeric(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
     return arr
 
 
-def _method_text(kind: str, method: str, od: Overdispersion, target: float) -> str:
+def _require_counts(values: np.ndarray, col: str, path: Path) -> None:
+    """The discrete rule's tails are those of counts: whole numbers only."""
+    bad = values != np.round(values)
+    if bad.any():
+        raise AggregateInputError(
+            f"{path}: column {col!r} must hold whole numbers (counts) for the discrete flag rule; not so at "
+            f"{_rows(bad)}; for a measure that is not a count use the flag method 'limits' or 'phe' "
+            "(--flag-method)"
+        )
+
+
+def _method_text(kind: str, method: str, flag_method: str, od: Overdispersion, target: float) -> str:
     limits = {
         ("ratio", "exact"): "exact Poisson (FunnelPlotR)",
         ("ratio", "phe"): "exact Poisson by observed events (PHEindicatormethods)",
         ("proportion", "wilson"): "Wilson-inverted (PHEindicatormethods)",
         ("proportion", "exact"): "exact binomial, interpolated (Spiegelhalter 2005)",
     }[(kind, method)]
-    text = f"{kind}; target {target:.6g}; limits {limits}; overdispersion {od.method}"
-    if od.method != "none":
-        text += f" (phi {od.phi:.4g}, tau2 {od.tau2:.4g}, units {od.n_units}, trimmed {od.n_trimmed})"
+    interval = {
+        ("ratio", False): "exact Poisson (Garwood) on O, divided by E",
+        ("ratio", True): "exact Poisson on O below 10 events, Byars from 10 (PHEindicatormethods), divided by E",
+        ("proportion", False): "Wilson score",
+        ("proportion", True): "Wilson score",
+    }[(kind, flag_method == "phe")]
+    flag = {
+        "discrete": f"exact {'Poisson' if kind == 'ratio' else 'binomial'} tail and funnel limits must agree",
+        "phe": "unit's interval against the target (PHEindicatormethods)",
+        "limits": "value against the funnel limits (FunnelPlotR)",
+    }[flag_method]
+    text = (f"{kind}; target {target:.6g}; interval {interval}; limits {limits}; overdispersion {od.method}"
+            + (f" (phi {od.phi:.4g}, tau2 {od.tau2:.4g}, units {od.n_units}, trimmed {od.n_trimmed})"
+               if od.method != "none" else "")
+            + f"; flag {flag_method}: {flag}")
     return text
 
 
@@ -83,69 +129,96 @@ def run_aggregate(
     target: float | None = None,
     overdispersion: str = "none",
     method: str | None = None,
+    flag_method: str = "discrete",
     plot_prefix: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Compute funnel limits and HQIP flags for aggregate (one row per unit) data.
+    """Compute intervals, funnel limits and HQIP flags for aggregate (one row per unit) data.
 
     Parameters
     ----------
     input_csv : CSV with one row per unit.
     output_csv : where to write the results (parent folders are created).
-    unit_col, observed_col : unit identifier and observed events.
+    unit_col, observed_col : unit identifier (read as text, so codes keep
+        their leading zeros) and observed events.
     expected_col : expected events; gives ratio mode (value = O/E).
     denominator_col : cases; gives proportion mode (value = O/n).  Exactly one
         of ``expected_col`` and ``denominator_col`` is required.
-    target : ratio mode, the target O/E (default 1; limits are then those of
-        a Poisson count with mean target x E, divided by E); proportion mode,
-        the target proportion as a fraction (default: pooled sum O / sum n, as
-        PHEindicatormethods does).
+    target : ratio mode, the target O/E (default 1; limits and the flag's
+        tail are then those of a Poisson count with mean target x E, divided
+        by E); proportion mode, the target proportion as a fraction (default:
+        pooled sum O / sum n, as PHEindicatormethods and the national stage
+        do).
     overdispersion : "none", "multiplicative", "additive" or "shmi" (ratios only).
     method : limit method; ratios "exact" (default) or "phe", proportions
         "wilson" (default) or "exact".
+    flag_method : ``rules.flags.flag_units``'s method: "discrete" (default,
+        the national stage's rule: exact tail and funnel limits must agree;
+        needs whole-number counts), "phe" (PHEindicatormethods' labels) or
+        "limits" (the funnel limits alone, as FunnelPlotR).
     plot_prefix : if given, also write ``<prefix>.png`` and ``<prefix>.svg``.
 
     Returns
     -------
-    The written table: unit, observed, expected or denominator, value,
-    lower95, upper95, lower998, upper998, flag, method.  ``DataFrame.attrs``
-    carries ``target``, ``kind`` and ``overdispersion`` (``Overdispersion.to_dict()``).
+    The written table: unit, observed, expected or denominator, value, the
+    unit's interval ``lower95, upper95, lower998, upper998`` (Wilson for
+    proportions; exact Poisson on O divided by E for ratios, PHE's
+    exact-or-Byars with ``flag_method="phe"``), ``target``, the funnel limits
+    ``limit_lower95, limit_upper95, limit_lower998, limit_upper998``, flag,
+    method.  ``DataFrame.attrs`` carries ``kind``, ``target``,
+    ``overdispersion`` (``Overdispersion.to_dict()``), ``limit_method`` and
+    ``flag_method``.
 
     Raises
     ------
-    FileNotFoundError if the input is missing; ``AggregateInputError`` (a
-    ``ValueError``) naming the file and column for missing columns or bad
-    values; ``ValueError`` for bad options.
+    AggregateOptionError (a ``ValueError``) for a bad option or a column the
+    file does not have, naming the parameter(s) (``parameters``); ``AggregateInputError`` (a
+    ``ValueError``) naming the file, column and rows for bad values;
+    ``FileNotFoundError`` if the input is missing.
     """
     path = Path(input_csv)
     if (expected_col is None) == (denominator_col is None):
-        raise ValueError("give exactly one of expected_col (ratio) or denominator_col (proportion)")
+        raise AggregateOptionError("give exactly one of the expected column (ratio mode) or the denominator column "
+                                   "(proportion mode)", "expected_col", "denominator_col")
     kind = "ratio" if expected_col is not None else "proportion"
     if overdispersion not in OD_METHODS:
-        raise ValueError(f"overdispersion must be one of {OD_METHODS}, got {overdispersion!r}")
+        raise AggregateOptionError(f"overdispersion must be one of {OD_METHODS}, got {overdispersion!r}",
+                                   "overdispersion")
     if kind == "proportion" and overdispersion == "shmi":
-        raise ValueError("overdispersion 'shmi' applies to ratios (expected_col), not proportions")
+        raise AggregateOptionError("overdispersion 'shmi' applies to ratios (an expected column), not proportions",
+                                   "overdispersion")
     allowed = RATIO_LIMIT_METHODS if kind == "ratio" else PROPORTION_LIMIT_METHODS
     method = method or allowed[0]
     if method not in allowed:
-        raise ValueError(f"method for {kind} limits must be one of {allowed}, got {method!r}")
+        raise AggregateOptionError(f"method for {kind} limits must be one of {allowed}, got {method!r}", "method")
+    if flag_method not in FLAG_METHODS:
+        raise AggregateOptionError(f"flag method must be one of {FLAG_METHODS}, got {flag_method!r}", "flag_method")
+    if target is not None:
+        if kind == "ratio" and not float(target) > 0:
+            raise AggregateOptionError(f"target ratio must be > 0, got {target!r}", "target")
+        if kind == "proportion" and not 0.0 < float(target) < 1.0:
+            raise AggregateOptionError(f"target proportion must be strictly between 0 and 1 (a fraction), got "
+                                       f"{target!r}", "target")
     if not path.is_file():
         raise FileNotFoundError(f"aggregate input not found: {path}")
 
     try:
-        df = pd.read_csv(path, encoding="utf-8-sig")
+        # Units are codes: text, with nothing read as missing but a blank (a unit may be called "NA").
+        df = pd.read_csv(path, encoding="utf-8-sig", dtype={unit_col: str}, keep_default_na=False,
+                         na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise AggregateInputError(f"{path}: cannot read as CSV: {exc}") from exc
     precision_col = expected_col if kind == "ratio" else denominator_col
-    missing = [c for c in (unit_col, observed_col, precision_col) if c not in df.columns]
-    if missing:
-        raise AggregateInputError(
-            f"{path}: column(s) {', '.join(repr(c) for c in missing)} not found; available: {list(df.columns)}"
-        )
+    for parameter, col in (("unit_col", unit_col), ("observed_col", observed_col),
+                           ("expected_col" if kind == "ratio" else "denominator_col", precision_col)):
+        if col not in df.columns:
+            raise AggregateOptionError(f"column {col!r} not found in {path}; available: {list(df.columns)}",
+                                       parameter)
     if df.empty:
         raise AggregateInputError(f"{path}: no data rows")
     units = df[unit_col]
-    if units.isna().any():
-        raise AggregateInputError(f"{path}: column {unit_col!r} is blank at {_rows(units.isna().to_numpy())}")
+    blank = (units.isna() | (units.str.strip() == "")).to_numpy()
+    if blank.any():
+        raise AggregateInputError(f"{path}: column {unit_col!r} is blank at {_rows(blank)}")
     dup = units.duplicated(keep=False).to_numpy()
     if dup.any():
         raise AggregateInputError(
@@ -157,15 +230,19 @@ def run_aggregate(
         raise AggregateInputError(f"{path}: column {observed_col!r} must be >= 0; negative at {_rows(o < 0)}")
     if (x <= 0).any():
         raise AggregateInputError(f"{path}: column {precision_col!r} must be > 0; not so at {_rows(x <= 0)}")
+    if flag_method == "discrete":
+        _require_counts(o, observed_col, path)
+        if kind == "proportion":
+            _require_counts(x, precision_col, path)
 
+    value = o / x
     if kind == "ratio":
         t = 1.0 if target is None else float(target)
-        if not t > 0:
-            raise ValueError(f"target ratio must be > 0, got {target!r}")
-        value = o / x
         od = estimate_ratio(o, x * t, overdispersion)
         lims = [ratio_limits(x * t, lev, method, od) for lev in (0.95, 0.998)]
         lims = [(lo * t, hi * t) for lo, hi in lims]
+        interval_method = "phe" if flag_method == "phe" else "exact"
+        ci = [intervals.ratio_interval(o, x, lev, method=interval_method) for lev in (0.95, 0.998)]
     else:
         if (o > x).any():
             raise AggregateInputError(
@@ -173,27 +250,37 @@ def run_aggregate(
             )
         t = float(o.sum() / x.sum()) if target is None else float(target)
         if not 0.0 < t < 1.0:
-            raise ValueError(f"target proportion must be strictly between 0 and 1 (a fraction), got {t!r}")
-        value = o / x
+            raise AggregateInputError(
+                f"{path}: the pooled proportion {observed_col!r} / {precision_col!r} is {t:g}; limits need a "
+                "target strictly between 0 and 1: give one (target, --target)"
+            )
         od = estimate_proportion(o, x, t, overdispersion)
         lims = [proportion_limits(t, x, lev, method, od) for lev in (0.95, 0.998)]
+        ci = [intervals.wilson(o, x, lev) for lev in (0.95, 0.998)]
     (l95, u95), (l998, u998) = lims
+    (lo95, hi95), (lo998, hi998) = ci
 
     out = pd.DataFrame(
         {
-            "unit": units.to_numpy(),
+            "unit": units.to_numpy(dtype=object),
             "observed": o,
             ("expected" if kind == "ratio" else "denominator"): x,
             "value": value,
-            "lower95": l95,
-            "upper95": u95,
-            "lower998": l998,
-            "upper998": u998,
-            "flag": hqip_flag(value, l95, u95, l998, u998),
-            "method": _method_text(kind, method, od, t),
+            "lower95": lo95,
+            "upper95": hi95,
+            "lower998": lo998,
+            "upper998": hi998,
+            "target": t,
+            "limit_lower95": l95,
+            "limit_upper95": u95,
+            "limit_lower998": l998,
+            "limit_upper998": u998,
+            "flag": flag_units(kind, o, x, t, (l95, u95), (l998, u998), method=flag_method),
+            "method": _method_text(kind, method, flag_method, od, t),
         }
     )
-    out.attrs.update({"kind": kind, "target": t, "overdispersion": od.to_dict(), "limit_method": method})
+    out.attrs.update({"kind": kind, "target": t, "overdispersion": od.to_dict(), "limit_method": method,
+                      "flag_method": flag_method})
     out_path = Path(output_csv)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(out_path, index=False)
@@ -213,11 +300,11 @@ def run_aggregate(
 
 
 _FLAG_STYLE = {
-    "alarm_high": ("#b2182b", "^"),
-    "alert_high": ("#ef8a62", "^"),
-    "as_expected": ("#4d4d4d", "o"),
-    "alert_low": ("#67a9cf", "v"),
-    "alarm_low": ("#2166ac", "v"),
+    ALARM_HIGH: ("#b2182b", "^"),
+    ALERT_HIGH: ("#ef8a62", "^"),
+    AS_EXPECTED: ("#4d4d4d", "o"),
+    ALERT_LOW: ("#67a9cf", "v"),
+    ALARM_LOW: ("#2166ac", "v"),
 }
 
 
@@ -255,7 +342,7 @@ def plot_funnel_png_svg(
             colour, marker = _FLAG_STYLE[flag]
             ax.scatter(sub[xcol], sub["value"], s=22, color=colour, marker=marker, zorder=3,
                        label=flag.replace("_", " "))
-            if label_flagged and flag != "as_expected":
+            if label_flagged and flag != AS_EXPECTED:
                 for _, row in sub.iterrows():
                     ax.annotate(str(row["unit"]), (row[xcol], row["value"]), fontsize=6,
                                 xytext=(3, 3), textcoords="offset points")

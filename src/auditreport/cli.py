@@ -243,32 +243,50 @@ def _write_top_index(reports_root: Path) -> None:
     write_top_index(reports_root)
 
 
+#: ``run_aggregate``'s parameters -> the options of ``auditreport aggregate`` that set them.
+AGGREGATE_OPTIONS = {"unit_col": "--unit", "observed_col": "--observed", "expected_col": "--expected",
+                     "denominator_col": "--denominator", "target": "--target", "overdispersion": "--overdispersion",
+                     "method": "--method", "flag_method": "--flag-method"}
+
+
 @main.command()
-@click.argument("input_csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("input_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--unit", "unit_col", required=True, help="Column naming the unit.")
+@click.option("--unit", "unit_col", required=True, help="Column naming the unit (read as text).")
 @click.option("--observed", "observed_col", required=True, help="Column of observed events.")
 @click.option("--expected", "expected_col", default=None, help="Column of expected events (ratio mode).")
 @click.option("--denominator", "denominator_col", default=None, help="Column of denominators (proportion mode).")
-@click.option("--target", type=float, default=None, help="Target rate (default: pooled).")
+@click.option("--target", type=float, default=None,
+              help="Target: O/E for ratios (default 1), a fraction for proportions (default: pooled rate).")
 @click.option("--overdispersion", type=click.Choice(["none", "multiplicative", "additive", "shmi"]), default="none",
               show_default=True)
 @click.option("--method", default=None, help="Limit method: exact or phe (ratios); wilson or exact (proportions).")
+@click.option("--flag-method", "flag_method", type=click.Choice(["discrete", "phe", "limits"]), default="discrete",
+              show_default=True,
+              help="discrete: exact tail and funnel limits must agree (as the national stage); phe: the unit's "
+                   "interval against the target (PHEindicatormethods); limits: the funnel limits alone (FunnelPlotR).")
 @click.option("--plot", "plot_prefix", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a funnel plot to PREFIX.png and PREFIX.svg.")
 def aggregate(input_csv: Path, output: Path, unit_col: str, observed_col: str, expected_col: str | None,
               denominator_col: str | None, target: float | None, overdispersion: str, method: str | None,
-              plot_prefix: Path | None) -> None:
-    """Funnel limits and HQIP flags from a table with one row per unit."""
-    from auditreport.aggregate import AggregateInputError, run_aggregate
+              flag_method: str, plot_prefix: Path | None) -> None:
+    """Intervals, funnel limits and HQIP flags from a table with one row per unit.
+
+    Exit 2 for a bad option (named), 3 for bad values in the table (file, column and rows named).
+    """
+    from auditreport.aggregate import AggregateInputError, AggregateOptionError, run_aggregate
 
     try:
         result = run_aggregate(input_csv, output, unit_col=unit_col, observed_col=observed_col,
                                expected_col=expected_col, denominator_col=denominator_col, target=target,
-                               overdispersion=overdispersion, method=method, plot_prefix=plot_prefix)
+                               overdispersion=overdispersion, method=method, flag_method=flag_method,
+                               plot_prefix=plot_prefix)
+    except AggregateOptionError as exc:
+        hint = " / ".join(f"'{AGGREGATE_OPTIONS[p]}'" for p in exc.parameters)
+        raise click.BadParameter(str(exc), param_hint=hint) from exc
     except AggregateInputError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(3)
     flags = result["flag"].value_counts().to_dict()
     click.echo(f"wrote {output} ({len(result)} units; flags: {flags})")
 

@@ -20,13 +20,22 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.transforms import ScaledTranslation  # noqa: E402
 
+from auditreport.rules.flags import (  # noqa: E402
+    ALARM_HIGH,
+    ALARM_LOW,
+    ALERT_HIGH,
+    ALERT_LOW,
+    AS_EXPECTED,
+    NOT_ASSESSED,
+)
+
 HIGHLIGHT = "#003087"  # NHS blue
 NATIONAL = "#425563"
 OTHERS = "#9AA5AE"
 LIMIT95 = "#768692"
 LIMIT998 = "#231F20"
-FLAG_COLOURS = {"alarm_high": "#D5281B", "alert_high": "#ED8B00", "as_expected": OTHERS,
-                "alert_low": "#41B6E6", "alarm_low": "#005EB8", "": OTHERS}
+FLAG_COLOURS = {ALARM_HIGH: "#D5281B", ALERT_HIGH: "#ED8B00", AS_EXPECTED: OTHERS,
+                ALERT_LOW: "#41B6E6", ALARM_LOW: "#005EB8", NOT_ASSESSED: OTHERS}
 
 STYLE = {
     "figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9,
@@ -359,8 +368,8 @@ def calibration_plot(cal: pd.DataFrame, *, c_statistic: float | None = None, slo
                      "calibrated. " + "; ".join(notes))
 
 
-SIGNAL_HIGH = FLAG_COLOURS["alarm_high"]
-SIGNAL_LOW = FLAG_COLOURS["alarm_low"]
+SIGNAL_HIGH = FLAG_COLOURS[ALARM_HIGH]
+SIGNAL_LOW = FLAG_COLOURS[ALARM_LOW]
 
 
 def _x_axis(series: pd.DataFrame) -> tuple[pd.Series, str]:

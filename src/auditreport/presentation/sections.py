@@ -20,6 +20,7 @@ from auditreport.analysis.bundle import Bundle, load_bundle
 from auditreport.presentation import figures
 from auditreport.presentation.tables import count, esc, flag_badge, num, pct, table
 from auditreport.rules.disclosure import format_count, is_small, suppress_group, suppress_indicators
+from auditreport.rules.flags import ALARM_HIGH, ALARM_LOW, ALERT_HIGH, ALERT_LOW, AS_EXPECTED, NOT_ASSESSED
 
 AUDIENCES = ("local", "public")
 AUDIENCE_LABEL = {"local": "Confidential: local feedback", "public": "For publication"}
@@ -172,14 +173,14 @@ def reading(row: pd.Series) -> str:
     value = pct(row["value"])
     flag = row["flag"]
     sentences = {
-        "as_expected": f"Its risk-adjusted mortality of {value} is within the expected range.",
-        "alert_high": f"Its risk-adjusted mortality of {value} is higher than expected: above the 95% "
+        AS_EXPECTED: f"Its risk-adjusted mortality of {value} is within the expected range.",
+        ALERT_HIGH: f"Its risk-adjusted mortality of {value} is higher than expected: above the 95% "
                       "control limit (an alert).",
-        "alarm_high": f"Its risk-adjusted mortality of {value} is much higher than expected: above the 99.8% "
+        ALARM_HIGH: f"Its risk-adjusted mortality of {value} is much higher than expected: above the 99.8% "
                       "control limit (an alarm).",
-        "alert_low": f"Its risk-adjusted mortality of {value} is lower than expected: below the 95% control "
+        ALERT_LOW: f"Its risk-adjusted mortality of {value} is lower than expected: below the 95% control "
                      "limit (a positive alert).",
-        "alarm_low": f"Its risk-adjusted mortality of {value} is much lower than expected: below the 99.8% "
+        ALARM_LOW: f"Its risk-adjusted mortality of {value} is much lower than expected: below the 99.8% "
                      "control limit (a positive alarm).",
     }
     return sentences.get(flag, f"Its risk-adjusted mortality is {value}.")
@@ -469,7 +470,7 @@ def national_summary(ctx: ReportContext) -> str:
     t = ctx.indicators
     prov = t[(t["level"] == "provider") & (t["indicator"] == "risk_adjusted_mortality")]
     counts = prov["flag"].value_counts()
-    flagged = ", ".join(f"{n} {label.lower()}" for flag, n in counts.items() if flag != "as_expected"
+    flagged = ", ".join(f"{n} {label.lower()}" for flag, n in counts.items() if flag != AS_EXPECTED
                         for label in [flag.replace("_", " ")])
     return (f"<h2>Summary</h2><p class='lead'>{m['providers']} providers submitted {m['records_submitted']:,} "
             f"records; {m['cases']:,} were analysed, with {int(m['deaths']):,} deaths within "
@@ -490,7 +491,7 @@ def _without_cases(national: dict) -> str:
 def outlier_list(ctx: ReportContext) -> str:
     """The providers with an alert or alarm on any mortality indicator."""
     t = ctx.indicators
-    flagged = t[(t["level"] == "provider") & t["indicator"].isin(MORTALITY) & ~t["flag"].isin(["as_expected", ""])]
+    flagged = t[(t["level"] == "provider") & t["indicator"].isin(MORTALITY) & ~t["flag"].isin([AS_EXPECTED, NOT_ASSESSED])]
     if flagged.empty:
         return "<h2>Alert and alarm providers</h2><p>No provider is outside the 95% limits.</p>"
     rows = [[esc(r.unit_name), esc(r.unit_id), esc(INDICATOR_LABEL[r.indicator]),

@@ -5,13 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 
-from auditreport.rules.flags import FLAG_LABELS
-
-FLAG_SHORT = {"alarm_high": "Alarm (high)", "alert_high": "Alert (high)", "as_expected": "As expected",
-              "alert_low": "Alert (low)", "alarm_low": "Alarm (low)", "": "Not assessed"}
-
-
-FLAG_ORDER = {"alarm_high": 0, "alert_high": 1, "as_expected": 2, "alert_low": 3, "alarm_low": 4, "": 5}
+from auditreport.rules.flags import FLAG_LABELS, FLAG_ORDER, FLAG_SHORT_LABELS
 
 
 def esc(value: object) -> str:
@@ -55,7 +49,7 @@ def count(text: str, tag: str = "strong") -> str:
 def flag_badge(flag: str) -> str:
     """The flag in words and colour (the words carry the meaning; colour only reinforces it)."""
     flag = flag or ""
-    label = FLAG_SHORT.get(flag, flag)
+    label = FLAG_SHORT_LABELS.get(flag, flag)
     title = FLAG_LABELS.get(flag, label) if flag else "No comparison is made for this indicator"
     # data-sort orders flags by severity when a sortable table is sorted on this column.
     rank = FLAG_ORDER.get(flag, len(FLAG_ORDER))

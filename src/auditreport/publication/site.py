@@ -28,6 +28,7 @@ from auditreport.presentation.tables import esc, flag_badge, table
 from auditreport.provenance import code_version, now_utc
 from auditreport.rendering.html import SORT_SCRIPT, stylesheet
 from auditreport.rules.disclosure import suppress_indicators
+from auditreport.rules.flags import FLAGS
 
 OPEN_COLUMNS = ["audit", "period", "level", "unit_id", "unit_name", "parent_id", "indicator", "numerator",
                 "denominator", "observed", "expected", "value", "lower95", "upper95", "lower998", "upper998",
@@ -58,7 +59,7 @@ DATA_DICTIONARY = [
     ("limit_upper95", "Upper 95% funnel control limit at this unit's precision"),
     ("limit_lower998", "Lower 99.8% funnel control limit at this unit's precision"),
     ("limit_upper998", "Upper 99.8% funnel control limit at this unit's precision"),
-    ("flag", "HQIP outlier status: alarm_high, alert_high, as_expected, alert_low, alarm_low; blank if not assessed"),
+    ("flag", f"HQIP outlier status: {', '.join(FLAGS)}; blank if not assessed"),
     ("suppressed", "True where figures were withheld under the small-numbers rule: a count from 1 to the threshold, "
                    "or a further count withheld so that a small one cannot be worked out from a total"),
     ("method", "How the interval and limits were computed"),

@@ -1,4 +1,9 @@
-"""HQIP outlier flags (METHODS.md section 4).
+"""HQIP outlier flags: the vocabulary and the one flag rule (METHODS.md section 4).
+
+Every path that flags a unit (the national stage's indicators, the Cox O/E,
+aggregate mode) calls :func:`flag_units`, and every module that shows a flag
+takes its code, label and order from here, so a unit gets the same flag
+wherever it is judged and reads the same wherever it is shown.
 
 Reference: Healthcare Quality Improvement Partnership, "Detection and
 management of outliers for national clinical audits" (2011; revised 2017 and
@@ -6,78 +11,285 @@ management of outliers for national clinical audits" (2011; revised 2017 and
 (about 2 SD), on both sides (low outliers are positive outliers and are
 reported too).
 
-Boundary rule: a value exactly on a limit is *inside* it (not flagged), i.e.
-the comparisons are strict, as in PHEindicatormethods'
-``assign_funnel_significance`` (``x/n < lower`` -> "Low", ``x/n > upper`` ->
-"High").
+Methods of :func:`flag_units` (``FLAG_METHODS``):
+
+- ``"discrete"`` (default): a unit is flagged only as far as both its exact
+  one-sided tail probability under the target *and* the funnel limits support
+  it, in the same direction.  Smooth funnel limits treat the count as
+  continuous: on a ratio funnel a unit with no deaths lies below the lower
+  limit however few were expected, yet with E = 1.9 no deaths happen 15% of
+  the time by chance alone; and 3 deaths in 3 cases at a 20% rate lie above
+  the 99.8% limit of proportions, yet happen with probability 0.008 (an
+  alert, not an alarm).  The tail is the discrete test; over-dispersion acts
+  through the limits (Spiegelhalter 2005), so an adjusted audit flags no more
+  than its limits allow.
+- ``"phe"``: PHEindicatormethods' labels: the unit's own interval against the
+  target (``funnel_ratio_significance`` for ratios: exact when O < 10, Byars
+  otherwise; the Wilson score interval for proportions).  NYS DOH flags
+  hospitals the same way.
+- ``"limits"``: the value against the funnel limits alone, as FunnelPlotR
+  labels points.
+
+Boundary rules: a value exactly on a limit is *inside* it, and an interval
+bound exactly on the target does not exclude it (strict comparisons, as in
+PHEindicatormethods' ``assign_funnel_significance``); a tail probability of
+exactly 0.025 (or 0.001) does not raise an alert (or alarm).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats
 
-__all__ = ["FLAGS", "FLAG_LABELS", "PHE_LABELS", "hqip_flag", "hqip_flag_from_interval"]
+from auditreport.stats import intervals
 
-FLAGS = ("alarm_high", "alert_high", "as_expected", "alert_low", "alarm_low")
+__all__ = [
+    "ALARM_HIGH", "ALERT_HIGH", "AS_EXPECTED", "ALERT_LOW", "ALARM_LOW", "NOT_ASSESSED", "FLAGS",
+    "FLAG_LABELS", "FLAG_SHORT_LABELS", "FLAG_ORDER", "PHE_LABELS", "FLAG_METHODS", "KINDS",
+    "ALERT_TAIL", "ALARM_TAIL", "flag_units", "tail_probabilities",
+]
+
+ALARM_HIGH = "alarm_high"
+ALERT_HIGH = "alert_high"
+AS_EXPECTED = "as_expected"
+ALERT_LOW = "alert_low"
+ALARM_LOW = "alarm_low"
+#: The flag of a unit that is not judged (no value, or no target).
+NOT_ASSESSED = ""
+
+#: Every flag code, from the most severe high to the most severe low.
+FLAGS = (ALARM_HIGH, ALERT_HIGH, AS_EXPECTED, ALERT_LOW, ALARM_LOW)
 
 FLAG_LABELS = {
-    "alarm_high": "Alarm: higher than expected (above 99.8% limit)",
-    "alert_high": "Alert: higher than expected (above 95% limit)",
-    "as_expected": "As expected (within 95% limits)",
-    "alert_low": "Alert: lower than expected (below 95% limit)",
-    "alarm_low": "Alarm: lower than expected (below 99.8% limit)",
-    "": "Not assessed (no value)",
+    ALARM_HIGH: "Alarm: higher than expected (above 99.8% limit)",
+    ALERT_HIGH: "Alert: higher than expected (above 95% limit)",
+    AS_EXPECTED: "As expected (within 95% limits)",
+    ALERT_LOW: "Alert: lower than expected (below 95% limit)",
+    ALARM_LOW: "Alarm: lower than expected (below 99.8% limit)",
+    NOT_ASSESSED: "Not assessed (no value)",
 }
+
+#: Labels for table cells and badges.
+FLAG_SHORT_LABELS = {
+    ALARM_HIGH: "Alarm (high)",
+    ALERT_HIGH: "Alert (high)",
+    AS_EXPECTED: "As expected",
+    ALERT_LOW: "Alert (low)",
+    ALARM_LOW: "Alarm (low)",
+    NOT_ASSESSED: "Not assessed",
+}
+
+#: Sort rank of each flag in a table: severity order as ``FLAGS``, not assessed last.
+FLAG_ORDER = {flag: rank for rank, flag in enumerate((*FLAGS, NOT_ASSESSED))}
 
 #: PHEindicatormethods significance labels -> flag codes.
 PHE_LABELS = {
-    "High (0.001)": "alarm_high",
-    "High (0.025)": "alert_high",
-    "Not significant": "as_expected",
-    "Low (0.025)": "alert_low",
-    "Low (0.001)": "alarm_low",
+    "High (0.001)": ALARM_HIGH,
+    "High (0.025)": ALERT_HIGH,
+    "Not significant": AS_EXPECTED,
+    "Low (0.025)": ALERT_LOW,
+    "Low (0.001)": ALARM_LOW,
 }
 
+FLAG_METHODS = ("discrete", "phe", "limits")
+#: What is compared: a proportion (observed / cases) or a ratio (observed / expected).
+KINDS = ("proportion", "ratio")
 
-def hqip_flag(value, lower95, upper95, lower998, upper998) -> np.ndarray:
-    """HQIP flag of each ``value`` against its funnel limits.
+#: One-sided tail probabilities of the 95% and 99.8% limits: below them a unit is an alert or an alarm.
+ALERT_TAIL = 0.025
+ALARM_TAIL = 0.001
 
-    value > upper998 -> "alarm_high"; else value > upper95 -> "alert_high";
-    value < lower998 -> "alarm_low"; else value < lower95 -> "alert_low";
-    otherwise "as_expected".  A value on a limit is inside it.  NaN value ->
-    "" (not assessed).  A NaN limit never flags.
+# Signed severity: +2 alarm high, +1 alert high, 0 as expected, -1 alert low, -2 alarm low.
+_BY_SEVERITY = np.array([ALARM_LOW, ALERT_LOW, AS_EXPECTED, ALERT_HIGH, ALARM_HIGH], dtype=object)
 
-    Returns an object array of flag codes (``FLAGS``), broadcast over the inputs.
+Limits = Sequence[ArrayLike]
+
+
+def flag_units(kind: str, observed: ArrayLike, precision: ArrayLike, target: ArrayLike,
+               limits95: Limits | None, limits998: Limits | None, method: str = "discrete") -> np.ndarray:
+    """The HQIP flag of each unit, by the one rule every path uses.
+
+    Parameters
+    ----------
+    kind : "proportion" (value = observed / cases) or "ratio" (value =
+        observed / expected).
+    observed : events (deaths) of each unit.
+    precision : cases (proportion) or expected events E (ratio) of each unit.
+    target : the comparator on the value's scale: a fraction for proportions
+        (the national rate or a standard), the target O/E for ratios (1).
+    limits95, limits998 : ``(lower, upper)`` funnel limits on the value's
+        scale at each unit's precision (``stats.funnel``), with whatever
+        over-dispersion adjustment the audit uses.  Not used by ``"phe"``
+        (may be None there).
+    method : "discrete" (default), "phe" or "limits"; see below.
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array of flag codes (``FLAGS``, or ``NOT_ASSESSED``), broadcast
+        over the inputs.
+
+    Notes
+    -----
+    ``"discrete"`` (METHODS.md section 4): the exact one-sided tail
+    probability of the unit's count under the target (``tail_probabilities``:
+    binomial(n, target) for proportions, Poisson with mean target x E for
+    ratios) below 0.025 supports an alert, below 0.001 an alarm; the funnel
+    limits support an alert beyond the 95% limit and an alarm beyond the
+    99.8% limit; the flag is the lesser of the two in the same direction, and
+    "as_expected" when they point different ways.  The tail is the test
+    behind the unit's exact interval (Garwood's for ratios, Clopper-Pearson's
+    for proportions), so behind every flag that interval excludes the target
+    at the flag's level; the limits carry the audit's
+    over-dispersion adjustment and can only lower the flag.  Counts must be
+    whole numbers (and, for proportions, so must the cases): the tails are
+    those of a count.
+
+    ``"phe"`` reproduces PHEindicatormethods' labels: for ratios the unit's
+    O/E interval (exact when O < 10, Byars otherwise:
+    ``intervals.ratio_interval(method="phe")``), for proportions its Wilson
+    score interval, against the target; the 99.8% interval gives alarms.
+
+    ``"limits"`` compares the value with the limits alone (FunnelPlotR).
+
+    Edge rules, all methods: a unit whose value is not a finite number (no
+    cases, E = 0, NaN count) or whose target is NaN is not assessed (""). A
+    value on a limit is inside it; an interval bound on the target does not
+    exclude it; a tail of exactly 0.025 (0.001) is not an alert (alarm); a NaN
+    limit never flags.
+
+    Examples
+    --------
+    Against a 20% target (METHODS.md section 4): 0 of 30 (lower tail 0.00124),
+    3 of 3 (upper tail 0.0080) and 20 of 40 (upper tail 2.2e-05):
+
+    >>> from auditreport.stats.funnel import proportion_limits
+    >>> deaths, cases = [0, 3, 20], [30, 3, 40]
+    >>> l95, l998 = proportion_limits(0.2, cases, 0.95), proportion_limits(0.2, cases, 0.998)
+    >>> flag_units("proportion", deaths, cases, 0.2, l95, l998).tolist()
+    ['alert_low', 'alert_high', 'alarm_high']
+
+    The smooth limits alone, and PHEindicatormethods' Wilson intervals, make
+    3 of 3 an alarm:
+
+    >>> flag_units("proportion", deaths, cases, 0.2, l95, l998, method="limits").tolist()
+    ['alert_low', 'alarm_high', 'alarm_high']
+    >>> flag_units("proportion", deaths, cases, 0.2, None, None, method="phe").tolist()
+    ['alert_low', 'alarm_high', 'alarm_high']
     """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if method not in FLAG_METHODS:
+        raise ValueError(f"flag method must be one of {FLAG_METHODS}, got {method!r}")
+    o, x, t = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (observed, precision, target)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.where(x > 0, o / x, np.nan)
+    assessed = np.isfinite(value) & ~np.isnan(t)
+
+    if method == "phe":
+        severity = _interval_severity(kind, o, x, t)
+    else:
+        if limits95 is None or limits998 is None:
+            raise ValueError(f"flag method {method!r} needs the funnel limits (limits95 and limits998)")
+        severity = _limit_severity(value, *limits95, *limits998)
+        if method == "discrete":
+            lower, upper = tail_probabilities(kind, np.where(assessed, o, 0.0), np.where(assessed, x, 1.0),
+                                              np.where(assessed, t, 0.5))
+            severity = _agreed(severity, _tail_severity(lower, upper))
+    shape = np.broadcast_shapes(np.shape(severity), assessed.shape)
+    out = np.empty(shape, dtype=object)
+    out[...] = _BY_SEVERITY[np.broadcast_to(severity, shape) + 2]
+    out[~np.broadcast_to(assessed, shape)] = NOT_ASSESSED
+    return out
+
+
+def tail_probabilities(kind: str, observed: ArrayLike, precision: ArrayLike,
+                       target: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Exact one-sided tail probabilities of each unit's count under the target.
+
+    Returns ``(P(X <= O), P(X >= O))`` with X ~ binomial(n, target) for
+    proportions (``precision`` = n, ``scipy.stats.binom``) and X ~ Poisson(target
+    x E) for ratios (``precision`` = E, ``scipy.stats.poisson``).  The upper
+    tail of O = 0 is 1.  For a ratio, P(X >= O) < a/2 exactly when the
+    Garwood exact interval of O/E lies above the target (the chi-squared /
+    Poisson identity), so the Poisson tail is the test behind the exact
+    interval that ``analysis.indicators`` publishes.
+
+    Raises
+    ------
+    ValueError
+        If a count (or, for proportions, a number of cases) is not a whole
+        number, or a count exceeds its cases: these are tails of counts.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    o, x, t = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (observed, precision, target)))
+    o = _whole(o, "observed counts")
+    if kind == "proportion":
+        n = _whole(x, "cases (proportion denominators)")
+        if (o > n).any():
+            raise ValueError(f"observed exceeds cases at position(s) {_positions(o > n)}")
+        return stats.binom.cdf(o, n, t), stats.binom.sf(o - 1, n, t)
+    mean = t * x
+    return stats.poisson.cdf(o, mean), stats.poisson.sf(o - 1, mean)
+
+
+def _whole(a: np.ndarray, what: str) -> np.ndarray:
+    """``a`` as whole numbers, allowing float rounding noise; raise naming the positions that are not."""
+    rounded = np.round(a)
+    bad = ~(np.abs(a - rounded) <= 1e-9 * np.maximum(1.0, np.abs(a))) | (a < 0)
+    if bad.any():
+        raise ValueError(f"the discrete flag rule needs {what} as whole numbers >= 0; not so at position(s) "
+                         f"{_positions(bad)}; use flag method 'limits' or 'phe' for a measure that is not a count")
+    return rounded
+
+
+def _positions(mask: np.ndarray, shown: int = 5) -> str:
+    idx = np.flatnonzero(mask)
+    more = f" and {len(idx) - shown} more" if len(idx) > shown else ""
+    return ", ".join(str(i) for i in idx[:shown]) + more
+
+
+def _limit_severity(value, lower95, upper95, lower998, upper998) -> np.ndarray:
+    """Signed severity of each value against its funnel limits (NaN comparisons are False: no flag)."""
     v, l95, u95, l998, u998 = np.broadcast_arrays(
-        *(np.asarray(a, dtype=float) for a in (value, lower95, upper95, lower998, upper998))
-    )
-    out = np.full(v.shape, "as_expected", dtype=object)
-    # NaN comparisons are False, so a missing limit cannot raise a flag.
-    out[v < l95] = "alert_low"
-    out[v < l998] = "alarm_low"
-    out[v > u95] = "alert_high"
-    out[v > u998] = "alarm_high"
-    out[np.isnan(v)] = ""
-    return out
+        *(np.asarray(a, dtype=float) for a in (value, lower95, upper95, lower998, upper998)))
+    s = np.zeros(v.shape, dtype=int)
+    s[v < l95] = -1
+    s[v < l998] = -2
+    s[v > u95] = 1
+    s[v > u998] = 2
+    return s
 
 
-def hqip_flag_from_interval(lower95, upper95, lower998, upper998, target) -> np.ndarray:
-    """HQIP flag from a unit's own confidence intervals compared with the target.
+def _tail_severity(lower_tail: np.ndarray, upper_tail: np.ndarray) -> np.ndarray:
+    """Signed severity of exact tail probabilities (the two tails cannot both be below 0.025)."""
+    s = np.zeros(np.shape(lower_tail), dtype=int)
+    s[lower_tail < ALERT_TAIL] = -1
+    s[lower_tail < ALARM_TAIL] = -2
+    s[upper_tail < ALERT_TAIL] = 1
+    s[upper_tail < ALARM_TAIL] = 2
+    return s
 
-    lower998 > target -> "alarm_high", lower95 > target -> "alert_high",
-    upper998 < target -> "alarm_low", upper95 < target -> "alert_low".  This is
-    how PHEindicatormethods labels ratios (``funnel_ratio_significance``) and
-    how NYS DOH flags hospitals; for exact intervals it is the same test as the
-    unit lying outside the corresponding funnel limit.  NaN intervals -> "".
-    """
-    l95, u95, l998, u998, t = np.broadcast_arrays(
-        *(np.asarray(a, dtype=float) for a in (lower95, upper95, lower998, upper998, target))
-    )
-    out = np.full(l95.shape, "as_expected", dtype=object)
-    out[u95 < t] = "alert_low"
-    out[u998 < t] = "alarm_low"
-    out[l95 > t] = "alert_high"
-    out[l998 > t] = "alarm_high"
-    out[np.isnan(l95) | np.isnan(u95) | np.isnan(t)] = ""
-    return out
+
+def _interval_severity(kind: str, o: np.ndarray, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Signed severity of the unit's own 95% and 99.8% intervals against the target (PHEindicatormethods)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if kind == "ratio":
+            (l95, u95), (l998, u998) = (intervals.ratio_interval(o, x, level, method="phe") for level in (0.95, 0.998))
+        else:
+            (l95, u95), (l998, u998) = (intervals.wilson(o, x, level) for level in (0.95, 0.998))
+    s = np.zeros(o.shape, dtype=int)
+    s[u95 < t] = -1
+    s[u998 < t] = -2
+    s[l95 > t] = 1
+    s[l998 > t] = 2
+    return s
+
+
+def _agreed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The severity both support: the lesser magnitude when they share a direction, else 0."""
+    return np.where(a * b > 0, np.sign(a) * np.minimum(np.abs(a), np.abs(b)), 0)
