@@ -111,5 +111,15 @@ def table_problems(name: str, table: pd.DataFrame) -> list[str]:
         if kind is None:
             problems.append(f"column '{column}' not declared")
         elif len(table) and not _has_kind(table[column], kind):
-            problems.append(f"column '{column}' should be {kind}, is {table[column].dtype}")
+            problems.append(f"column '{column}' should be {kind}, is {table[column].dtype}"
+                            + _non_text_rows(table[column], kind))
     return problems
+
+
+def _non_text_rows(series: pd.Series, kind: str) -> str:
+    """For a text column of Python objects, the first rows holding something else than a string."""
+    if kind != "text" or series.dtype != object:
+        return ""
+    bad = series.index[~series.map(lambda v: isinstance(v, str) or v is None or v != v)]  # v != v: NaN
+    shown = ", ".join(f"row {i}: {series.at[i]!r}" for i in bad[:3])
+    return f" ({len(bad)} value(s) not text: {shown}{', ...' if len(bad) > 3 else ''})"
