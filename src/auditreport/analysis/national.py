@@ -27,6 +27,7 @@ from auditreport.errors import DataValidationError, RiskModelError
 from auditreport.provenance import code_version, now_utc
 from auditreport.rules.disclosure import suppress_indicators
 from auditreport.stats import riskmodel, survival
+from auditreport.stats.funnel import funnel_curve
 from auditreport.stats.overdispersion import Overdispersion, estimate_proportion, estimate_ratio
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
     surv_cohort = _survival_cohort(config, patients)
 
     rows, od_info = mortality_indicators(config, cohort, surv_cohort, totals)
-    surv_rows, km = _survival(config, patients)
+    surv_rows, km = survival_indicators(config, surv_cohort)
     rows.append(surv_rows)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -179,7 +180,7 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
 
     # Disclosure control runs here, once, so every public report and the open data show one table.
     public = suppress_indicators(table, config.suppression_threshold)
-    funnels = _funnel_curves(table, totals.rate, od_info)
+    funnels = funnel_curves(table, totals.rate, od_info)
     quality = data_quality(config, patients, adjusted.factor_flags)
     mix = case_mix(config, cohort)
 
@@ -400,8 +401,8 @@ def _providers_without_cases(validated: ValidatedData, patients: pd.DataFrame,
 
 
 def _unit_names(patients: pd.DataFrame) -> pd.Series:
-    names = patients.groupby("provider_code")["provider_name"].agg(lambda s: s.mode().iat[0])
-    return names
+    """Each provider's name as most of its records give it (the extract may spell it more than one way)."""
+    return patients.groupby("provider_code")["provider_name"].agg(lambda s: s.mode().iat[0])
 
 
 def _overdispersion(method: str, totals: pd.DataFrame, national_rate: float,
@@ -414,10 +415,12 @@ def _overdispersion(method: str, totals: pd.DataFrame, national_rate: float,
                                 national_rate, prop_method))
 
 
-def _funnel_curves(table: pd.DataFrame, national_rate: float, od_info: dict) -> pd.DataFrame:
-    """Smooth 95% and 99.8% limit curves for each level's funnel plots."""
-    from auditreport.stats.funnel import funnel_curve
+def funnel_curves(table: pd.DataFrame, national_rate: float, od_info: dict[str, dict]) -> pd.DataFrame:
+    """Smooth 95% and 99.8% limit curves for each level's funnel plots, with the level's over-dispersion.
 
+    The reports draw these behind the units' points; each unit's own limits (at its exact precision) are
+    in the indicator table. Risk-adjusted rates use the O/E ratio's limits scaled by the national rate.
+    """
     curves = []
     for level in ("provider", "consultant"):
         sub = table[table["level"] == level]
@@ -454,8 +457,8 @@ def _funnel_curves(table: pd.DataFrame, national_rate: float, od_info: dict) -> 
 def _od_from_dict(d: dict | None) -> Overdispersion | None:
     if not d:
         return None
-    fields = Overdispersion.__dataclass_fields__
-    return Overdispersion(**{k: v for k, v in d.items() if k in fields})
+    known = Overdispersion.__dataclass_fields__
+    return Overdispersion(**{k: v for k, v in d.items() if k in known})
 
 
 def _survival_cohort(config: AuditConfig, patients: pd.DataFrame) -> pd.DataFrame:
@@ -463,9 +466,12 @@ def _survival_cohort(config: AuditConfig, patients: pd.DataFrame) -> pd.DataFram
     return patients[patients["exclusion"].isin(["", f"alive with under {config.outcome_days} days of follow-up"])]
 
 
-def _survival(config: AuditConfig, patients: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Kaplan-Meier survival at the horizons per provider and nationally, and the curves to plot."""
-    cohort = _survival_cohort(config, patients)
+def survival_indicators(config: AuditConfig, cohort: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Kaplan-Meier survival at the horizons per provider and nationally, and the curves to plot.
+
+    ``cohort`` is the survival cohort (``_survival_cohort``): patients censored before the outcome window
+    ends count here, though not in the mortality indicators.
+    """
     groups = [("national", "national", cohort)] + [("provider", code, grp) for code, grp in
                                                     cohort.groupby("provider_code", sort=True)]
     rows, curves = [], []
