@@ -199,14 +199,9 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
         "warnings": validated.warnings,
         "seconds": round(time.perf_counter() - started, 3),
     })
-    model = adjusted.model
-    model_doc = {"model": model.to_dict(), "performance": adjusted.performance,
-                 "calibration": adjusted.calibration.to_dict(orient="records"),
-                 "coefficients": riskmodel.coefficient_table(model).to_dict(orient="records"),
-                 "cox": {**cox.info, "model": cox.model.to_dict()} if cox.model is not None else None}
     log.info("national stage: %d patients, %d providers in %.1fs", totals.cases, metadata["national"]["providers"],
              time.perf_counter() - started)
-    return NationalResults(metadata=metadata, model=model_doc, indicators=table, indicators_public=public,
+    return NationalResults(metadata=metadata, model=model_document(adjusted, cox), indicators=table, indicators_public=public,
                            funnels=funnels, km=km, casemix=mix, quality=quality, risk=risk,
                            survival_tests=tests, monitoring=monitor)
 
@@ -360,6 +355,15 @@ def indicator_table(config: AuditConfig, rows: list[pd.DataFrame], cohort: pd.Da
     table["parent_id"] = np.where(table["level"] == "consultant", table["unit_id"].map(parent), "")
     table["parent_id"] = table["parent_id"].fillna("")
     return table[ind.INDICATOR_COLUMNS]
+
+
+def model_document(adjusted: RiskAdjusted, cox: CoxResults) -> dict[str, Any]:
+    """The risk model and Cox model as the bundle records them: coefficients, performance, calibration."""
+    model = adjusted.model
+    return {"model": model.to_dict(), "performance": adjusted.performance,
+            "calibration": adjusted.calibration.to_dict(orient="records"),
+            "coefficients": riskmodel.coefficient_table(model).to_dict(orient="records"),
+            "cox": {**cox.info, "model": cox.model.to_dict()} if cox.model is not None else None}
 
 
 def national_metadata(config: AuditConfig, validated: ValidatedData, adjusted: RiskAdjusted,

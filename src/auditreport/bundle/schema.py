@@ -70,7 +70,7 @@ TABLES: dict[str, TableSchema] = {t.name: t for t in (
     TableSchema("quality", "records submitted, excluded by reason, completeness and imputation per provider",
                 {"unit_id": "text", "records_submitted": "int", "records_analysed": "int",
                  "records_excluded": "int", "no provider code": "int"},
-                prefixed={"excluded: ": "float", "complete: ": "float", "imputed: ": "int"}),
+                prefixed={"excluded: ": "int", "complete: ": "float", "imputed: ": "int"}),
     TableSchema("risk", "each analysed patient's predicted risk and outcome, by provider and date",
                 {"provider_code": "text", "consultant_code": "text", "procedure_date": "datetime",
                  "time": "float", "event": "int", "outcome": "float", "p": "float"}),
