@@ -25,6 +25,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports --no-cache --no-logo
 
 clean:
 	rm -rf reports/*/ reports/index.html data/ .pytest_cache

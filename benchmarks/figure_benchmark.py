@@ -109,7 +109,7 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(prefix="auditreport-figbench-"))
         generate(args.generate, work)
         bundle = next(work.glob("reports/*/*/bundle"))
-    from auditreport.analysis.bundle import load_bundle
+    from auditreport.bundle import load_bundle
 
     indicators = load_bundle(bundle).indicators
     codes = args.provider or sorted(set(indicators.loc[indicators["level"] == "provider", "unit_id"]))[:3]

@@ -39,7 +39,7 @@ def detection(table, known) -> dict:
 def test_detection_by_overdispersion_method(audit, tmp_path, method):
     base = load_config(audit)
     config = base.__class__(**{**base.__dict__, "overdispersion": method})
-    result = run_national(config, tmp_path, load_validated(config))
+    result = run_national(config, load_validated(config))
     d = detection(result.indicators, truth(audit))
     od = result.metadata["overdispersion"]["provider"]["ratio"]
     print(f"\n{method:>14}: phi={od['phi']:.3f} tau2={od['tau2']:.4g} trimmed={od['n_trimmed']}; "

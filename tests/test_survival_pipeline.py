@@ -17,10 +17,10 @@ import pytest
 import yaml
 from oracles import cusum_recursion, logrank_vs_rest
 
-from auditreport.analysis.bundle import load_bundle
 from auditreport.analysis.indicators import INDICATOR_COLUMNS
 from auditreport.analysis.national import run_national
 from auditreport.analysis.survival_monitoring import fit_national_cox, monitoring_table
+from auditreport.bundle import load_bundle, write_bundle
 from auditreport.config import load_config
 from auditreport.data.examples import write_example
 from auditreport.errors import ConfigError
@@ -50,8 +50,7 @@ def _lung_audit(folder: Path, **overrides) -> Path:
 def lung_bundle(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lung")
     config = load_config(_lung_audit(folder))
-    result = run_national(config, folder / "out")
-    return load_bundle(result.bundle_path, tables=("indicators", "survival_tests", "km", "quality", "funnels"))
+    return load_bundle(write_bundle(folder / "out", run_national(config)))
 
 
 def _national(bundle, indicator):
@@ -75,8 +74,7 @@ def test_lung_reproduces_r_reference_figures(lung_bundle):
 def test_lung_cox_age_sex_matches_r(tmp_path):
     """R: coxph(Surv(time, status) ~ age + sex, lung): 0.017045, -0.513219, log-likelihood -742.8482."""
     config = load_config(_lung_audit(tmp_path, risk_model={"covariates": ["age", "sex"]}))
-    result = run_national(config, tmp_path / "out")
-    cox = load_bundle(result.bundle_path).model["cox"]
+    cox = load_bundle(write_bundle(tmp_path / "out", run_national(config))).model["cox"]
     coef = {c["term"]: c["coef"] for c in cox["coefficients"]}
     assert round(coef["age"], 6) == 0.017045
     assert round(coef["sex[2]"], 6) == -0.513219  # female against male: R's numeric sex (1, 2) has the same slope
@@ -241,7 +239,7 @@ def test_provider_with_only_early_censored_patients_gets_rows(tmp_path):
     records.to_csv(tmp_path / "data" / "records.csv", index=False)
     with open(tmp_path / "data" / "providers.csv", "a") as fh:
         fh.write("98,Institution 98\n")
-    table = run_national(load_config(audit), tmp_path / "out").indicators
+    table = run_national(load_config(audit)).indicators
     rows = table[(table["level"] == "provider") & (table["unit_id"] == "98")].set_index("indicator")
     assert rows.loc["crude_mortality", "denominator"] == 0 and np.isnan(rows.loc["crude_mortality", "value"])
     assert rows.loc["risk_adjusted_mortality", "flag"] == ""

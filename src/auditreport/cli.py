@@ -170,8 +170,8 @@ def _print_summary(audit: Path, summary) -> None:
 @click.argument("period_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 def reproduce(period_dir: Path) -> None:
     """Rerun a built period's national stage from its recorded inputs and check every figure and report."""
-    from auditreport.publication.reproduce import ReproductionError
-    from auditreport.publication.reproduce import reproduce as run_reproduce
+    from auditreport.reproduce import ReproductionError
+    from auditreport.reproduce import reproduce as run_reproduce
 
     result = run_reproduce(period_dir)
     for note in result.notes:

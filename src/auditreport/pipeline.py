@@ -7,7 +7,6 @@ written last, from what was actually built.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -17,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from auditreport.analysis.bundle import BUNDLE_DIR
 from auditreport.analysis.national import load_validated, run_national
+from auditreport.bundle import BUNDLE_DIR, BundleFormatError, load_bundle, read_metadata, write_bundle
 from auditreport.config import AuditConfig, load_config
 from auditreport.data.loading import file_sha256
 from auditreport.execution.batch import run_batch
@@ -69,26 +68,27 @@ def national_stage(config: AuditConfig, out: Path, force: bool = False) -> tuple
     """Run the national stage unless its bundle already matches the inputs. Returns (skipped, seconds)."""
     started = time.perf_counter()
     fingerprint = inputs_fingerprint(config)
-    meta_path = out / BUNDLE_DIR / "metadata.json"
-    if not force and meta_path.exists():
-        try:
-            if json.loads(meta_path.read_text()).get("parameters", {}).get("inputs_fingerprint") == fingerprint:
-                return True, time.perf_counter() - started
-        except ValueError:
-            pass
+    if not force and _bundle_fingerprint(out) == fingerprint:
+        return True, time.perf_counter() - started
     validated = load_validated(config)  # raises before anything is written
-    run_national(config, out, validated, parameters={"inputs_fingerprint": fingerprint})
+    write_bundle(out, run_national(config, validated, parameters={"inputs_fingerprint": fingerprint}))
     return False, time.perf_counter() - started
+
+
+def _bundle_fingerprint(out: Path) -> str | None:
+    """The inputs fingerprint of the period's bundle; None if there is none or it is of another format."""
+    try:
+        return read_metadata(out / BUNDLE_DIR).get("parameters", {}).get("inputs_fingerprint")
+    except (BundleFormatError, ValueError):  # absent, another format version, or unreadable: rebuild it
+        return None
 
 
 def report_jobs(config: AuditConfig, out: Path, providers: Sequence[str] | None = None,
                 audiences: Sequence[str] = AUDIENCES, notebooks: Path = REPO_NOTEBOOKS,
                 timeout: int = 600) -> list[ReportJob]:
     """The national report and every (provider, audience) report, as independent jobs."""
-    meta = json.loads((out / BUNDLE_DIR / "metadata.json").read_text())
-    import pandas as pd
-
-    table = pd.read_parquet(out / BUNDLE_DIR / "indicators.parquet", columns=["level", "unit_id", "unit_name"])
+    bundle = load_bundle(out / BUNDLE_DIR)
+    meta, table = bundle.metadata, bundle.indicators
     known = table[table["level"] == "provider"].drop_duplicates("unit_id").set_index("unit_id")["unit_name"]
     chosen = list(known.index) if not providers else list(providers)
     unknown = [p for p in chosen if p not in known.index]

@@ -157,6 +157,7 @@ def test_public_survival_figure_does_not_reveal_small_counts(hostile_build):
 
 def test_public_quality_table_suppresses_small_national_counts(audit_copy, tmp_path):
     from auditreport.analysis.national import run_national
+    from auditreport.bundle import write_bundle
     from auditreport.config import load_config
     from auditreport.presentation import sections
 
@@ -164,8 +165,8 @@ def test_public_quality_table_suppresses_small_national_counts(audit_copy, tmp_p
         f["urgency"] = f["urgency"].replace("", "elective")
         f.loc[0, "urgency"] = ""
     audit_copy.edit(one_missing)
-    result = run_national(load_config(audit_copy.yaml), tmp_path / "out")
+    result = run_national(load_config(audit_copy.yaml))
     provider = result.indicators.loc[result.indicators["level"] == "provider", "unit_id"].iloc[0]
-    html = sections.quality_section(sections.load_context(result.bundle_path, "public", provider))
+    html = sections.quality_section(sections.load_context(write_bundle(tmp_path / "out", result), "public", provider))
     row = re.search(r"Imputed: urgency</td>(.*?)</tr>", html).group(1)
     assert not re.search(r">1<", row), row

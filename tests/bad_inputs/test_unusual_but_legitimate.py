@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from auditreport.analysis.national import load_validated, run_national
+from auditreport.bundle import load_bundle, write_bundle
 from auditreport.config import load_config
 from auditreport.pipeline import REPO_NOTEBOOKS
-from auditreport.publication.reproduce import regenerate_report_html, visible_text
+from auditreport.reproduce import regenerate_report_html, visible_text
 
 
 def render_provider(bundle: str, provider: str, audience: str) -> str:
@@ -29,8 +30,8 @@ def render_national(bundle: str) -> str:
 
 def build_all(audit, tmp_path, provider: str | None = None):
     config = load_config(audit.yaml)
-    result = run_national(config, tmp_path / "out")
-    bundle = str(result.bundle_path)
+    result = run_national(config)
+    bundle = str(write_bundle(tmp_path / "out", result))
     ind = result.indicators
     providers = sorted(ind.loc[ind["level"] == "provider", "unit_id"].unique())
     providers = [p for p in providers if provider is None or p == provider]
@@ -134,9 +135,7 @@ def test_provider_missing_every_risk_factor(audit_copy, tmp_path):
     data = load_validated(load_config(audit_copy.yaml))
     assert any(w.startswith(f"age: {n} missing") for w in data.warnings)
     _, result, pages = build_all(audit_copy, tmp_path, code)
-    from auditreport.analysis.bundle import load_bundle
-
-    q = load_bundle(result.bundle_path, tables=("quality",)).quality.set_index("unit_id").loc[code]
+    q = load_bundle(tmp_path / "out").quality.set_index("unit_id").loc[code]
     assert q["complete: age"] == 0 and q["complete: urgency"] == 0
     assert q["imputed: age"] == n and q["imputed: urgency"] == n  # counted in data quality
     assert np.isfinite(_row(result, code, "oe_ratio")["expected"])

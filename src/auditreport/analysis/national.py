@@ -2,7 +2,8 @@
 
 Loads and validates the extract, fits (or applies) the risk model on the whole
 national cohort, and computes every unit's indicators, intervals, funnel limits
-and flags, survival, case mix and data quality. The result is one bundle that
+and flags, survival, case mix and data quality. It writes nothing: it returns
+one ``NationalResults`` that the bundle layer (``auditreport.bundle``) writes and
 every report reads, so no provider's report ever refits anything.
 """
 
@@ -10,8 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,6 @@ import pandas as pd
 
 from auditreport.analysis import indicators as ind
 from auditreport.analysis import survival_monitoring as sm
-from auditreport.analysis.bundle import write_bundle
 from auditreport.analysis.quality import case_mix, data_quality
 from auditreport.config import AuditConfig
 from auditreport.data.loading import file_sha256, read_table
@@ -28,19 +27,39 @@ from auditreport.errors import DataValidationError, RiskModelError
 from auditreport.provenance import code_version, now_utc
 from auditreport.rules.disclosure import suppress_indicators
 from auditreport.stats import riskmodel, survival
+from auditreport.stats.funnel import funnel_curve
 from auditreport.stats.overdispersion import Overdispersion, estimate_proportion, estimate_ratio
 
 log = logging.getLogger(__name__)
 
 LEVELS = ("national", "provider", "consultant")
+FUNNEL_COLUMNS = ("x", "lower95", "upper95", "lower998", "upper998", "level", "indicator", "target")
 MIN_COX_DEATHS = 2
 
 
-@dataclass
-class NationalResult:
-    bundle_path: Path
+@dataclass(frozen=True)
+class NationalResults:
+    """Everything the national stage computed: metadata, the risk model document and the bundle's tables.
+
+    The table fields are named as the bundle's tables (``auditreport.bundle.schema.TABLES``), which the
+    bundle layer checks when it writes them.
+    """
+
     metadata: dict[str, Any]
+    model: dict[str, Any]
     indicators: pd.DataFrame
+    indicators_public: pd.DataFrame
+    funnels: pd.DataFrame
+    km: pd.DataFrame
+    casemix: pd.DataFrame
+    quality: pd.DataFrame
+    risk: pd.DataFrame
+    survival_tests: pd.DataFrame
+    monitoring: pd.DataFrame
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The results tables by name (every field but ``metadata`` and ``model``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("metadata", "model")}
 
 
 def load_validated(config: AuditConfig) -> ValidatedData:
@@ -125,17 +144,98 @@ def _model_error(config: AuditConfig, cohort: pd.DataFrame, reason: str) -> Risk
     return RiskModelError(f"{head}\n  cause: {reason}")
 
 
-def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData | None = None,
-                 parameters: dict[str, Any] | None = None) -> NationalResult:
-    """Run the national stage and write the bundle into ``period_dir``."""
+def run_national(config: AuditConfig, validated: ValidatedData | None = None,
+                 parameters: dict[str, Any] | None = None) -> NationalResults:
+    """Compute every national result of one audit period; write nothing.
+
+    Each step below is one job (cohort, risk, indicators per level, survival, Cox, monitoring, metadata) so
+    that a second outcome can reuse them; ``auditreport.bundle.write_bundle`` writes what this returns.
+    ``parameters`` are recorded in the metadata as given (the pipeline passes its inputs fingerprint).
+    """
     started = time.perf_counter()
     validated = validated or load_validated(config)
+    adjusted = risk_adjusted_cohort(config, validated)
+    cohort, patients = adjusted.cohort, adjusted.patients
+    totals = NationalTotals.of(cohort)
+    surv_cohort = _survival_cohort(config, patients)
+
+    rows, od_info = mortality_indicators(config, cohort, surv_cohort, totals)
+    surv_rows, km = survival_indicators(config, surv_cohort)
+    rows.append(surv_rows)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    tests = sm.survival_tests(km, surv_cohort)
+    timings["median_and_logrank"] = round(time.perf_counter() - t0, 3)
+    cox = national_cox(config, cohort, surv_cohort)
+    if cox.rows is not None:
+        timings["cox"] = cox.info["seconds"]
+        rows.append(cox.rows)
+        od_info.setdefault("provider", {})["cox_ratio"] = cox.overdispersion
+    table = indicator_table(config, rows, cohort, patients)
+
+    risk = patient_risks(cohort)
+    monitor, monitor_info = sm.monitoring_summary(config, risk)
+    timings["monitoring"] = monitor_info["seconds"]
+
+    # Disclosure control runs here, once, so every public report and the open data show one table.
+    public = suppress_indicators(table, config.suppression_threshold)
+    funnels = funnel_curves(table, totals.rate, od_info)
+    quality = data_quality(config, patients, adjusted.factor_flags)
+    mix = case_mix(config, cohort)
+
+    metadata = national_metadata(config, validated, adjusted, totals, parameters)
+    metadata.update({
+        "overdispersion": od_info,
+        "overdispersion_method": config.overdispersion,
+        "survival": {"horizons": list(config.horizons), "ci_transform": config.ci_transform,
+                     "median_convention": "R survival (midpoint where S(t) = 0.5 exactly)",
+                     "records_without_provider": int(surv_cohort["provider_code"].isna().sum())},
+        "cox": {k: v for k, v in cox.info.items() if k not in ("coefficients", "ph_test")},
+        "monitoring": monitor_info,
+        "timings": timings,
+        "publication": {"suppression_threshold": config.suppression_threshold,
+                        "publish_consultants": config.publish_consultants},
+        "warnings": validated.warnings,
+        "seconds": round(time.perf_counter() - started, 3),
+    })
+    log.info("national stage: %d patients, %d providers in %.1fs", totals.cases, metadata["national"]["providers"],
+             time.perf_counter() - started)
+    return NationalResults(metadata=metadata, model=model_document(adjusted, cox), indicators=table, indicators_public=public,
+                           funnels=funnels, km=km, casemix=mix, quality=quality, risk=risk,
+                           survival_tests=tests, monitoring=monitor)
+
+
+@dataclass(frozen=True)
+class RiskAdjusted:
+    """The analysed cohort with each patient's predicted risk ``p``, and what the risk model left behind.
+
+    ``patients`` is every submitted record with its exclusion reason, including the records the risk model
+    excluded (a missing factor whose rule is 'exclude'); ``factor_flags`` says which factors were imputed.
+    """
+
+    model: riskmodel.RiskModel
+    patients: pd.DataFrame
+    cohort: pd.DataFrame
+    factor_flags: pd.DataFrame
+    performance: dict[str, Any]
+    calibration: pd.DataFrame
+
+
+def analysed_cohort(validated: ValidatedData) -> pd.DataFrame:
+    """The records without an exclusion reason; refuses an extract in which every record was excluded."""
     patients = validated.patients
     cohort = patients[patients["exclusion"] == ""].copy()
     if cohort.empty:
         raise DataValidationError(validated.source, [{"column": "(all)", "rule": "records to analyse",
                                                       "count": 0, "rows": [],
                                                       "examples": "every record was excluded"}])
+    return cohort
+
+
+def risk_adjusted_cohort(config: AuditConfig, validated: ValidatedData) -> RiskAdjusted:
+    """Fit (or apply) the risk model, drop the records it excludes and predict every patient's risk."""
+    patients = validated.patients.copy()  # the exclusion reasons gain the model's; the caller's copy stays as read
+    cohort = analysed_cohort(validated)
     model, imputed, flags = fit_risk(config, cohort)
     if "excluded" in flags and flags["excluded"].any():
         dropped = flags.index[flags["excluded"]]
@@ -144,82 +244,136 @@ def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData
         imputed = imputed.drop(index=dropped)
     cohort["p"] = model.predict(imputed)
     factor_flags = flags.drop(columns=[c for c in ("excluded",) if c in flags]).loc[cohort.index]
+    p, outcome = cohort["p"].to_numpy(), cohort["outcome"].to_numpy()
+    return RiskAdjusted(model=model, patients=patients, cohort=cohort, factor_flags=factor_flags,
+                        performance=riskmodel.model_performance(p, outcome),
+                        calibration=riskmodel.calibration_table(p, outcome))
 
-    n, deaths, expected = len(cohort), float(cohort["outcome"].sum()), float(cohort["p"].sum())
-    national_rate = deaths / n
-    performance = riskmodel.model_performance(cohort["p"].to_numpy(), cohort["outcome"].to_numpy())
-    calibration = riskmodel.calibration_table(cohort["p"].to_numpy(), cohort["outcome"].to_numpy())
 
-    names = _unit_names(patients)
-    tables_ind: list[pd.DataFrame] = []
+@dataclass(frozen=True)
+class NationalTotals:
+    """Cases, deaths and expected deaths of the whole analysed cohort: the target every unit is held to."""
+
+    cases: int
+    deaths: float
+    expected: float
+
+    @property
+    def rate(self) -> float:
+        return self.deaths / self.cases
+
+    @classmethod
+    def of(cls, cohort: pd.DataFrame) -> NationalTotals:
+        return cls(cases=len(cohort), deaths=float(cohort["outcome"].sum()), expected=float(cohort["p"].sum()))
+
+
+#: The column holding each level's unit code (None: the nation is one unit).
+LEVEL_KEYS: dict[str, str | None] = {"national": None, "provider": "provider_code", "consultant": "consultant_code"}
+
+
+def mortality_indicators(config: AuditConfig, cohort: pd.DataFrame, surv_cohort: pd.DataFrame,
+                         totals: NationalTotals) -> tuple[list[pd.DataFrame], dict[str, dict]]:
+    """Crude rate, O/E ratio and risk-adjusted rate of every unit at every level, with over-dispersion.
+
+    Returns one frame of indicator rows per level and each level's over-dispersion estimates (ratio and
+    proportion) as recorded in the metadata; the nation is not over-dispersed against itself.
+    """
+    rows: list[pd.DataFrame] = []
     od_info: dict[str, dict] = {}
     for level in LEVELS:
-        key = {"national": None, "provider": "provider_code", "consultant": "consultant_code"}[level]
-        frame = cohort if key is None else cohort[cohort[key].notna()]
-        if key is None:
-            totals = pd.DataFrame({"cases": [n], "observed": [deaths], "expected": [expected]},
-                                  index=pd.Index(["national"]))
-        else:
-            totals = ind.unit_totals(frame, key)
-        od_ratio, od_prop = _overdispersion(config.overdispersion, totals, national_rate, level)
+        level_rows, od_ratio, od_prop = level_indicators(config, cohort, surv_cohort, totals, level)
         if level != "national":
             od_info[level] = {"ratio": od_ratio.to_dict(), "proportion": od_prop.to_dict()}
-        if level == "provider":
-            # A provider whose every patient was censored before the outcome window ended has survival results
-            # but no mortality cases; give it mortality rows with 0 cases (value not computable) so its report
-            # says so instead of failing.
-            survivors = _survival_cohort(config, patients)["provider_code"].dropna().unique()
-            totals = totals.reindex(totals.index.union(pd.Index(survivors)), fill_value=0)
-        oe = ind.oe_ratio(totals, od_ratio)
-        rows = pd.concat([ind.crude_mortality(totals, national_rate, od_prop), oe,
-                          ind.risk_adjusted_rate(oe, national_rate)], ignore_index=True)
-        if level == "national":
-            rows["flag"] = ""
-        rows["level"] = level
-        tables_ind.append(rows)
-    surv_rows, km = _survival(config, patients)
-    tables_ind.append(surv_rows)
-    timings: dict[str, float] = {}
-    surv_cohort = _survival_cohort(config, patients)
-    t0 = time.perf_counter()
-    tests = sm.survival_tests(km, surv_cohort)
-    timings["median_and_logrank"] = round(time.perf_counter() - t0, 3)
-    factors = risk_factors_for_model(config)
-    cox = None
-    if int(surv_cohort["event"].sum()) >= MIN_COX_DEATHS:
-        cox, cox_patients, cox_info = sm.fit_national_cox(factors, surv_cohort,
-                                                          riskmodel.imputation_values(cohort, factors))
-        timings["cox"] = cox_info["seconds"]
-        cox_rows, cox_od = sm.cox_indicator_rows(cox_patients, config.overdispersion)
-        tables_ind.append(cox_rows)
-        od_info.setdefault("provider", {})["cox_ratio"] = cox_od
+        rows.append(level_rows)
+    return rows, od_info
+
+
+def level_indicators(config: AuditConfig, cohort: pd.DataFrame, surv_cohort: pd.DataFrame,
+                     totals: NationalTotals, level: str) -> tuple[pd.DataFrame, Overdispersion, Overdispersion]:
+    """One level's mortality indicator rows and its over-dispersion estimates (ratio, proportion)."""
+    key = LEVEL_KEYS[level]
+    if key is None:
+        units = pd.DataFrame({"cases": [totals.cases], "observed": [totals.deaths],
+                              "expected": [totals.expected]}, index=pd.Index(["national"]))
     else:
+        units = ind.unit_totals(cohort[cohort[key].notna()], key)
+    od_ratio, od_prop = _overdispersion(config.overdispersion, units, totals.rate, level)
+    if level == "provider":
+        # A provider whose every patient was censored before the outcome window ended has survival results
+        # but no mortality cases; give it mortality rows with 0 cases (value not computable) so its report
+        # says so instead of failing.
+        survivors = surv_cohort["provider_code"].dropna().unique()
+        units = units.reindex(units.index.union(pd.Index(survivors)), fill_value=0)
+    oe = ind.oe_ratio(units, od_ratio)
+    rows = pd.concat([ind.crude_mortality(units, totals.rate, od_prop), oe,
+                      ind.risk_adjusted_rate(oe, totals.rate)], ignore_index=True)
+    if level == "national":
+        rows["flag"] = ""
+    rows["level"] = level
+    return rows, od_ratio, od_prop
+
+
+@dataclass(frozen=True)
+class CoxResults:
+    """The national Cox model, its providers' indicator rows and over-dispersion (None when not fitted)."""
+
+    model: Any
+    rows: pd.DataFrame | None
+    overdispersion: dict[str, Any] | None
+    info: dict[str, Any]
+
+
+def national_cox(config: AuditConfig, cohort: pd.DataFrame, surv_cohort: pd.DataFrame) -> CoxResults:
+    """Fit the national Cox model and each provider's Cox O/E, unless there are too few deaths to fit it."""
+    if int(surv_cohort["event"].sum()) < MIN_COX_DEATHS:
         # A hazard model needs deaths to estimate anything; an audit period with (almost) none is legitimate.
-        cox_info = {"fitted": False, "reason": f"fewer than {MIN_COX_DEATHS} deaths over follow-up"}
-    table = pd.concat(tables_ind, ignore_index=True)
+        return CoxResults(model=None, rows=None, overdispersion=None,
+                          info={"fitted": False, "reason": f"fewer than {MIN_COX_DEATHS} deaths over follow-up"})
+    factors = risk_factors_for_model(config)
+    cox, cox_patients, info = sm.fit_national_cox(factors, surv_cohort, riskmodel.imputation_values(cohort, factors))
+    rows, od = sm.cox_indicator_rows(cox_patients, config.overdispersion)
+    return CoxResults(model=cox, rows=rows, overdispersion=od, info=info)
+
+
+def patient_risks(cohort: pd.DataFrame) -> pd.DataFrame:
+    """Each analysed patient's predicted risk and outcome, by provider and procedure date (what monitoring reads)."""
+    risk = cohort[["provider_code", "consultant_code", "procedure_date", "time", "event", "outcome", "p"]].copy()
+    return risk.sort_values(["provider_code", "procedure_date"], kind="stable").reset_index(drop=True)
+
+
+def indicator_table(config: AuditConfig, rows: list[pd.DataFrame], cohort: pd.DataFrame,
+                    patients: pd.DataFrame) -> pd.DataFrame:
+    """All indicator rows as one tidy table: audit, period, unit names and each consultant's provider."""
+    table = pd.concat(rows, ignore_index=True)
     table["audit"] = config.id
     table["period"] = config.period_label
-    table["unit_name"] = table["unit_id"].map(names).fillna(table["unit_id"])
+    table["unit_name"] = table["unit_id"].map(_unit_names(patients)).fillna(table["unit_id"])
     table.loc[table["level"] == "national", "unit_name"] = "England (all providers)"
     parent = cohort.dropna(subset=["consultant_code"]).groupby("consultant_code")["provider_code"].agg(
         lambda s: s.mode().iat[0])
     table["parent_id"] = np.where(table["level"] == "consultant", table["unit_id"].map(parent), "")
     table["parent_id"] = table["parent_id"].fillna("")
-    table = table[ind.INDICATOR_COLUMNS]
+    return table[ind.INDICATOR_COLUMNS]
 
-    funnels = _funnel_curves(table, national_rate, od_info)
-    quality = data_quality(config, patients, factor_flags)
-    mix = case_mix(config, cohort)
-    risk = cohort[["provider_code", "consultant_code", "procedure_date", "time", "event", "outcome", "p"]].copy()
-    risk = risk.sort_values(["provider_code", "procedure_date"], kind="stable").reset_index(drop=True)
-    monitor, monitor_info = sm.monitoring_summary(config, risk)
-    timings["monitoring"] = monitor_info["seconds"]
 
+def model_document(adjusted: RiskAdjusted, cox: CoxResults) -> dict[str, Any]:
+    """The risk model and Cox model as the bundle records them: coefficients, performance, calibration."""
+    model = adjusted.model
+    return {"model": model.to_dict(), "performance": adjusted.performance,
+            "calibration": adjusted.calibration.to_dict(orient="records"),
+            "coefficients": riskmodel.coefficient_table(model).to_dict(orient="records"),
+            "cox": {**cox.info, "model": cox.model.to_dict()} if cox.model is not None else None}
+
+
+def national_metadata(config: AuditConfig, validated: ValidatedData, adjusted: RiskAdjusted,
+                      totals: NationalTotals, parameters: dict[str, Any] | None) -> dict[str, Any]:
+    """What was analysed and how: audit, definition and data fingerprints, code, national totals."""
     data_files = {"source": {"path": str(config.source), "sha256": file_sha256(config.source)}}
     if config.providers_file is not None:
         data_files["providers"] = {"path": str(config.providers_file),
                                    "sha256": file_sha256(config.providers_file)}
-    metadata = {
+    patients, cohort = adjusted.patients, adjusted.cohort
+    return {
         "audit": {"id": config.id, "name": config.name, "period": config.period_label,
                   "period_start": config.period_start, "period_end": config.period_end,
                   "outcome": config.outcome_label, "outcome_days": config.outcome_days,
@@ -229,38 +383,14 @@ def run_national(config: AuditConfig, period_dir: Path, validated: ValidatedData
         "code": code_version(),
         "parameters": parameters or {},
         "created": now_utc(),
-        "national": {"cases": n, "deaths": deaths, "expected": expected, "rate": national_rate,
+        "national": {"cases": totals.cases, "deaths": totals.deaths, "expected": totals.expected,
+                     "rate": totals.rate,
                      "records_submitted": validated.n_submitted,
                      "records_excluded": int((patients["exclusion"] != "").sum()),
                      "providers": int(patients["provider_code"].nunique()),
                      "consultants": int(cohort["consultant_code"].nunique()),
                      "providers_without_cases": _providers_without_cases(validated, patients, cohort)},
-        "overdispersion": od_info,
-        "overdispersion_method": config.overdispersion,
-        "survival": {"horizons": list(config.horizons), "ci_transform": config.ci_transform,
-                     "median_convention": "R survival (midpoint where S(t) = 0.5 exactly)",
-                     "records_without_provider": int(surv_cohort["provider_code"].isna().sum())},
-        "cox": {k: v for k, v in cox_info.items() if k not in ("coefficients", "ph_test")},
-        "monitoring": monitor_info,
-        "timings": timings,
-        "publication": {"suppression_threshold": config.suppression_threshold,
-                        "publish_consultants": config.publish_consultants},
-        "warnings": validated.warnings,
-        "seconds": round(time.perf_counter() - started, 3),
     }
-    model_doc = {"model": model.to_dict(), "performance": performance,
-                 "calibration": calibration.to_dict(orient="records"),
-                 "coefficients": riskmodel.coefficient_table(model).to_dict(orient="records"),
-                 "cox": {**cox_info, "model": cox.to_dict()} if cox is not None else None}
-    # Disclosure control runs here, once, so every public report and the open data show one table.
-    public_table = suppress_indicators(table, config.suppression_threshold)
-    bundle = write_bundle(period_dir, {"indicators": table, "indicators_public": public_table,
-                                       "funnels": funnels, "km": km, "casemix": mix,
-                                       "quality": quality, "risk": risk, "survival_tests": tests,
-                                       "monitoring": monitor}, metadata, model_doc)
-    log.info("national stage: %d patients, %d providers in %.1fs", n, metadata["national"]["providers"],
-             time.perf_counter() - started)
-    return NationalResult(bundle_path=bundle, metadata=metadata, indicators=table)
 
 
 def _providers_without_cases(validated: ValidatedData, patients: pd.DataFrame,
@@ -274,8 +404,8 @@ def _providers_without_cases(validated: ValidatedData, patients: pd.DataFrame,
 
 
 def _unit_names(patients: pd.DataFrame) -> pd.Series:
-    names = patients.groupby("provider_code")["provider_name"].agg(lambda s: s.mode().iat[0])
-    return names
+    """Each provider's name as most of its records give it (the extract may spell it more than one way)."""
+    return patients.groupby("provider_code")["provider_name"].agg(lambda s: s.mode().iat[0])
 
 
 def _overdispersion(method: str, totals: pd.DataFrame, national_rate: float,
@@ -288,10 +418,12 @@ def _overdispersion(method: str, totals: pd.DataFrame, national_rate: float,
                                 national_rate, prop_method))
 
 
-def _funnel_curves(table: pd.DataFrame, national_rate: float, od_info: dict) -> pd.DataFrame:
-    """Smooth 95% and 99.8% limit curves for each level's funnel plots."""
-    from auditreport.stats.funnel import funnel_curve
+def funnel_curves(table: pd.DataFrame, national_rate: float, od_info: dict[str, dict]) -> pd.DataFrame:
+    """Smooth 95% and 99.8% limit curves for each level's funnel plots, with the level's over-dispersion.
 
+    The reports draw these behind the units' points; each unit's own limits (at its exact precision) are
+    in the indicator table. Risk-adjusted rates use the O/E ratio's limits scaled by the national rate.
+    """
     curves = []
     for level in ("provider", "consultant"):
         sub = table[table["level"] == level]
@@ -319,14 +451,17 @@ def _funnel_curves(table: pd.DataFrame, national_rate: float, od_info: dict) -> 
             curve["indicator"] = indicator
             curve["target"] = 1.0 if indicator in ("oe_ratio", "cox_oe_ratio") else national_rate
             curves.append(curve)
-    return pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+    if not curves:  # no unit with cases at either level: an empty table with the columns a reader expects
+        return pd.DataFrame({c: pd.Series(dtype=object if c in ("level", "indicator") else float)
+                             for c in FUNNEL_COLUMNS})
+    return pd.concat(curves, ignore_index=True)
 
 
 def _od_from_dict(d: dict | None) -> Overdispersion | None:
     if not d:
         return None
-    fields = Overdispersion.__dataclass_fields__
-    return Overdispersion(**{k: v for k, v in d.items() if k in fields})
+    known = Overdispersion.__dataclass_fields__
+    return Overdispersion(**{k: v for k, v in d.items() if k in known})
 
 
 def _survival_cohort(config: AuditConfig, patients: pd.DataFrame) -> pd.DataFrame:
@@ -334,9 +469,12 @@ def _survival_cohort(config: AuditConfig, patients: pd.DataFrame) -> pd.DataFram
     return patients[patients["exclusion"].isin(["", f"alive with under {config.outcome_days} days of follow-up"])]
 
 
-def _survival(config: AuditConfig, patients: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Kaplan-Meier survival at the horizons per provider and nationally, and the curves to plot."""
-    cohort = _survival_cohort(config, patients)
+def survival_indicators(config: AuditConfig, cohort: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Kaplan-Meier survival at the horizons per provider and nationally, and the curves to plot.
+
+    ``cohort`` is the survival cohort (``_survival_cohort``): patients censored before the outcome window
+    ends count here, though not in the mortality indicators.
+    """
     groups = [("national", "national", cohort)] + [("provider", code, grp) for code, grp in
                                                     cohort.groupby("provider_code", sort=True)]
     rows, curves = [], []

@@ -46,7 +46,10 @@ def data_quality(config: AuditConfig, patients: pd.DataFrame, imputed: pd.DataFr
         for col in sub.columns:
             row[f"imputed: {col}"] = int(sub[col].sum())
         rows.append(row)
-    table = pd.DataFrame(rows).fillna({c: 0 for c in pd.DataFrame(rows).columns if c.startswith("excluded")})
+    table = pd.DataFrame(rows)
+    # A reason absent from a provider is 0 of it; counts stay integers whichever providers have the reason.
+    excluded = [c for c in table.columns if c.startswith("excluded: ")]
+    table[excluded] = table[excluded].fillna(0).astype("int64")
     return table
 
 

@@ -16,10 +16,10 @@ import pandas as pd
 from IPython.display import HTML, display
 from matplotlib.figure import Figure
 
-from auditreport.analysis.bundle import Bundle, load_bundle
+from auditreport.bundle import Bundle, load_bundle
 from auditreport.presentation import figures
 from auditreport.presentation.tables import count, esc, flag_badge, num, pct, table
-from auditreport.rules.disclosure import format_count, is_small, suppress_group, suppress_indicators
+from auditreport.rules.disclosure import format_count, is_small, suppress_group
 from auditreport.rules.flags import ALARM_HIGH, ALARM_LOW, ALERT_HIGH, ALERT_LOW, AS_EXPECTED, NOT_ASSESSED
 
 AUDIENCES = ("local", "public")
@@ -51,14 +51,11 @@ class ReportContext:
     def indicators(self) -> pd.DataFrame:
         """The indicator table as this audience may see it.
 
-        The public table is the one the national stage suppressed once for every report and the open
-        data; a bundle written before it carried that table is suppressed here instead.
+        The public table is the one the national stage suppressed once for every report and the open data.
         """
         if not self.public:
             return self.bundle.indicators.assign(suppressed=False)
-        if "indicators_public" in self.bundle.tables:
-            return self.bundle.indicators_public
-        return suppress_indicators(self.bundle.indicators, self.threshold)
+        return self.bundle.indicators_public
 
     @property
     def provider_name(self) -> str:
@@ -575,10 +572,7 @@ COX_LABEL = "Cox observed / expected deaths (Cox O/E)"
 
 
 def _survival_tests(ctx: ReportContext) -> pd.DataFrame:
-    tests = ctx.bundle.tables.get("survival_tests")
-    if tests is None:
-        path = ctx.bundle.path / "survival_tests.parquet"
-        tests = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+    tests = ctx.bundle.survival_tests
     return tests.set_index("unit_id") if len(tests) else tests
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from auditreport.analysis.bundle import BUNDLE_DIR, load_bundle
+from auditreport.bundle import BUNDLE_DIR, load_bundle
 from auditreport.config import AuditConfig
 from auditreport.data.loading import file_sha256
 from auditreport.execution.report_job import JobResult, ReportJob, safe_name
@@ -27,7 +27,6 @@ from auditreport.files import atomic_write_text
 from auditreport.presentation.tables import esc, flag_badge, table
 from auditreport.provenance import code_version, now_utc
 from auditreport.rendering.html import SORT_SCRIPT, stylesheet
-from auditreport.rules.disclosure import suppress_indicators
 from auditreport.rules.flags import FLAGS
 
 OPEN_COLUMNS = ["audit", "period", "level", "unit_id", "unit_name", "parent_id", "indicator", "numerator",
@@ -78,10 +77,8 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def open_data(config: AuditConfig, out: Path) -> pd.DataFrame:
-    bundle = load_bundle(out / BUNDLE_DIR, tables=("indicators", "indicators_public"))
     # The national stage's suppressed table: the very one the public reports show.
-    public = (bundle.indicators_public if "indicators_public" in bundle.tables
-              else suppress_indicators(bundle.indicators, config.suppression_threshold))
+    public = load_bundle(out / BUNDLE_DIR).indicators_public
     if not config.publish_consultants:
         public = public[public["level"] != "consultant"]
     return public[OPEN_COLUMNS]

@@ -25,12 +25,20 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from io import StringIO
 from pathlib import Path
 
 import nbformat
 import pandas as pd
 
+from auditreport.analysis.national import run_national
+from auditreport.bundle import BUNDLE_DIR, write_bundle
+from auditreport.config import AuditConfig, load_config
+from auditreport.data.loading import file_sha256
 from auditreport.errors import AuditReportError
+from auditreport.pipeline import REPO_NOTEBOOKS
+from auditreport.provenance import code_version
+from auditreport.publication.site import neutralise_formulas, open_data
 
 #: Parts of a report that change from run to run without the results changing.
 _VOLATILE = [(re.compile(r"Produced \S+"), "Produced <time>"),
@@ -70,12 +78,6 @@ class Reproduction:
 
 def reproduce(period_dir: str | Path, notebooks: Path | None = None) -> Reproduction:
     """Rerun the national stage of a built period and compare every figure and report with it."""
-    from auditreport.analysis.bundle import BUNDLE_DIR
-    from auditreport.analysis.national import run_national
-    from auditreport.config import load_config
-    from auditreport.pipeline import REPO_NOTEBOOKS
-    from auditreport.provenance import code_version
-
     period = Path(period_dir).resolve()
     notebooks = notebooks or REPO_NOTEBOOKS
     manifest_path = period / "manifest.json"
@@ -93,8 +95,6 @@ def reproduce(period_dir: str | Path, notebooks: Path | None = None) -> Reproduc
         if not path.is_file():
             result.differences.append(f"input missing: {role} file {path}")
             continue
-        from auditreport.data.loading import file_sha256
-
         now = file_sha256(path)
         if now != rec["sha256"]:
             result.differences.append(f"input changed: {role} file {path} (recorded sha256 {rec['sha256'][:12]}, "
@@ -108,7 +108,7 @@ def reproduce(period_dir: str | Path, notebooks: Path | None = None) -> Reproduc
 
     with tempfile.TemporaryDirectory(prefix="auditreport-reproduce-") as tmp:
         rerun = Path(tmp)
-        run_national(config, rerun, parameters={"inputs_fingerprint": manifest.get("inputs_fingerprint")})
+        write_bundle(rerun, run_national(config, parameters={"inputs_fingerprint": manifest.get("inputs_fingerprint")}))
         _compare_open_data(config, period, rerun, result)
         _compare_bundle(period / BUNDLE_DIR, rerun / BUNDLE_DIR, result)
         for entry in manifest["files"]:
@@ -119,9 +119,7 @@ def reproduce(period_dir: str | Path, notebooks: Path | None = None) -> Reproduc
 
 # --- open data -------------------------------------------------------------------------------------
 
-def _compare_open_data(config, period: Path, rerun: Path, result: Reproduction) -> None:
-    from auditreport.publication.site import neutralise_formulas, open_data
-
+def _compare_open_data(config: AuditConfig, period: Path, rerun: Path, result: Reproduction) -> None:
     text = neutralise_formulas(open_data(config, rerun)).to_csv(index=False)
     for path in (period / "indicators.csv", period / "site" / "indicators.csv"):
         if not path.is_file():
@@ -139,8 +137,6 @@ _KEY = ["level", "unit_id", "indicator"]
 
 
 def _read(text: str) -> pd.DataFrame:
-    from io import StringIO
-
     return pd.read_csv(StringIO(text), dtype=str, keep_default_na=False)
 
 

@@ -1,0 +1,128 @@
+"""Read a results bundle: typed access to its metadata, risk model and tables.
+
+Provider reports, the national report, the site and ``reproduce`` read the bundle and never refit anything:
+what a trust is told and what is published come from one national run. A bundle of another format version
+than this code's is refused with the remedy (rerun the national stage); there is no reading of older formats.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from auditreport.bundle.schema import FORMAT_VERSION
+from auditreport.bundle.writer import BUNDLE_DIR
+from auditreport.errors import AuditReportError
+
+
+class BundleFormatError(AuditReportError):
+    """A folder is not a results bundle this code can read (missing, or another format version)."""
+
+
+class Bundle:
+    """A national run's results, read from its folder.
+
+    ``metadata`` and ``model`` are read on load (and the format version checked); each table is read from
+    its Parquet file the first time it is used, then kept. ``provider_monitoring`` and ``provider_risk``
+    read one provider's rows only (the patient-level tables are the bundle's largest).
+    """
+
+    def __init__(self, path: Path, metadata: dict[str, Any], model: dict[str, Any]):
+        self.path = path
+        self.metadata = metadata
+        self.model = model
+
+    def _table(self, name: str) -> pd.DataFrame:
+        return pd.read_parquet(self.path / f"{name}.parquet")
+
+    @cached_property
+    def indicators(self) -> pd.DataFrame:
+        """Every unit's indicators, intervals, funnel limits and flags, with full counts (confidential)."""
+        return self._table("indicators")
+
+    @cached_property
+    def indicators_public(self) -> pd.DataFrame:
+        """The indicator table after disclosure control: what public outputs show."""
+        return self._table("indicators_public")
+
+    @cached_property
+    def funnels(self) -> pd.DataFrame:
+        """Funnel limit curves per level and indicator."""
+        return self._table("funnels")
+
+    @cached_property
+    def km(self) -> pd.DataFrame:
+        """Kaplan-Meier curves per provider and nationally."""
+        return self._table("km")
+
+    @cached_property
+    def casemix(self) -> pd.DataFrame:
+        """Case mix per provider and nationally."""
+        return self._table("casemix")
+
+    @cached_property
+    def quality(self) -> pd.DataFrame:
+        """Data quality per provider and nationally."""
+        return self._table("quality")
+
+    @cached_property
+    def survival_tests(self) -> pd.DataFrame:
+        """Median survival and log-rank tests per provider."""
+        return self._table("survival_tests")
+
+    @cached_property
+    def risk(self) -> pd.DataFrame:
+        """Every analysed patient's predicted risk and outcome (patient level: confidential)."""
+        return self._table("risk")
+
+    @cached_property
+    def monitoring(self) -> pd.DataFrame:
+        """Every provider's RA-CUSUM and VLAD series (patient level: confidential)."""
+        return self._table("monitoring")
+
+    def provider_monitoring(self, provider_code: str) -> pd.DataFrame:
+        """One provider's RA-CUSUM and VLAD series, in procedure order."""
+        return pd.read_parquet(self.path / "monitoring.parquet", filters=[("provider_code", "==", provider_code)])
+
+    def provider_risk(self, provider_code: str) -> pd.DataFrame:
+        """One provider's patients' predicted risks and outcomes, by procedure date."""
+        return pd.read_parquet(self.path / "risk.parquet", filters=[("provider_code", "==", provider_code)])
+
+
+def bundle_path(path: str | Path) -> Path:
+    """The bundle folder itself, given it or the period folder that holds it."""
+    path = Path(path)
+    return path / BUNDLE_DIR if (path / BUNDLE_DIR).is_dir() else path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """A bundle's metadata, after checking it is a bundle of this code's format version.
+
+    Raises ``BundleFormatError`` naming the folder, the version found and the remedy.
+    """
+    path = bundle_path(path)
+    meta_path = path / "metadata.json"
+    if not meta_path.is_file():
+        raise BundleFormatError(f"{path}: not a results bundle (no metadata.json); run the national stage first "
+                                "(auditreport run <audit definition>)")
+    metadata = json.loads(meta_path.read_text())
+    found = metadata.get("format_version")
+    if found != FORMAT_VERSION:
+        age = ("older (written before bundles were versioned)" if found is None
+               else "older" if isinstance(found, int) and found < FORMAT_VERSION else "newer")
+        raise BundleFormatError(
+            f"{path}: results bundle format {found if found is not None else '(none)'} is {age} than the format "
+            f"this auditreport reads ({FORMAT_VERSION}); rerun the national stage with this version "
+            "(auditreport run <audit definition>, which rebuilds it) and build the reports from the new bundle")
+    return metadata
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Open a bundle folder (the ``bundle`` folder or the period folder that holds it)."""
+    path = bundle_path(path)
+    metadata = read_metadata(path)
+    return Bundle(path=path, metadata=metadata, model=json.loads((path / "model.json").read_text()))
