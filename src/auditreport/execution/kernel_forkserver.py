@@ -60,7 +60,9 @@ ENV_SWITCH = "AUDITREPORT_KERNEL_FORKSERVER"
 PRELOAD: tuple[str, ...] = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
                             "IPython.core.debugger", "IPython.core.completerlib", "IPython.extensions.storemagic",
                             "sqlite3", "tornado.platform.asyncio", "tornado.queues",
-                            "pyarrow.parquet", "auditreport.presentation.sections",  # every report reads the bundle
+                            "pyarrow.parquet", "auditreport.presentation.display",  # every report reads the bundle
+                            "auditreport.presentation.provider_sections", "auditreport.presentation.national_sections",
+                            "auditreport.presentation.survival_sections",
                             # and these, which the report code imports only when it first needs them (reading a
                             # Parquet file, drawing a chart, the data-quality labels): ~35 ms in every kernel
                             "pyarrow.dataset", "matplotlib.backends.backend_agg", "auditreport.presentation.png",
