@@ -4,7 +4,7 @@
 
 For N kernels one after another, started the ordinary way (``python -m ipykernel_launcher``) and then
 forked from a zygote, it measures what a report pays before its first real cell: start the kernel, wait
-until it answers, ``import auditreport.presentation.sections`` (numpy, pandas, matplotlib...), shut down.
+until it answers, ``import auditreport.presentation.display`` (numpy, pandas, matplotlib...), shut down.
 It prints wall seconds per kernel and CPU seconds per kernel, and the ratios.
 
 CPU counts every process involved: this process, the kernels (and, with the fork server, the zygote,
@@ -50,7 +50,7 @@ def proc_cpu(pid: int) -> tuple[float, float]:
 
 
 def one_kernel(folder: Path) -> float:
-    """Start a kernel as a report does, import the report sections in it, shut it down; the wall seconds."""
+    """Start a kernel as a report does, import the report display in it, shut it down; the wall seconds."""
     started = time.perf_counter()
     km = kf.kernel_manager(kernel_name="python3", transport="ipc", ip=str(folder / "k"),
                            connection_file=str(folder / "kernel.json"))
@@ -62,7 +62,7 @@ def one_kernel(folder: Path) -> float:
         try:
             kc.start_channels()
             await kc.wait_for_ready(timeout=120)
-            reply = await kc.execute_interactive("import auditreport.presentation.sections", timeout=120,
+            reply = await kc.execute_interactive("import auditreport.presentation.display", timeout=120,
                                                  output_hook=lambda msg: None)
             assert reply["content"]["status"] == "ok", reply["content"]
         finally:
@@ -114,7 +114,7 @@ def main() -> None:
         ("all CPU per kernel, zygote included (core-s)", (normal["children"] + normal["own"]) / n,
          (fork["children"] + fork["own"]) / n),
     ]
-    print(f"\n{n} kernels each: start, wait until ready, import auditreport.presentation.sections, shut down")
+    print(f"\n{n} kernels each: start, wait until ready, import auditreport.presentation.display, shut down")
     print(f"{'':46} {'normal':>8} {'fork srv':>8} {'ratio':>7}")
     for label, a, b in rows:
         print(f"{label:46} {a:8.3f} {b:8.3f} {a / b if b else float('nan'):6.2f}x")

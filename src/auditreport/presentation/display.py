@@ -18,9 +18,8 @@ import matplotlib.pyplot as plt
 from IPython.display import HTML, Image, display
 from markupsafe import Markup
 
-from auditreport.presentation import figures
+from auditreport.presentation import figures, png
 from auditreport.presentation.blocks import Block, Chart, Section
-from auditreport.presentation.png import figure_png
 from auditreport.presentation.tables import block_html, heading_html
 
 #: The lists :func:`capture` is collecting into, innermost last (empty: display for real).
@@ -67,8 +66,8 @@ def show(*items: Section | Block | None) -> None:
     for part in outputs(*items):
         if isinstance(part, Chart):
             if not _capturing:
-                png = figure_png(figures.only_ticks_in_view(part.figure), dpi=150)
-                display(Image(data=png, format="png"), metadata={"alt": part.alt})
+                data = png.figure_png(figures.only_ticks_in_view(part.figure), dpi=150)
+                display(Image(data=data, format="png"), metadata={"alt": part.alt})
             plt.close(part.figure)
         elif _capturing:
             _capturing[-1].append(str(part))
