@@ -33,10 +33,17 @@ def _flag_info(flag: str | None) -> dict[str, object]:
             "title": FLAG_LABELS.get(flag, label) if flag else "No comparison is made for this indicator"}
 
 
+def _column_kinds(t: Table) -> list[str]:
+    """Each column of ``t`` as "count", "num" (right-aligned) or "" (text), for as many cells as a row has."""
+    width = max([len(t.headers), *(len(row) for row in t.rows)])
+    return ["count" if i in t.counts else "num" if i in t.numeric else "" for i in range(width)]
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("auditreport.presentation", "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
-    env.globals.update(flag_info=_flag_info, keep_together_rows=KEEP_TOGETHER_ROWS)
+    env.globals.update(flag_info=_flag_info, column_kinds=_column_kinds, zip=zip,
+                       keep_together_rows=KEEP_TOGETHER_ROWS)
     env.tests.update(count_piece=lambda x: isinstance(x, Count), flag_piece=lambda x: isinstance(x, Flag),
                      strong_piece=lambda x: isinstance(x, Strong), code_piece=lambda x: isinstance(x, Code))
     return env
