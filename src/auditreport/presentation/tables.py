@@ -8,10 +8,11 @@ Every text is escaped by the templates; only cells a caller marks ``raw`` pass t
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable, Sequence
 
 import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from auditreport.presentation.blocks import Code, Count, Cover, Flag, Group, Paragraph, Section, Strong, Table
 from auditreport.rules.flags import FLAG_LABELS
@@ -74,7 +75,7 @@ def heading_html(section: Section) -> Markup:
 
 def esc(value: object) -> str:
     """``value`` as HTML text (``None`` as empty), for pages assembled outside the templates."""
-    return str(escape("" if value is None else str(value)))
+    return html.escape("" if value is None else str(value), quote=True)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, caption: str = "",
