@@ -17,6 +17,7 @@ from auditreport.presentation.shared_sections import (
     completeness,
     funnel,
 )
+from auditreport.rules.disclosure import SUPPRESSED
 
 
 def summary(ctx: ReportContext) -> Section:
@@ -71,7 +72,7 @@ def ranked_table(ctx: ReportContext) -> Section:
     prov = t[(t["level"] == "provider") & (t["indicator"] == "risk_adjusted_mortality")].sort_values(
         "value", ascending=False, na_position="last")
     rows = [[r.unit_name, r.unit_id, ctx.count_text(r.denominator), ctx.count_text(r.observed, bool(r.suppressed)),
-             num(r.expected, 1), pct(r.value), "*" if r.suppressed else f"{pct(r.lower95)} to {pct(r.upper95)}",
+             num(r.expected, 1), pct(r.value), SUPPRESSED if r.suppressed else f"{pct(r.lower95)} to {pct(r.upper95)}",
              Flag(r.flag)] for r in prov.itertuples()]
     return section("All providers", table(
         ["Provider", "Code", "Cases", "Deaths", "Expected", "Risk-adjusted", "95% interval", "Status"], rows,
@@ -95,7 +96,7 @@ def risk_model(ctx: ReportContext) -> Section:
     # Tenths add up to the national deaths: primary and secondary suppression in public.
     hidden = calibration_hidden(ctx, cal)
     rows = [[int(r.group), ctx.count_text(r.n), ctx.count_text(r.observed, r.group in hidden), f"{r.expected:,.1f}",
-             "*" if r.group in hidden else pct(r.observed_rate, 2), pct(r.expected_rate, 2)]
+             SUPPRESSED if r.group in hidden else pct(r.observed_rate, 2), pct(r.expected_rate, 2)]
             for r in cal.itertuples()]
     return section("Risk model", coef_table, calibration_chart(ctx), table(
         ["Tenth of risk", "Patients", "Observed", "Expected", "Observed rate", "Expected rate"], rows,

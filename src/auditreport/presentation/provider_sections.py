@@ -27,6 +27,7 @@ from auditreport.presentation.blocks import (
 from auditreport.presentation.context import ReportContext
 from auditreport.presentation.formatting import num, pct
 from auditreport.presentation.shared_sections import INDICATOR_LABEL, MORTALITY, completeness, funnel
+from auditreport.rules.disclosure import SUPPRESSED
 
 
 def survival_label(indicator: str) -> str:
@@ -46,7 +47,7 @@ def at_a_glance(ctx: ReportContext) -> Section:
         r, n = mine.loc[indicator], nat.loc[indicator]
         fmt = num if indicator == "oe_ratio" else pct
         label = INDICATOR_LABEL.get(indicator, survival_label(indicator))
-        interval = "*" if r["suppressed"] else f"{fmt(r['lower95'])} to {fmt(r['upper95'])}"
+        interval = SUPPRESSED if r["suppressed"] else f"{fmt(r['lower95'])} to {fmt(r['upper95'])}"
         rows.append([label, fmt(r["value"]), fmt(n["value"]), interval, Flag(r["flag"])])
     cases = mine.loc["crude_mortality"]
     sentences = [crude_reading(cases, nat.loc["crude_mortality"]), reading(mine.loc["risk_adjusted_mortality"]),
@@ -167,7 +168,7 @@ def case_mix_section(ctx: ReportContext) -> Section:
             share = mine["share"].get((variable, category), 0.0)
             nat_share = nat.loc[(variable, category), "share"]
             rows.append([category, ctx.count_text(counts[category], category in hidden),
-                         "*" if category in hidden else pct(share), pct(nat_share)])
+                         SUPPRESSED if category in hidden else pct(share), pct(nat_share)])
             shares.append({"variable": _variable_label(variable), "category": str(category),
                            "share": np.nan if category in hidden else share, "national": nat_share})
         tables.append(table([_variable_label(variable), "Patients", "Share", "National share"], rows,
@@ -233,7 +234,7 @@ def consultant_section(ctx: ReportContext) -> Section | None:
     if rows.empty:
         return None
     body = [[r.unit_id, ctx.count_text(r.denominator), ctx.count_text(r.observed, bool(r.suppressed)),
-             num(r.expected, 1), pct(r.value), "*" if r.suppressed else f"{pct(r.lower95)} to {pct(r.upper95)}",
+             num(r.expected, 1), pct(r.value), SUPPRESSED if r.suppressed else f"{pct(r.lower95)} to {pct(r.upper95)}",
              Flag(r.flag)] for r in rows.itertuples()]
     # The explanation is the caption, so the heading stays on the page of its table.
     return section("Consultants", table(

@@ -9,6 +9,7 @@ from auditreport.presentation import figures
 from auditreport.presentation.blocks import Chart, Cover, Section, chart, paragraph, section
 from auditreport.presentation.context import AUDIENCE_LABEL, ReportContext
 from auditreport.presentation.formatting import pct
+from auditreport.rules.disclosure import SUPPRESSED
 
 MORTALITY = ("crude_mortality", "oe_ratio", "risk_adjusted_mortality")
 INDICATOR_LABEL = {"crude_mortality": "Crude mortality", "oe_ratio": "Observed / expected deaths (O/E)",
@@ -71,7 +72,7 @@ def calibration_chart(ctx: ReportContext) -> Chart:
 def completeness(ctx: ReportContext, share: float, records: float) -> str:
     """Completeness as a percentage, withheld in public where the number of records missing it is small."""
     missing = round((1 - share) * records) if share == share and records == records else 0
-    return "*" if ctx.withheld(missing) else pct(share)
+    return SUPPRESSED if ctx.withheld(missing) else pct(share)
 
 
 def methods(ctx: ReportContext) -> Section:

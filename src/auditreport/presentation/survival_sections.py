@@ -13,6 +13,7 @@ from auditreport.presentation import figures
 from auditreport.presentation.blocks import Chart, Flag, Paragraph, Section, chart, paragraph, section, table
 from auditreport.presentation.context import ReportContext
 from auditreport.presentation.formatting import days, num, p_value, pct
+from auditreport.rules.disclosure import SUPPRESSED
 
 COX_LABEL = "Cox observed / expected deaths (Cox O/E)"
 
@@ -40,7 +41,7 @@ def survival_section(ctx: ReportContext) -> Section:
     rows = []
     for h in horizons:
         nat, r = nat_rows.loc[f"survival_{h}d"], own_rows.loc[f"survival_{h}d"]
-        ci = "*" if r["suppressed"] else f"{pct(r['lower95'])} to {pct(r['upper95'])}"
+        ci = SUPPRESSED if r["suppressed"] else f"{pct(r['lower95'])} to {pct(r['upper95'])}"
         rows.append([f"{h} days", pct(r["value"]), ci, pct(nat["value"])])  # suppressed rows carry NaN
     return section(
         "Survival", withheld, chart(fig),
@@ -61,8 +62,8 @@ def median_logrank_section(ctx: ReportContext) -> Section | None:
     rows = []
     for label, r in units:
         hidden = ctx.withheld(r["patients"], r["deaths"])
-        rows.append([label, ctx.count_text(r["patients"]), "*" if hidden else days(r["median"]),
-                     "*" if hidden else f"{days(r['median_lower'])} to {days(r['median_upper'])}"])
+        rows.append([label, ctx.count_text(r["patients"]), SUPPRESSED if hidden else days(r["median"]),
+                     SUPPRESSED if hidden else f"{days(r['median_lower'])} to {days(r['median_upper'])}"])
     median = section(
         "Median survival",
         table(["", "Patients", "Median survival", "95% interval"], rows, numeric=(1,), counts=(1,),
@@ -99,8 +100,8 @@ def national_survival_tests(ctx: ReportContext) -> Section | None:
     for unit, r in tests.drop(index="national", errors="ignore").iterrows():
         hidden = ctx.withheld(r["patients"], r["deaths"])
         rows.append([ctx.unit_names.get(unit, unit), unit, ctx.count_text(r["patients"]),
-                     "*" if hidden else days(r["median"]), "*" if hidden else num(r["logrank_chi2"]),
-                     "*" if hidden else p_value(r["logrank_p"])])
+                     SUPPRESSED if hidden else days(r["median"]), SUPPRESSED if hidden else num(r["logrank_chi2"]),
+                     SUPPRESSED if hidden else p_value(r["logrank_p"])])
     nat = tests.loc["national"]
     none = int(ctx.meta["survival"].get("records_without_provider", 0))
     note = (f" {ctx.count_text(none)} record(s) had no provider code: they are in the national figures but not "
