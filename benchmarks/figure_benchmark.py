@@ -47,7 +47,7 @@ def measure_report(bundle: Path, provider: str, audience: str, repeat: int) -> d
     import numpy as np
     from PIL import Image
 
-    import auditreport.presentation.sections as sections
+    import auditreport.presentation.display as shown
     from auditreport.presentation import png
 
     totals = {"cells": 0.0, "draw": 0.0, "ours": 0.0, "pillow": 0.0, "ours_kB": 0.0, "pillow_kB": 0.0,
@@ -76,7 +76,7 @@ def measure_report(bundle: Path, provider: str, audience: str, repeat: int) -> d
         totals["figures"] += 1
         return ours
 
-    original, sections.display = sections.display, lambda *args, **kwargs: None
+    original, shown.display = shown.display, lambda *args, **kwargs: None
     png_writer, png.figure_png = png.figure_png, timed_figure_png
     try:
         namespace = {"bundle_dir": str(bundle), "audience": audience, "provider": provider}
@@ -85,7 +85,7 @@ def measure_report(bundle: Path, provider: str, audience: str, repeat: int) -> d
             exec(source, namespace)  # noqa: S102 - the project's own notebook
             totals["cells"] += time.process_time() - start
     finally:
-        sections.display, png.figure_png = original, png_writer
+        shown.display, png.figure_png = original, png_writer
     # The cells' time includes the encoding trials; leave them out, and count one encoding of ours instead.
     totals["cells"] -= totals["trials"] - totals["ours"]
     return totals

@@ -3,7 +3,7 @@
     PYTHONPATH=src python benchmarks/kernel_forkserver_benchmark.py [-n 10]
 
 For N kernels one after another in each of three ways it measures what a report pays before its first
-real cell: start the kernel, wait until it answers, ``import auditreport.presentation.sections`` (numpy,
+real cell: start the kernel, wait until it answers, ``import auditreport.presentation.display`` (numpy,
 pandas, matplotlib...), shut down. The three ways:
 
 * ``stock``: the speed-ups off (:mod:`auditreport.speedups`): jupyter_client's ``AsyncKernelManager`` and
@@ -63,7 +63,7 @@ def proc_cpu(pid: int) -> tuple[float, float]:
 
 
 def one_kernel(folder: Path, manager: type = AsyncKernelManager) -> float:
-    """Start a kernel as a report does with ``manager``, import the report sections in it, shut it down;
+    """Start a kernel as a report does with ``manager``, import the report display in it, shut it down;
     the wall seconds."""
     started = time.perf_counter()
     km = manager(kernel_name="python3", transport="ipc", ip=str(folder / "k"),
@@ -76,7 +76,7 @@ def one_kernel(folder: Path, manager: type = AsyncKernelManager) -> float:
         try:
             kc.start_channels()
             await kc.wait_for_ready(timeout=120)
-            reply = await kc.execute_interactive("import auditreport.presentation.sections", timeout=120,
+            reply = await kc.execute_interactive("import auditreport.presentation.display", timeout=120,
                                                  output_hook=lambda msg: None)
             assert reply["content"]["status"] == "ok", reply["content"]
         finally:
@@ -130,7 +130,7 @@ def main() -> None:
         ("all CPU per kernel, zygote included (core-s)", lambda r: (r["children"] + r["own"]) / n),
         ("client-side CPU in this process (core-s)", lambda r: r["own"] / n),
     ]
-    print(f"\n{n} kernels each: start, wait until ready, import auditreport.presentation.sections, shut down")
+    print(f"\n{n} kernels each: start, wait until ready, import auditreport.presentation.display, shut down")
     print(f"{'':46}" + "".join(f" {mode:>9}" for mode in modes) + "".join(f" {m + '/stock':>15}" for m in modes[1:]))
     for label, figure in rows:
         values = [figure(results[mode]) for mode in modes]

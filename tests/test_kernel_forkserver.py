@@ -54,7 +54,7 @@ def who(j, cell: int = 2) -> dict:
 
 def test_same_outputs_as_an_ordinary_start(tmp_path, monkeypatch):
     cells = (WHO,
-             "import sys, auditreport.presentation.sections as s, matplotlib, numpy as np\n"
+             "import sys, auditreport.presentation.display as s, matplotlib, numpy as np\n"
              "print(sorted(k for k in s.__dict__ if not k.startswith('_'))[:5], matplotlib.get_backend())\n"
              "print(np.arange(10).sum(), sys.argv[1:2], [p.replace(os.getcwd(), 'CWD') for p in sys.path])\n"
              "print(sorted(k for k in os.environ if k.startswith('JPY_')), os.environ['JPY_PARENT_PID'] == str(os.getppid()))",
@@ -74,7 +74,7 @@ def test_same_outputs_as_an_ordinary_start(tmp_path, monkeypatch):
 
 
 def test_every_report_gets_a_fresh_kernel_process(tmp_path):
-    cell = ("import auditreport.presentation.sections as s, numpy as np\n"
+    cell = ("import auditreport.presentation.display as s, numpy as np\n"
             "print(getattr(s, 'LEFT_BY_EARLIER_REPORT', None), np.random.random())\n"
             "s.LEFT_BY_EARLIER_REPORT = provider")
     nb = notebook(tmp_path, "nb", WHO, cell)

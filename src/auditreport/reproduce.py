@@ -226,35 +226,16 @@ def visible_text(html: str) -> str:
 
 def regenerate_report_html(notebook: Path, parameters: dict) -> str:
     """The HTML a report notebook displays, from running its code cells in this process (no kernel)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.figure import Figure
-
-    import auditreport.presentation.sections as sections
-
-    parts: list[str] = []
-
-    def capture(*items):
-        for item in items:
-            if isinstance(item, list | tuple):
-                capture(*item)
-            elif isinstance(item, Figure):
-                plt.close(item)
-            else:
-                parts.append(str(item))
+    from auditreport.presentation.display import capture
 
     nb = nbformat.read(str(notebook), as_version=4)
     namespace: dict = dict(parameters)
-    real_show = sections.show
-    sections.show = capture
-    try:
-        with contextlib.redirect_stdout(None), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # layout and missing-glyph warnings of figures we do not keep
-            for cell in nb.cells:
-                if cell.cell_type != "code" or "parameters" in cell.metadata.get("tags", []):
-                    continue
-                exec(compile(cell.source, f"{notebook.name}", "exec"), namespace)  # noqa: S102 - our notebook
-    finally:
-        sections.show = real_show
+    with capture() as parts, contextlib.redirect_stdout(None), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # layout and missing-glyph warnings of figures we do not keep
+        for cell in nb.cells:
+            if cell.cell_type != "code" or "parameters" in cell.metadata.get("tags", []):
+                continue
+            exec(compile(cell.source, f"{notebook.name}", "exec"), namespace)  # noqa: S102 - our notebook
     return "\n".join(parts)
 
 

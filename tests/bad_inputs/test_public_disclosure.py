@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from matplotlib.figure import Figure
 from pypdf import PdfReader
 
-from auditreport.presentation.tables import pct
+from auditreport.presentation.formatting import pct
 
 pytestmark = pytest.mark.slow
 
@@ -129,7 +128,9 @@ def test_public_survival_figure_does_not_reveal_small_counts(hostile_build):
     """
     import matplotlib.pyplot as plt
 
-    from auditreport.presentation import sections
+    from auditreport.presentation.blocks import Chart
+    from auditreport.presentation.context import load_context
+    from auditreport.presentation.survival_sections import survival_section
 
     _, summary = hostile_build
     bundle = summary.period_dir / "bundle"
@@ -137,14 +138,8 @@ def test_public_survival_figure_does_not_reveal_small_counts(hostile_build):
     surv = table[(table["level"] == "provider") & (table["indicator"] == "survival_30d")]
     leaks = []
     for row in surv[(surv["numerator"] >= 1) & (surv["numerator"] <= 7)].itertuples():
-        ctx = sections.load_context(bundle, "public", row.unit_id)
-        parts, figs = list(sections.survival_section(ctx)), []
-        while parts:
-            part = parts.pop(0)
-            if isinstance(part, list | tuple):
-                parts[:0] = list(part)
-            elif isinstance(part, Figure):
-                figs.append(part)
+        section = survival_section(load_context(bundle, "public", row.unit_id))
+        figs = [block.figure for block in section.blocks if isinstance(block, Chart)]
         assert figs, "the survival section has a figure"
         numbers = {t.get_text().replace(",", "") for fig in figs for ax in fig.axes for t in ax.texts}
         for fig in figs:
@@ -159,7 +154,9 @@ def test_public_quality_table_suppresses_small_national_counts(audit_copy, tmp_p
     from auditreport.analysis.national import run_national
     from auditreport.bundle import write_bundle
     from auditreport.config import load_config
-    from auditreport.presentation import sections
+    from auditreport.presentation.context import load_context
+    from auditreport.presentation.display import outputs
+    from auditreport.presentation.provider_sections import quality_section
 
     def one_missing(f):
         f["urgency"] = f["urgency"].replace("", "elective")
@@ -167,6 +164,6 @@ def test_public_quality_table_suppresses_small_national_counts(audit_copy, tmp_p
     audit_copy.edit(one_missing)
     result = run_national(load_config(audit_copy.yaml))
     provider = result.indicators.loc[result.indicators["level"] == "provider", "unit_id"].iloc[0]
-    html = sections.quality_section(sections.load_context(write_bundle(tmp_path / "out", result), "public", provider))
+    html = "".join(map(str, outputs(quality_section(load_context(write_bundle(tmp_path / "out", result), "public", provider)))))
     row = re.search(r"Imputed: urgency</td>(.*?)</tr>", html).group(1)
     assert not re.search(r">1<", row), row

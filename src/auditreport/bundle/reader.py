@@ -88,6 +88,11 @@ class Bundle:
         """One provider's RA-CUSUM and VLAD series, in procedure order."""
         return pd.read_parquet(self.path / "monitoring.parquet", filters=[("provider_code", "==", provider_code)])
 
+    def monitoring_signals(self) -> pd.DataFrame:
+        """Every RA-CUSUM signal of the period: one row per patient at whom an upper or lower chart signalled."""
+        return pd.read_parquet(self.path / "monitoring.parquet",
+                               filters=[[("signal_upper", "==", True)], [("signal_lower", "==", True)]])
+
     def provider_risk(self, provider_code: str) -> pd.DataFrame:
         """One provider's patients' predicted risks and outcomes, by procedure date."""
         return pd.read_parquet(self.path / "risk.parquet", filters=[("provider_code", "==", provider_code)])

@@ -64,7 +64,9 @@ from auditreport.execution.zygote import MAX_MESSAGE
 PRELOAD: tuple[str, ...] = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
                             "IPython.core.debugger", "IPython.core.completerlib", "IPython.extensions.storemagic",
                             "sqlite3", "tornado.platform.asyncio", "tornado.queues",
-                            "pyarrow.parquet", "auditreport.presentation.sections",  # every report reads the bundle
+                            "pyarrow.parquet", "auditreport.presentation.display",  # every report reads the bundle
+                            "auditreport.presentation.provider_sections", "auditreport.presentation.national_sections",
+                            "auditreport.presentation.survival_sections",
                             # and these, which the report code imports only when it first needs them (reading a
                             # Parquet file, drawing a chart, the data-quality labels)
                             "pyarrow.dataset", "matplotlib.backends.backend_agg", "auditreport.presentation.png",

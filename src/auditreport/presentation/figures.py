@@ -149,8 +149,7 @@ class InViewLocator(matplotlib.ticker.Locator):
 
     Matplotlib makes a tick (two marks, a grid line and two labels) for every location its locator
     gives, and draws only those in view. Locators give more: a step beyond each end, and on a log axis
-    every 2..9 multiple of a decade beyond each end (32 minor ticks on a funnel plot's x-axis, of which
-    ~19 are drawn). Locations within a millionth of the view's width (in axis coordinates) of its ends
+    every 2..9 multiple of a decade beyond each end. Locations within a millionth of the view's width (in axis coordinates) of its ends
     are kept, so none that Matplotlib would draw is lost.
     """
 
@@ -182,10 +181,8 @@ _REGULAR_LOCATORS = (matplotlib.ticker.MaxNLocator, matplotlib.ticker.LogLocator
 def only_ticks_in_view(fig: Figure) -> Figure:
     """Make every axis of ``fig`` create ticks only where they can be drawn (:class:`InViewLocator`).
 
-    The picture is the same (byte-identical PNGs for the 108 charts of six providers' local and public
-    reports, and the national report's). A provider report's charts make about 60 fewer ticks, which
-    saves about 0.04 core-seconds a report, measured in report kernels (1.23 -> 1.19 core-seconds of
-    kernel CPU, medians of four alternating rounds; single runs vary by more than that).
+    The picture is the same (the ticks dropped are those Matplotlib would not draw); fewer ticks means
+    less to create and lay out in every chart.
 
     Only regular locators are wrapped: a fixed locator's labels are matched to its positions by index,
     and date axes choose their label format from all positions. The charts' own tick formatters do not
@@ -267,9 +264,9 @@ def case_mix_chart(mix: pd.DataFrame, *, unit_label: str) -> Figure:
     withheld) and national. The provider is the solid dark-blue bar (as its
     diamond on the funnels), national is a light grey bar with a dark edge, so the
     two differ in greyscale too. The variables are stacked in two panels on one
-    scale of 0 to 100% of patients (a panel per variable cost twice the drawing
-    time in every report, and gave each variable its own scale, which flattered
-    small differences); the table below gives every figure.
+    scale of 0 to 100% of patients (a panel per variable takes longer to draw,
+    and gives each variable its own scale, which flatters small differences);
+    the table below gives every figure.
     """
     apply_style()
     variables = list(dict.fromkeys(mix["variable"]))

@@ -1,15 +1,13 @@
 """Figures as RGB PNGs (no alpha channel), encoded here rather than by Matplotlib or Pillow.
 
 Matplotlib always writes RGBA PNGs. WeasyPrint has to decode those and re-encode colour and
-alpha separately for the PDF (~20 ms per figure, ~8 figures per report), whereas an 8-bit RGB
-PNG goes into the PDF unchanged (see :mod:`auditreport.rendering.pdf`). Report figures are
+alpha separately for the PDF, whereas an 8-bit RGB PNG goes into the PDF unchanged (see :mod:`auditreport.rendering.pdf`). Report figures are
 drawn on an opaque white background, so the alpha channel carries nothing.
 
 The PNG is written directly: every row with filter type 0 (None), then one zlib stream at
 level 3. Pillow's encoder chooses a filter for every row by trying all five, which is most of
-its cost; on charts, which are mostly long runs of one colour, unfiltered rows compress as well.
-For a provider report's eight charts (benchmarks/figure_benchmark.py): Pillow 0.16 core-s and
-527 kB; this 0.04 core-s and 535 kB.
+its cost; on charts, which are mostly long runs of one colour, unfiltered rows compress about as
+well (benchmarks/figure_benchmark.py compares the two).
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ if TYPE_CHECKING:
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-#: zlib level for figure pixels; above 3 zlib's time doubles for files ~7% smaller.
+#: zlib level for figure pixels: higher levels take much longer for files only a little smaller.
 COMPRESS_LEVEL = 3
 
 

@@ -1,65 +1,95 @@
-"""Small HTML building blocks for report sections (escaped, no scripts)."""
+"""Report blocks as HTML, through the Jinja templates in ``presentation/templates`` (autoescaped).
+
+:func:`block_html` writes one typed block (:mod:`auditreport.presentation.blocks`); :func:`table`,
+:func:`flag_badge` and :func:`count` give the same markup to pages built outside the report
+notebooks (the publication site and indexes), so a table or a flag looks the same everywhere.
+Every text is escaped by the templates; only cells a caller marks ``raw`` pass through as HTML.
+"""
 
 from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
 
+import jinja2
+from markupsafe import Markup
+
+from auditreport.presentation.blocks import Code, Count, Cover, Flag, Group, Paragraph, Section, Strong, Table
 from auditreport.rules.flags import FLAG_LABELS, FLAG_ORDER, FLAG_SHORT_LABELS
-
-
-def esc(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
 
 #: Tables this short are kept on one page; longer ones may break between rows (headers repeat).
 KEEP_TOGETHER_ROWS = 14
 
 
+def _flag_info(flag: str | None) -> dict[str, object]:
+    flag = flag or ""
+    label = FLAG_SHORT_LABELS.get(flag, flag)
+    return {"css": flag or "none", "label": label, "rank": FLAG_ORDER.get(flag, len(FLAG_ORDER)),
+            "title": FLAG_LABELS.get(flag, label) if flag else "No comparison is made for this indicator"}
+
+
+def _column_kinds(t: Table) -> list[str]:
+    """Each column of ``t`` as "count", "num" (right-aligned) or "" (text), for as many cells as a row has."""
+    width = max([len(t.headers), *(len(row) for row in t.rows)])
+    return ["count" if i in t.counts else "num" if i in t.numeric else "" for i in range(width)]
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("auditreport.presentation", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+    env.globals.update(flag_info=_flag_info, column_kinds=_column_kinds, zip=zip,
+                       keep_together_rows=KEEP_TOGETHER_ROWS)
+    env.tests.update(count_piece=lambda x: isinstance(x, Count), flag_piece=lambda x: isinstance(x, Flag),
+                     strong_piece=lambda x: isinstance(x, Strong), code_piece=lambda x: isinstance(x, Code))
+    return env
+
+
+# Compiled when this module is imported, so a report kernel forked from the preloaded zygote
+# (execution/kernel_forkserver.py) inherits the compiled macros instead of compiling them again.
+_MACROS = _environment().get_template("blocks.html.j2").module
+
+
+def block_html(block: Paragraph | Table | Cover | Group) -> Markup:
+    """The HTML of one block that holds no chart (a :class:`Group` of such blocks included)."""
+    if isinstance(block, Paragraph):
+        return _MACROS.paragraph(block)
+    if isinstance(block, Table):
+        return _MACROS.table(block)
+    if isinstance(block, Cover):
+        return _MACROS.cover(block)
+    if isinstance(block, Group):
+        return _MACROS.group_open(block) + Markup("").join(block_html(b) for b in block.blocks) + _MACROS.group_close()
+    raise TypeError(f"{type(block).__name__} cannot be written as one HTML fragment")
+
+
+def heading_html(section: Section) -> Markup:
+    """The heading of a section (empty when it has no title)."""
+    return _MACROS.heading(section.title, section.level) if section.title else Markup("")
+
+
+def esc(value: object) -> str:
+    """``value`` as HTML text (``None`` as empty), for pages assembled outside the templates."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, caption: str = "",
           numeric: Sequence[int] = (), counts: Sequence[int] = (), css_class: str = "data",
           raw: bool = False) -> str:
-    """An HTML table; cells are escaped unless ``raw`` (already-built HTML).
+    """An HTML table as the reports write it; cells are escaped unless ``raw`` (already-built HTML).
 
-    Columns in ``counts`` hold counts of patients or events: their cells carry a
-    ``data-count`` attribute so the disclosure checker can find every count in
-    what was written (``publication.checker``), whatever the column is called.
+    Columns in ``counts`` hold counts of patients or events: their cells carry a ``data-count``
+    attribute so the disclosure checker (``publication.checker``) finds every count in what was written.
     """
-    cell = (lambda v: str(v)) if raw else esc
-    head = "".join(f"<th scope='col' class='num'>{esc(h)}</th>" if i in numeric or i in counts
-                   else f"<th scope='col'>{esc(h)}</th>" for i, h in enumerate(headers))
-    body = []
-    for row in rows:
-        cells = []
-        for i, v in enumerate(row):
-            attrs = (" class='num'" if i in numeric or i in counts else "") + (" data-count" if i in counts else "")
-            cells.append(f"<td{attrs}>{cell(v)}</td>")
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    cap = f"<caption>{esc(caption)}</caption>" if caption else ""
-    keep = " keep" if len(body) <= KEEP_TOGETHER_ROWS else ""
-    return (f"<table class='{css_class}{keep}'>{cap}<thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>")
+    cell = Markup if raw else str
+    rows = tuple(tuple(cell(v) for v in row) for row in rows)
+    return str(_MACROS.table(Table(tuple(headers), rows, caption, tuple(numeric), tuple(counts), css_class)))
 
 
 def count(text: str, tag: str = "strong") -> str:
-    """A count inside a sentence, labelled for the disclosure checker."""
-    return f"<{tag} data-count>{esc(text)}</{tag}>"
+    """A count inside a sentence as HTML, labelled (``data-count``) for the disclosure checker."""
+    return str(_MACROS.count(text, tag))
 
 
 def flag_badge(flag: str) -> str:
-    """The flag in words and colour (the words carry the meaning; colour only reinforces it)."""
-    flag = flag or ""
-    label = FLAG_SHORT_LABELS.get(flag, flag)
-    title = FLAG_LABELS.get(flag, label) if flag else "No comparison is made for this indicator"
-    # data-sort orders flags by severity when a sortable table is sorted on this column.
-    rank = FLAG_ORDER.get(flag, len(FLAG_ORDER))
-    return (f"<span class='flag flag-{esc(flag or 'none')}' title='{esc(title)}' data-sort='{rank}'>"
-            f"{esc(label)}</span>")
-
-
-def pct(value: float, digits: int = 1) -> str:
-    return "*" if value != value else f"{value * 100:.{digits}f}%"  # NaN -> suppressed mark
-
-
-def num(value: float, digits: int = 2) -> str:
-    return "*" if value != value else f"{value:.{digits}f}"
+    """The flag in words and colour as HTML (the words carry the meaning; colour only reinforces it)."""
+    return str(_MACROS.flag_badge(flag))
