@@ -73,11 +73,11 @@ def reproduce(period_dir: str | Path, notebooks: Path | None = None) -> Reproduc
     from auditreport.analysis.bundle import BUNDLE_DIR
     from auditreport.analysis.national import run_national
     from auditreport.config import load_config
-    from auditreport.pipeline import REPO_NOTEBOOKS
     from auditreport.provenance import code_version
+    from auditreport.resources import notebook_dir
 
     period = Path(period_dir).resolve()
-    notebooks = notebooks or REPO_NOTEBOOKS
+    notebooks = notebooks or notebook_dir()
     manifest_path = period / "manifest.json"
     if not manifest_path.is_file():
         raise ReproductionError(f"{period}: no manifest.json; is this a built reports/<audit>/<period> folder?")
