@@ -10,7 +10,7 @@ from auditreport.aggregate import AggregateInputError, run_aggregate
 from auditreport.rules.flags import PHE_LABELS
 from auditreport.stats.funnel import proportion_limits, ratio_limits
 
-from _stats_shared import shared_file
+from _stats_shared import reference_file
 
 LITERAL = pd.DataFrame(
     {
@@ -103,7 +103,7 @@ def test_errors(tmp_path, literal_csv):
 
 
 def test_ny_cabg_ratio_mode(tmp_path):
-    src = pd.read_csv(shared_file("data/ny_cabg_hospitals_03.csv"))
+    src = pd.read_csv(reference_file("ny_cabg_hospitals_03.csv"))
     assert len(src) == 37
     src["Expected"] = src["Cases"] * src["EMR"] / 100
     inp = tmp_path / "cabg.csv"
@@ -125,7 +125,7 @@ def test_ny_cabg_ratio_mode(tmp_path):
 
 
 def test_phe_prop_inputs_proportion_mode(tmp_path):
-    path = shared_file("reference/phe_testdata_funnel_prop_inputs.csv")
+    path = reference_file("phe_testdata_funnel_prop_inputs.csv")
     res = run_aggregate(path, tmp_path / "phe_out.csv", unit_col="Area", observed_col="numerator",
                         denominator_col="denominator", plot_prefix=tmp_path / "phe")
     want = pd.read_csv(path, encoding="utf-8-sig")["significance"].map(PHE_LABELS)
