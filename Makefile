@@ -27,4 +27,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 
 clean:
-	rm -rf reports/*/ reports/index.html data/ .pytest_cache
+	rm -rf reports/*/ reports/index.html data/ params/synthetic-small.yaml .pytest_cache

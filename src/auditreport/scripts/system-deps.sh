@@ -2,8 +2,9 @@
 # System libraries the project needs beyond Python, installed from Debian's packages when missing:
 #   Pango (WeasyPrint lays out the PDF reports with it) and the DejaVu fonts the reports use; and
 #   Debian's chromium for the browser tests of the publication site (tests/test_reports.py drives it
-#   with Playwright; those tests skip without it, but CI runs this script, so CI has it). Playwright
-#   never downloads a browser: the tests launch /usr/bin/chromium.
+#   with Playwright; outside CI they skip without it, and CI runs this script). Playwright never
+#   downloads a browser: the tests launch /usr/bin/chromium. Installed with the package: run it as
+#   `auditreport system-deps`.
 set -euo pipefail
 need=()
 ldconfig -p 2>/dev/null | grep -q 'libpango-1.0.so.0' || need+=(libpango-1.0-0)
