@@ -28,4 +28,4 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache --no-logo
 
 clean:
-	rm -rf reports/*/ reports/index.html data/ .pytest_cache
+	rm -rf reports/*/ reports/index.html data/ params/synthetic-small.yaml .pytest_cache

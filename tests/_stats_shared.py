@@ -1,30 +1,33 @@
-"""Locating ``../shared`` (reference data beside the checkout) for the statistics tests.
+"""The peer reference data the conformance tests compare with, read from ``tests/data/``.
 
-The folder is ``<repo>/../shared``; ``AUDITREPORT_SHARED`` overrides it (a git
-worktree sits one level deeper than the main checkout).  Tests that need it
-skip when it is absent, as on a user's machine.
+The files are copies of published reference data (PHEindicatormethods' test data, New York State's
+published cardiac surgery tables); ``tests/data/README.md`` names each file's source and licence.
+They are part of the repository, so every clone runs every conformance test.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
-SHARED = Path(os.environ.get("AUDITREPORT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+DATA = Path(__file__).resolve().parent / "data"
 
 
-def shared_file(rel: str) -> Path:
-    path = SHARED / rel
+def reference_file(name: str) -> Path:
+    """The path of ``tests/data/<name>``; fails (never skips) when the file is missing."""
+    path = DATA / name
     if not path.is_file():
-        pytest.skip(f"shared reference file not available: {path}")
+        raise FileNotFoundError(f"{path}: reference data missing from tests/data/ (see tests/data/README.md)")
     return path
 
 
-def read_shared_csv(rel: str) -> pd.DataFrame:
-    # utf-8-sig drops the BOM; PHE's ratio outputs header has a newline inside the first (quoted) cell.
-    df = pd.read_csv(shared_file(rel), encoding="utf-8-sig")
+def read_reference_csv(name: str) -> pd.DataFrame:
+    """A reference CSV with its header cells stripped.
+
+    ``utf-8-sig`` drops the byte-order mark of PHE's files; the header of PHE's ratio outputs has a newline
+    inside its first (quoted) cell.
+    """
+    df = pd.read_csv(reference_file(name), encoding="utf-8-sig")
     df.columns = [c.strip() for c in df.columns]
     return df

@@ -14,7 +14,7 @@ from auditreport.stats.funnel import proportion_limits, ratio_limits
 from auditreport.stats.intervals import ratio_interval, wilson
 from auditreport.stats.overdispersion import estimate_proportion, estimate_ratio
 
-from _stats_shared import shared_file
+from _stats_shared import reference_file
 
 LITERAL = pd.DataFrame(
     {
@@ -124,7 +124,7 @@ def test_errors(tmp_path, literal_csv):
 
 
 def test_ny_cabg_ratio_mode(tmp_path):
-    src = pd.read_csv(shared_file("data/ny_cabg_hospitals_03.csv"))
+    src = pd.read_csv(reference_file("ny_cabg_hospitals_03.csv"))
     assert len(src) == 37
     src["Expected"] = src["Cases"] * src["EMR"] / 100
     inp = tmp_path / "cabg.csv"
@@ -153,7 +153,7 @@ def test_ny_cabg_ratio_mode(tmp_path):
 
 
 def test_phe_prop_inputs_proportion_mode(tmp_path):
-    path = shared_file("reference/phe_testdata_funnel_prop_inputs.csv")
+    path = reference_file("phe_testdata_funnel_prop_inputs.csv")
     want = pd.read_csv(path, encoding="utf-8-sig")["significance"].map(PHE_LABELS)
     for flag_method in ("phe", "limits"):
         res = run_aggregate(path, tmp_path / "phe_out.csv", unit_col="Area", observed_col="numerator",

@@ -31,6 +31,8 @@ from auditreport.execution.report_job import (
     stamp_path,
 )
 
+from conftest import skip_outside_ci
+
 PARAMS = 'bundle_dir = ""\naudit = ""\nperiod = ""\nprovider = ""\naudience = "local"'
 
 
@@ -77,7 +79,7 @@ def test_report_kernels_leave_the_users_ipython_history_alone(tmp_path):
     assert result.status == "built", result.error
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files through /proc")
+@skip_outside_ci(not Path("/proc/self/fd").is_dir(), "counts open files through /proc")
 def test_a_worker_keeps_no_threads_or_files_from_the_reports_it_has_built(tmp_path, speedups_on):
     """A worker builds report after report: each must leave nothing running or open behind it (a heartbeat
     thread and a dozen file descriptors a report once piled up, slowing long batches down)."""
@@ -210,7 +212,8 @@ def test_socket_folders_of_processes_that_are_gone_are_removed(tmp_path):
 
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_reports(built_small_audit, small_audit, tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     from auditreport.pipeline import build
 
     local_out = built_small_audit.period_dir

@@ -13,7 +13,7 @@ from auditreport.stats.funnel import (
 )
 from auditreport.stats.overdispersion import Overdispersion, estimate_ratio
 
-from _stats_shared import read_shared_csv
+from _stats_shared import read_reference_csv
 
 # FunnelPlotR tests/testthat/test-poisson_limits.R, via METHODS.md section 2.
 FPR = {
@@ -64,7 +64,7 @@ def test_phe_ratio_outputs_file():
     significant digits, except the smallest upper 99.8% values, 7 digits) and
     absolute 1e-6 on the count (O/E - 1) and 1e-4 on the ISR (x 100) columns.
     """
-    ref = read_shared_csv("reference/phe_testdata_funnel_ratio_outputs.csv")
+    ref = read_reference_csv("phe_testdata_funnel_ratio_outputs.csv")
     assert len(ref) == 100
     obs = ref["Observed_events"].to_numpy(float)
     for name, p, side, _, _ in PHE_RATIO_COLS:
@@ -87,7 +87,7 @@ def test_phe_ratio_limits_pass_through_phe_points():
     Evaluated at the closed-form E of each point (which PHE's bisection
     approximates, see above), rel 1e-8.
     """
-    ref = read_shared_csv("reference/phe_testdata_funnel_ratio_outputs.csv")
+    ref = read_reference_csv("phe_testdata_funnel_ratio_outputs.csv")
     obs = ref["Observed_events"].to_numpy(float)
     for name, p, side, level, which in PHE_RATIO_COLS:
         e = _phe_exact_e(obs, p, side)
@@ -96,7 +96,7 @@ def test_phe_ratio_limits_pass_through_phe_points():
 
 
 def test_phe_ratio_significance_all_300():
-    ref = read_shared_csv("reference/phe_testdata_funnel_ratio_inputs.csv")
+    ref = read_reference_csv("phe_testdata_funnel_ratio_inputs.csv")
     assert len(ref) == 300
     want = ref["significance"].map(PHE_LABELS)
     assert want.notna().all()
@@ -118,8 +118,8 @@ def test_phe_ratio_significance_all_300():
 
 
 def _phe_prop():
-    inputs = read_shared_csv("reference/phe_testdata_funnel_prop_inputs.csv")
-    outputs = read_shared_csv("reference/phe_testdata_funnel_prop_outputs.csv")
+    inputs = read_reference_csv("phe_testdata_funnel_prop_inputs.csv")
+    outputs = read_reference_csv("phe_testdata_funnel_prop_outputs.csv")
     target = inputs["numerator"].sum() / inputs["denominator"].sum()
     return inputs, outputs, target
 

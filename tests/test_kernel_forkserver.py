@@ -26,7 +26,9 @@ from auditreport import speedups
 from auditreport.execution import kernel_forkserver as kf
 from auditreport.execution.report_job import run_job
 
-pytestmark = pytest.mark.skipif(not kf.supported(), reason="fork server needs Linux with pidfd_open")
+from conftest import skip_outside_ci
+
+pytestmark = skip_outside_ci(not kf.supported(), "fork server needs Linux with pidfd_open")
 
 # Prints who started the kernel, so a test can tell a forked kernel from an ordinary one.
 WHO = "import json, os\nprint(json.dumps({'pid': os.getpid(), 'ppid': os.getppid()}))"
@@ -214,7 +216,8 @@ def test_zygote_does_not_outlive_its_worker(tmp_path, how):
 
 
 def test_dask_worker_forks_kernels(tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     from auditreport.execution.batch import run_batch
 
     nb = notebook(tmp_path, "nb", WHO)

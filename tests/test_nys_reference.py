@@ -1,7 +1,7 @@
 """NYS DOH risk-adjusted mortality rates recomputed from the published counts.
 
 Source: New York State Department of Health open data, "Cardiac Surgery and
-Percutaneous Coronary Interventions by Hospital: Beginning 2008" (../shared/data).
+Percutaneous Coronary Interventions by Hospital: Beginning 2008" (tests/data/README.md).
 For every hospital row (not the 55 statewide rows):
 
     E = cases x expected rate / 100, RAMR = O / E x statewide rate,
@@ -36,7 +36,7 @@ import pytest
 
 from auditreport.stats.intervals import ramr
 
-from _stats_shared import shared_file
+from _stats_shared import reference_file
 
 KEY = ["Procedure", "Year of Hospital Discharge"]
 PUB = {
@@ -52,7 +52,7 @@ FLAG_WORDS = {
 
 
 def _load() -> pd.DataFrame:
-    d = pd.read_csv(shared_file("data/nys_cardiac_surgery_pci_by_hospital_2008on.csv"), dtype={"Facility ID": str})
+    d = pd.read_csv(reference_file("nys_cardiac_surgery_pci_by_hospital_2008on.csv"), dtype={"Facility ID": str})
     state = d[d["Comparison Results"] == "Statewide Rate"].copy()
     assert len(state) == 55
     state["statewide_rate"] = state["Number of Deaths"] / state["Number of Cases"] * 100

@@ -15,6 +15,8 @@ from auditreport.config import load_config
 from auditreport.publication.checker import check_files, check_period, pdf_text
 from auditreport.rules.disclosure import secondary_suppress, suppress_indicators
 
+from conftest import skip_outside_ci
+
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 
@@ -225,14 +227,16 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/system-deps.sh installs it)")
+@skip_outside_ci(CHROMIUM is None, "chromium is not installed (scripts/system-deps.sh installs it)")
 def test_site_in_a_browser(out, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "chromium is not installed: run scripts/system-deps.sh (auditreport system-deps)"
     top = out.parents[1] / "index.html"
     assert top.is_file()  # publishing refreshes the top-level index
     site = out / "site" / "index.html"
     ARTIFACTS.mkdir(exist_ok=True)
-    with playwright.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS[1:],
             offline=True)

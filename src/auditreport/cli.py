@@ -19,9 +19,6 @@ from auditreport import __version__
 from auditreport.errors import AuditReportError, BuildError
 
 DEFAULT_REPORTS = Path("reports")
-DEMO_AUDITS = ("params/synthetic.yaml", "params/lung.yaml")
-#: Example data the demo writes before building (audit definition -> example name, folder).
-DEMO_EXAMPLES = {"params/lung.yaml": ("lung", Path("data/lung"))}
 
 
 def _fail(exc: AuditReportError) -> None:
@@ -202,23 +199,34 @@ def synth(out: Path, records: int, providers: int, consultants: int, seed: int, 
 @click.option("--reports", "reports_root", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_REPORTS,
               show_default=True)
 @click.option("-j", "--jobs", type=int, default=None)
-@click.option("--force", is_flag=True)
-def demo(reports_root: Path, jobs: int | None, force: bool) -> None:
-    """Build the demo: the synthetic audit (every provider, both audiences) and the other demo audits."""
-    from auditreport.data.synthetic import SyntheticSpec, write
+@click.option("--force", is_flag=True, help="Rewrite the demo's data and rebuild every report.")
+@click.option("--small", is_flag=True,
+              help="Only a small synthetic audit of three providers (seven reports, a minute or so): a quick "
+                   "check that an installation builds every kind of output.")
+def demo(reports_root: Path, jobs: int | None, force: bool, small: bool) -> None:
+    """Build the demo in this folder: the synthetic audit and the NCCTG lung audit, every report and site.
+
+    Writes the demo's audit definitions to params/ (keeping any already there), their data to data/ and the
+    reports to reports/.
+    """
+    from auditreport.data.examples import write_demo
 
     started = time.perf_counter()
-    data = Path("data/synthetic/records.parquet")
-    if force or not data.exists():
-        write(SyntheticSpec(), data.parent)
-    for name, folder in DEMO_EXAMPLES.values():
-        if force or not (folder / "records.csv").exists():
-            _write_example(name, folder)
-    built = []
-    for audit in DEMO_AUDITS:
-        built.append(_build(Path(audit), reports_root, (), ("local", "public"), jobs, force, 600))
+    for audit in write_demo(Path(), small=small, force=force):
+        _build(audit, reports_root, (), ("local", "public"), jobs, force, 600)
     _write_top_index(reports_root)
     click.echo(f"demo built in {time.perf_counter() - started:.0f}s; open {reports_root.resolve() / 'index.html'}")
+
+
+@main.command("system-deps")
+def system_deps() -> None:
+    """Install the system libraries the reports need (Pango and fonts for the PDFs; chromium for the site's
+    browser tests) from Debian's packages, where missing; needs root or sudo to install."""
+    import subprocess
+
+    from auditreport.resources import system_deps_script
+
+    sys.exit(subprocess.run(["bash", str(system_deps_script())], check=False).returncode)
 
 
 @main.command("fetch-example")

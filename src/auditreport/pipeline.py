@@ -24,10 +24,10 @@ from auditreport.execution.batch import run_batch
 from auditreport.execution.report_job import JobResult, ReportJob, safe_name
 from auditreport.files import atomic_write_text
 from auditreport.provenance import code_version, sha256_json
+from auditreport.resources import notebook_dir
 
 log = logging.getLogger(__name__)
 
-REPO_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 AUDIENCES = ("local", "public")
 
 
@@ -84,9 +84,13 @@ def _bundle_fingerprint(out: Path) -> str | None:
 
 
 def report_jobs(config: AuditConfig, out: Path, providers: Sequence[str] | None = None,
-                audiences: Sequence[str] = AUDIENCES, notebooks: Path = REPO_NOTEBOOKS,
+                audiences: Sequence[str] = AUDIENCES, notebooks: Path | None = None,
                 timeout: int = 600) -> list[ReportJob]:
-    """The national report and every (provider, audience) report, as independent jobs."""
+    """The national report and every (provider, audience) report, as independent jobs.
+
+    ``notebooks`` is the folder of ``national.ipynb`` and ``provider.ipynb`` (default: the installed ones).
+    """
+    notebooks = notebooks or notebook_dir()
     bundle = load_bundle(out / BUNDLE_DIR)
     meta, table = bundle.metadata, bundle.indicators
     known = table[table["level"] == "provider"].drop_duplicates("unit_id").set_index("unit_id")["unit_name"]
@@ -115,7 +119,7 @@ def report_jobs(config: AuditConfig, out: Path, providers: Sequence[str] | None 
 
 def build(config_path: str | Path, reports_root: str | Path, *, providers: Sequence[str] | None = None,
           audiences: Sequence[str] = AUDIENCES, workers: int | None = None, force: bool = False,
-          notebooks: Path = REPO_NOTEBOOKS, timeout: int = 600, scheduler: str | None = None,
+          notebooks: Path | None = None, timeout: int = 600, scheduler: str | None = None,
           on_result: Callable[[JobResult], None] | None = None,
           on_plan: Callable[[int, int], None] | None = None) -> BuildSummary:
     """Build one audit's national stage, reports, site and manifest.

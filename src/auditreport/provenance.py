@@ -22,9 +22,13 @@ def git_commit() -> str:
 
     A trailing '+dirty' says the working tree had uncommitted changes, so a
     report made from unreviewed code cannot pass for one made from a commit.
+    Only a checkout's ``src/auditreport`` has a commit: an installed copy (in
+    ``site-packages``, perhaps of a virtualenv inside some repository) has none.
     """
+    root = _PACKAGE_DIR.parents[1]
+    if _PACKAGE_DIR.parent.name != "src" or not (root / ".git").exists():
+        return "unknown"
     try:
-        root = _PACKAGE_DIR.parents[1]
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no",

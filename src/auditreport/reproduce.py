@@ -36,9 +36,9 @@ from auditreport.bundle import BUNDLE_DIR, write_bundle
 from auditreport.config import AuditConfig, load_config
 from auditreport.data.loading import file_sha256
 from auditreport.errors import AuditReportError
-from auditreport.pipeline import REPO_NOTEBOOKS
 from auditreport.provenance import code_version
 from auditreport.publication.site import neutralise_formulas, open_data
+from auditreport.resources import notebook_dir
 
 #: Parts of a report that change from run to run without the results changing.
 _VOLATILE = [(re.compile(r"Produced \S+"), "Produced <time>"),
@@ -79,7 +79,7 @@ class Reproduction:
 def reproduce(period_dir: str | Path, notebooks: Path | None = None) -> Reproduction:
     """Rerun the national stage of a built period and compare every figure and report with it."""
     period = Path(period_dir).resolve()
-    notebooks = notebooks or REPO_NOTEBOOKS
+    notebooks = notebooks or notebook_dir()
     manifest_path = period / "manifest.json"
     if not manifest_path.is_file():
         raise ReproductionError(f"{period}: no manifest.json; is this a built reports/<audit>/<period> folder?")

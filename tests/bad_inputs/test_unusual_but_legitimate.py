@@ -14,17 +14,17 @@ import pytest
 from auditreport.analysis.national import load_validated, run_national
 from auditreport.bundle import load_bundle, write_bundle
 from auditreport.config import load_config
-from auditreport.pipeline import REPO_NOTEBOOKS
 from auditreport.reproduce import regenerate_report_html, visible_text
+from auditreport.resources import notebook_dir
 
 
 def render_provider(bundle: str, provider: str, audience: str) -> str:
-    return visible_text(regenerate_report_html(REPO_NOTEBOOKS / "provider.ipynb",
+    return visible_text(regenerate_report_html(notebook_dir() / "provider.ipynb",
                                                {"bundle_dir": bundle, "provider": provider, "audience": audience}))
 
 
 def render_national(bundle: str) -> str:
-    return visible_text(regenerate_report_html(REPO_NOTEBOOKS / "national.ipynb",
+    return visible_text(regenerate_report_html(notebook_dir() / "national.ipynb",
                                                {"bundle_dir": bundle, "audience": "public"}))
 
 

@@ -9,9 +9,11 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
-STYLESHEET = Path(__file__).resolve().parent / "report.css"
-SORT_SCRIPT = Path(__file__).resolve().parent / "sortable.js"
+from auditreport.resources import package_path
+
+TEMPLATES = package_path("rendering", "templates")
+STYLESHEET = package_path("rendering", "report.css")
+SORT_SCRIPT = package_path("rendering", "sortable.js")
 
 # Anything that would make a browser fetch from elsewhere: a report must open offline.
 _REMOTE = re.compile(r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']?(?:https?:)?//""",
