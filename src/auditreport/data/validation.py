@@ -77,8 +77,8 @@ def validate(config: AuditConfig, raw: pd.DataFrame, source: str,
     out["consultant_code"] = (frame[cols["consultant_code"]].astype("string")
                               if "consultant_code" in cols else pd.Series(pd.NA, index=frame.index,
                                                                           dtype="string"))
-    for name, source in config.risk_factor_columns.items():
-        out[name] = frame[source.column]
+    for name, spec in config.risk_factor_columns.items():
+        out[name] = frame[spec.column]
     warnings: list[str] = []
     if "procedure_date" in cols:
         for key in _DATE_FIELDS:
@@ -125,8 +125,8 @@ def validate(config: AuditConfig, raw: pd.DataFrame, source: str,
 
 def _require_columns(config: AuditConfig, raw: pd.DataFrame, source: str) -> None:
     needed = dict(config.columns)
-    for name, source in config.risk_factor_columns.items():
-        needed[f"risk factor {name}"] = source.column
+    for name, spec in config.risk_factor_columns.items():
+        needed[f"risk factor {name}"] = spec.column
     failures = []
     present = [str(c) for c in raw.columns]
     for role, column in needed.items():
@@ -239,16 +239,16 @@ def _schema(config: AuditConfig, providers: pd.DataFrame | None) -> pa.DataFrame
         columns[cols["time"]] = pa.Column(nullable=False, checks=[pa.Check.ge(0, name="time not negative")])
         columns[cols["event"]] = pa.Column(nullable=False, checks=[pa.Check.isin([0, 1], name="event is 0 or 1")])
     for f in config.risk_factors:
-        source = config.risk_factor_columns[f.name]
+        spec = config.risk_factor_columns[f.name]
         checks = []
         if f.kind == "categorical":
             checks.append(pa.Check.isin(list(f.categories), name=f"category in {{{', '.join(f.categories)}}}"))
         else:
-            if source.minimum is not None:
-                checks.append(pa.Check.ge(source.minimum, name=f"value at least {source.minimum:g}"))
-            if source.maximum is not None:
-                checks.append(pa.Check.le(source.maximum, name=f"value at most {source.maximum:g}"))
-        columns[source.column] = pa.Column(nullable=True, checks=checks)
+            if spec.minimum is not None:
+                checks.append(pa.Check.ge(spec.minimum, name=f"value at least {spec.minimum:g}"))
+            if spec.maximum is not None:
+                checks.append(pa.Check.le(spec.maximum, name=f"value at most {spec.maximum:g}"))
+        columns[spec.column] = pa.Column(nullable=True, checks=checks)
     frame_checks = []
     if "procedure_date" in cols:
         proc, death, fu = cols["procedure_date"], cols["death_date"], cols["followup_end"]
