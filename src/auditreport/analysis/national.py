@@ -22,7 +22,7 @@ from auditreport.analysis import survival_monitoring as sm
 from auditreport.analysis.quality import case_mix, data_quality
 from auditreport.config import AuditConfig
 from auditreport.data.loading import file_sha256, read_table
-from auditreport.data.validation import ValidatedData, validate
+from auditreport.data.validation import CODE_RULE, ValidatedData, code_text, validate
 from auditreport.errors import DataValidationError, RiskModelError
 from auditreport.provenance import code_version, now_utc
 from auditreport.rules.disclosure import suppress_indicators
@@ -73,7 +73,14 @@ def load_validated(config: AuditConfig) -> ValidatedData:
                 {"column": c, "rule": "column present", "count": 1, "rows": [],
                  "examples": "the providers file needs columns provider_code and provider_name"}
                 for c in missing])
-        providers = table.assign(provider_code=table["provider_code"].astype(str).str.strip())
+        codes, bad = code_text(table["provider_code"])
+        for rule, rows in ((CODE_RULE, bad), ("not missing (every provider has a code)", codes.isna() & ~bad)):
+            if rows.any():
+                raise DataValidationError(str(config.providers_file), [
+                    {"column": "provider_code", "rule": rule, "count": int(rows.sum()),
+                     "rows": [int(i) + 1 for i in rows[rows].index],
+                     "examples": ", ".join(repr(v) for v in table.loc[rows, "provider_code"].head(3))}])
+        providers = table.assign(provider_code=codes)
     raw = read_table(config.source)
     return validate(config, raw, str(config.source), providers)
 

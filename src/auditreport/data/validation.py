@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from pandas.api import types
 from pandera.errors import SchemaErrors
 
 from auditreport.config import AuditConfig
@@ -26,6 +27,8 @@ CANONICAL = ["patient_id", "provider_code", "provider_name", "consultant_code", 
 
 _DATE_FIELDS = ("procedure_date", "death_date", "followup_end")
 _EARLIEST_DATE = pd.Timestamp("1900-01-01")
+#: The rule a code or id column breaks when it holds a number with a fraction (see :func:`code_text`).
+CODE_RULE = "type: text (a code or id stored as a number with a fraction; store codes as text)"
 
 
 @dataclass
@@ -161,8 +164,10 @@ def _coerce(config: AuditConfig, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[
     cols = config.columns
 
     def text(col: str) -> None:
-        s = frame[col]
-        frame[col] = s.where(s.isna(), s.astype(str).str.strip()).replace("", np.nan)
+        s, bad = code_text(frame[col])
+        if bad.any():
+            failures.append(_failure(col, CODE_RULE, bad, frame[col]))
+        frame[col] = s
 
     def convert(col: str, kind: str) -> None:
         s = frame[col]
@@ -202,6 +207,26 @@ def _coerce(config: AuditConfig, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[
             as_text = s.map(_category_text, na_action="ignore")
             frame[column] = as_text.replace("", np.nan)
     return frame, failures
+
+
+def code_text(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """A code or id column as text, stripped, blank as missing; and the mask of values that cannot be codes.
+
+    A CSV is read as text, so its codes arrive exactly as written (``030001``, ``1e5``, ``NA``). A Parquet
+    column of integers cannot have held leading zeros, so ``30001`` is taken as the code ``"30001"``; an
+    integer column with a missing value reads as floats (Arrow has no missing integer in NumPy), so a
+    whole float is the integer it was (``30001.0`` is ``"30001"``, never ``"30001.0"``). A float with a
+    fraction (or an infinity) is not a code that can be recovered and is returned in the mask.
+    """
+    if types.is_float_dtype(values.dtype):
+        whole = values.notna() & (values % 1 == 0)
+        bad = values.notna() & ~whole
+        return values.where(whole).map(lambda v: str(int(v)), na_action="ignore").astype(object), bad
+    # Built on an object column: where() on a nullable integer column would cast the text back to integers.
+    present = values.notna()
+    text = pd.Series(np.nan, index=values.index, dtype=object)
+    text[present] = values[present].astype(str).str.strip()
+    return text.replace("", np.nan), pd.Series(False, index=values.index)
 
 
 def _category_text(value: object) -> str:

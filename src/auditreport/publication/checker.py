@@ -224,7 +224,8 @@ def check_pdf(path: Path, threshold: int, count_rows: Iterable[list[tuple[str, b
 
 def check_csv(path: Path, threshold: int) -> list[Finding]:
     findings: list[Finding] = []
-    data = pd.read_csv(path, dtype={"unit_id": str, "parent_id": str})
+    # Codes are text: a unit coded NA is a unit, not a missing value (only a blank cell is missing).
+    data = pd.read_csv(path, dtype={"unit_id": str, "parent_id": str}, keep_default_na=False, na_values=[""])
     for col in COUNT_COLUMNS:
         if col in data:
             values = pd.to_numeric(data[col], errors="coerce")

@@ -38,9 +38,11 @@ DATA_DICTIONARY = [
     ("audit", "Audit identifier"),
     ("period", "Audit period"),
     ("level", "national, provider or consultant"),
-    ("unit_id", "Provider code, consultant code, or 'national'"),
+    ("unit_id", "Provider code, consultant code, or 'national'. Text, exactly as submitted: read it as text "
+                "(leading zeros count, and a code such as NA is a code, not a missing value)"),
     ("unit_name", "Provider name (consultants are identified by code)"),
-    ("parent_id", "For a consultant, the provider where most of their cases were done"),
+    ("parent_id", "For a consultant, the code of the provider where most of their cases were done. Text, "
+                  "like unit_id"),
     ("indicator", "crude_mortality, oe_ratio, risk_adjusted_mortality, survival_<days>d, cox_oe_ratio"),
     ("numerator", "Deaths (within the outcome window, by the survival horizon, or over all follow-up for "
                   "cox_oe_ratio); blank where suppressed"),
