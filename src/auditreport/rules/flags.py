@@ -257,22 +257,12 @@ def _limit_severity(value, lower95, upper95, lower998, upper998) -> np.ndarray:
     """Signed severity of each value against its funnel limits (NaN comparisons are False: no flag)."""
     v, l95, u95, l998, u998 = np.broadcast_arrays(
         *(np.asarray(a, dtype=float) for a in (value, lower95, upper95, lower998, upper998)))
-    s = np.zeros(v.shape, dtype=int)
-    s[v < l95] = -1
-    s[v < l998] = -2
-    s[v > u95] = 1
-    s[v > u998] = 2
-    return s
+    return _signed(v < l95, v < l998, v > u95, v > u998)
 
 
 def _tail_severity(lower_tail: np.ndarray, upper_tail: np.ndarray) -> np.ndarray:
     """Signed severity of exact tail probabilities (the two tails cannot both be below 0.025)."""
-    s = np.zeros(np.shape(lower_tail), dtype=int)
-    s[lower_tail < ALERT_TAIL] = -1
-    s[lower_tail < ALARM_TAIL] = -2
-    s[upper_tail < ALERT_TAIL] = 1
-    s[upper_tail < ALARM_TAIL] = 2
-    return s
+    return _signed(lower_tail < ALERT_TAIL, lower_tail < ALARM_TAIL, upper_tail < ALERT_TAIL, upper_tail < ALARM_TAIL)
 
 
 def _interval_severity(kind: str, o: np.ndarray, x: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -282,11 +272,16 @@ def _interval_severity(kind: str, o: np.ndarray, x: np.ndarray, t: np.ndarray) -
             (l95, u95), (l998, u998) = (intervals.ratio_interval(o, x, level, method="phe") for level in (0.95, 0.998))
         else:
             (l95, u95), (l998, u998) = (intervals.wilson(o, x, level) for level in (0.95, 0.998))
-    s = np.zeros(o.shape, dtype=int)
-    s[u95 < t] = -1
-    s[u998 < t] = -2
-    s[l95 > t] = 1
-    s[l998 > t] = 2
+    return _signed(u95 < t, u998 < t, l95 > t, l998 > t)
+
+
+def _signed(low95: np.ndarray, low998: np.ndarray, high95: np.ndarray, high998: np.ndarray) -> np.ndarray:
+    """Signed severity from where a unit lies: -2 beyond the low 99.8% side ... +2 beyond the high one, else 0."""
+    s = np.zeros(np.shape(low95), dtype=int)
+    s[low95] = -1
+    s[low998] = -2
+    s[high95] = 1
+    s[high998] = 2
     return s
 
 
