@@ -10,6 +10,7 @@ from auditreport.analysis.national import load_validated
 from auditreport.cli import main
 from auditreport.config import load_config
 from auditreport.data.synthetic import SyntheticSpec
+from auditreport.data.validation import BARE_NUMBER_ID_RULE
 from auditreport.errors import DataValidationError
 
 from conftest import make_audit
@@ -76,6 +77,25 @@ def test_duplicates_types_and_categories_all_reported(csv_audit):
     assert failures[("patient_id", "unique (no duplicate patient records)")]["rows"] == [3, 4]
     assert failures[("age", "type: number")]["rows"] == [6]
     assert any(col == "asa" and "allowed value" in rule and f["rows"] == [7] for (col, rule), f in failures.items())
+
+
+def test_row_numbers_as_patient_ids_are_refused_before_anything_is_built(csv_audit, tmp_path):
+    """Identifiers 1..N would be found among every public report's figures by the disclosure check (exit 5,
+    after every report was built): validation refuses them first, with the remedy."""
+    def change(f):
+        f["patient_id"] = [str(i + 1) for i in range(len(f))]
+        f.loc[0, "patient_id"] = "P00001"   # prefixed: fine
+        f.loc[1, "patient_id"] = "12345"    # five digits (like a 10-digit NHS number): not one of the figures
+        return f
+    _edit(csv_audit, change)
+    with pytest.raises(DataValidationError) as err:
+        load_validated(load_config(csv_audit))
+    failures = {(f["column"], f["rule"]): f for f in err.value.failures}
+    bare = failures[("patient_id", BARE_NUMBER_ID_RULE)]
+    assert bare["count"] == 398 and bare["rows"][:2] == [3, 4] and "give identifiers a prefix" in bare["rule"]
+    result, reports = _run(csv_audit, tmp_path)
+    assert result.exit_code == 3 and "not a bare number of 1 to 4 digits" in result.output
+    assert not reports.exists()
 
 
 def test_unknown_provider(csv_audit):
