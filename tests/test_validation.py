@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from auditreport.analysis.national import load_validated
 from auditreport.cli import main
 from auditreport.config import load_config
+from auditreport.data.examples import write_example
 from auditreport.data.synthetic import SyntheticSpec
 from auditreport.data.validation import BARE_NUMBER_ID_RULE
 from auditreport.errors import DataValidationError
@@ -40,6 +44,22 @@ def test_clean_csv_validates(csv_audit):
     data = load_validated(load_config(csv_audit))
     assert len(data.patients) == 400
     assert any("asa" in w for w in data.warnings) or data.patients["asa"].notna().all()
+
+
+def test_validate_says_why_records_are_excluded(tmp_path):
+    """`validate` counts exclusions by reason: in the lung audit, patients censored before day 180."""
+    paths = write_example("lung", tmp_path / "data")
+    definition = yaml.safe_load((Path(__file__).resolve().parents[1] / "params" / "lung.yaml").read_text())
+    definition["data"] = {"source": str(paths["records"]), "providers": str(paths["providers"])}
+    audit = tmp_path / "lung.yaml"
+    audit.write_text(yaml.safe_dump(definition, sort_keys=False))
+    records = pd.read_csv(paths["records"])
+    censored_early = int(((records["status"] == 0) & (records["time"] < 180)).sum())
+    assert censored_early > 0
+    result = CliRunner().invoke(main, ["validate", str(audit)])
+    assert result.exit_code == 0, result.output
+    assert (f"; {censored_early:,} to be excluded (alive with under 180 days of follow-up: {censored_early:,})."
+            in result.output), result.output
 
 
 def test_missing_column_is_named_and_nothing_written(csv_audit, tmp_path):
