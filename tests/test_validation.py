@@ -63,9 +63,10 @@ def test_validate_says_why_records_are_excluded(tmp_path):
 
 
 def test_missing_column_is_named_and_nothing_written(csv_audit, tmp_path):
-    _edit(csv_audit, lambda f: f.drop(columns=["death_date"]))
+    config = _edit(csv_audit, lambda f: f.drop(columns=["death_date"]))
     result, reports = _run(csv_audit, tmp_path)
     assert result.exit_code == 3
+    assert f"error: {config.source}: 1 validation rule(s) failed" in result.output, result.output
     assert "column 'death_date'" in result.output and "column present" in result.output
     assert not reports.exists()
 

@@ -126,8 +126,8 @@ def validate(config: AuditConfig, raw: pd.DataFrame, source: str,
 
 def _require_columns(config: AuditConfig, raw: pd.DataFrame, source: str) -> None:
     needed = dict(config.columns)
-    for name, source in config.risk_factor_columns.items():
-        needed[f"risk factor {name}"] = source.column
+    for name, factor in config.risk_factor_columns.items():
+        needed[f"risk factor {name}"] = factor.column
     failures = []
     present = [str(c) for c in raw.columns]
     for role, column in needed.items():
