@@ -92,7 +92,10 @@ def test_missing_input_is_a_usage_error(tmp_path):
 
 @pytest.mark.parametrize("column, values, message", [
     ("Deaths", [100, -1, 180, 80, 120, 225], r"column 'Deaths' must be >= 0; negative at data row(s) 2"),
-    ("Expected", [108, 112, "n/a", 95, 100, 220], "column 'Expected' must be numeric with no blanks; data row(s) 3"),
+    ("Expected", [108, 112, "n/a", 95, 100, 220], "column 'Expected' must be numeric with no blanks; data row(s) 3 "
+                                                  "have 'n/a'\n"),
+    ("Expected", [108, 112, "1,650", 95, 100, 220], "column 'Expected' must be numeric with no blanks; data row(s) 3 "
+                                                    "have '1,650'; remove the thousands separators"),
     ("Deaths", [100, 150.5, 180, 80, 120, 225], "column 'Deaths' must hold whole numbers (counts) for the discrete "
                                                 "flag rule; not so at data row(s) 2"),
     ("Hospital", ["030001", "B", "030001", "D", "E", "F"], "one row per unit; repeated at data row(s) 1, 3"),

@@ -74,8 +74,11 @@ def _numeric(df: pd.DataFrame, col: str, path: Path, rows: np.ndarray) -> np.nda
     bad = values.isna().to_numpy()
     if bad.any():
         examples = ", ".join("(blank)" if pd.isna(v) else repr(v) for v in raw[bad].head(3).tolist())
+        # "1,719" is read as text, not guessed at ("1,5" may be a decimal comma): say how to make it a number.
+        grouped = raw[bad].astype(str).str.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?").any()
+        remedy = "; remove the thousands separators" if grouped else ""
         raise AggregateInputError(
-            f"{path}: column {col!r} must be numeric with no blanks; {_rows(bad, rows)} have {examples}"
+            f"{path}: column {col!r} must be numeric with no blanks; {_rows(bad, rows)} have {examples}{remedy}"
         )
     arr = values.to_numpy(dtype=float)
     if not np.isfinite(arr).all():
