@@ -38,6 +38,7 @@ def test_aggregate_command_writes_csv_and_plots(tmp_path, hospitals):
                                      "upper998", "target", "limit_lower95", "limit_upper95", "limit_lower998",
                                      "limit_upper998", "flag", "method"]
     assert written["unit"].tolist() == TABLE["Hospital"].tolist()  # 030001 keeps its leading zero
+    assert out.read_text().splitlines()[1].startswith("030001,100,108.0,")  # a count reads 100, not 100.0
     assert (written["flag"] == "as_expected").all()  # the SHMI random-effects funnel absorbs B
     assert "shmi" in written["method"].iat[0].lower() and "flag discrete" in written["method"].iat[0]
     assert (tmp_path / "funnel.png").stat().st_size > 1000 and (tmp_path / "funnel.svg").is_file()
@@ -62,7 +63,8 @@ def test_flag_method_option(tmp_path, hospitals):
     ([], "'--expected' / '--denominator'", "exactly one"),
     (["--expected", "Expected", "--method", "wilson"], "'--method'", "must be one of ('exact', 'phe')"),
     (["--expected", "Expected", "--target", "-1"], "'--target'", "target ratio must be > 0"),
-    (["--denominator", "Cases", "--target", "20"], "'--target'", "strictly between 0 and 1"),
+    (["--denominator", "Cases", "--target", "20"], "'--target'", "strictly between 0 and 1 (a fraction), got 20.0; "
+                                                                 "for 20% give 0.2"),
     (["--denominator", "Cases", "--overdispersion", "shmi"], "'--overdispersion'", "applies to ratios"),
     (["--expected", "Expected", "--overdispersion", "random"], "'--overdispersion'", "'random' is not one of"),
     (["--expected", "Expected", "--flag-method", "spc"], "'--flag-method'", "'spc' is not one of"),
@@ -90,7 +92,10 @@ def test_missing_input_is_a_usage_error(tmp_path):
 
 @pytest.mark.parametrize("column, values, message", [
     ("Deaths", [100, -1, 180, 80, 120, 225], r"column 'Deaths' must be >= 0; negative at data row(s) 2"),
-    ("Expected", [108, 112, "n/a", 95, 100, 220], "column 'Expected' must be numeric with no blanks; data row(s) 3"),
+    ("Expected", [108, 112, "n/a", 95, 100, 220], "column 'Expected' must be numeric with no blanks; data row(s) 3 "
+                                                  "have 'n/a'\n"),
+    ("Expected", [108, 112, "1,650", 95, 100, 220], "column 'Expected' must be numeric with no blanks; data row(s) 3 "
+                                                    "have '1,650'; remove the thousands separators"),
     ("Deaths", [100, 150.5, 180, 80, 120, 225], "column 'Deaths' must hold whole numbers (counts) for the discrete "
                                                 "flag rule; not so at data row(s) 2"),
     ("Hospital", ["030001", "B", "030001", "D", "E", "F"], "one row per unit; repeated at data row(s) 1, 3"),
@@ -104,3 +109,30 @@ def test_bad_values_exit_3_naming_file_column_and_rows(tmp_path, column, values,
     assert result.returncode == 3, result.stderr
     assert result.stderr.startswith(f"error: {src}: ") and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_blank_rows_are_skipped_and_rows_are_numbered_as_in_the_file(tmp_path, hospitals):
+    """A spreadsheet export's empty and comma-only rows are no units; row numbers still match the file's lines."""
+    lines = TABLE.to_csv(index=False).splitlines()
+    src = tmp_path / "blank.csv"
+    src.write_text("\n".join([*lines[:3], "", ",,,", *lines[3:], ",,,", ""]) + "\n")
+    out = tmp_path / "o.csv"
+    args = ["-o", str(out), "--unit", "Hospital", "--observed", "Deaths", "--expected", "Expected"]
+    result = _aggregate(str(src), *args)
+    assert result.returncode == 0, result.stderr
+    written = pd.read_csv(out, dtype={"unit": str})
+    assert written["unit"].tolist() == TABLE["Hospital"].tolist()
+    reference = tmp_path / "reference.csv"
+    assert _aggregate(str(hospitals), "-o", str(reference), *args[2:]).returncode == 0
+    pd.testing.assert_frame_equal(written, pd.read_csv(reference, dtype={"unit": str}))
+
+    # Line 6 of the file (data row 5, after the empty line and the comma-only row) has a unit and no deaths.
+    src.write_text("\n".join([*lines[:3], "", ",,,", "G,,10,100", *lines[3:]]) + "\n")
+    result = _aggregate(str(src), *args)
+    assert result.returncode == 3, result.stderr
+    assert "column 'Deaths' must be numeric with no blanks; data row(s) 5 have (blank)" in result.stderr
+    src.write_text("\n".join([*lines[:3], ",5,10,100", *lines[3:]]) + "\n")
+    result = _aggregate(str(src), *args)
+    assert result.returncode == 3 and "column 'Hospital' is blank at data row(s) 3; name the unit" in result.stderr
+    assert "Traceback" not in result.stderr
+

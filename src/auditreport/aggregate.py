@@ -59,38 +59,47 @@ class AggregateOptionError(ValueError):
         super().__init__(message)
 
 
-def _rows(mask: np.ndarray) -> str:
-    # Report 1-based data rows, which with the header is the spreadsheet line minus one.
-    idx = np.flatnonzero(mask) + 1
+def _rows(mask: np.ndarray, rows: np.ndarray) -> str:
+    """Name the data rows where ``mask`` holds; ``rows`` is each kept row's 1-based data row in the file."""
+    # Blank lines count, so data row n is line n + 1 of the file, as a spreadsheet shows it, minus one.
+    idx = rows[np.asarray(mask, dtype=bool)]
     shown = ", ".join(str(i) for i in idx[:_MAX_LISTED])
     more = f" and {len(idx) - _MAX_LISTED} more" if len(idx) > _MAX_LISTED else ""
     return f"data row(s) {shown}{more}"
 
 
-def _numeric(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
+def _numeric(df: pd.DataFrame, col: str, path: Path, rows: np.ndarray) -> np.ndarray:
     raw = df[col]
     values = pd.to_numeric(raw, errors="coerce")
     bad = values.isna().to_numpy()
     if bad.any():
-        examples = ", ".join(repr(v) for v in raw[bad].head(3).tolist())
+        examples = ", ".join("(blank)" if pd.isna(v) else repr(v) for v in raw[bad].head(3).tolist())
+        # "1,719" is read as text, not guessed at ("1,5" may be a decimal comma): say how to make it a number.
+        grouped = raw[bad].astype(str).str.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?").any()
+        remedy = "; remove the thousands separators" if grouped else ""
         raise AggregateInputError(
-            f"{path}: column {col!r} must be numeric with no blanks; {_rows(bad)} have {examples}"
+            f"{path}: column {col!r} must be numeric with no blanks; {_rows(bad, rows)} have {examples}{remedy}"
         )
     arr = values.to_numpy(dtype=float)
     if not np.isfinite(arr).all():
-        raise AggregateInputError(f"{path}: column {col!r} has non-finite values at {_rows(~np.isfinite(arr))}")
+        raise AggregateInputError(f"{path}: column {col!r} has non-finite values at {_rows(~np.isfinite(arr), rows)}")
     return arr
 
 
-def _require_counts(values: np.ndarray, col: str, path: Path) -> None:
+def _require_counts(values: np.ndarray, col: str, path: Path, rows: np.ndarray) -> None:
     """The discrete rule's tails are those of counts: whole numbers only."""
     bad = values != np.round(values)
     if bad.any():
         raise AggregateInputError(
             f"{path}: column {col!r} must hold whole numbers (counts) for the discrete flag rule; not so at "
-            f"{_rows(bad)}; for a measure that is not a count use the flag method 'limits' or 'phe' "
+            f"{_rows(bad, rows)}; for a measure that is not a count use the flag method 'limits' or 'phe' "
             "(--flag-method)"
         )
+
+
+def _counts_as_integers(values: np.ndarray) -> np.ndarray:
+    """Whole-number counts as integers, so the output reads 34 deaths, not 34.0; other values unchanged."""
+    return values.astype(np.int64) if (values == np.round(values)).all() else values
 
 
 def _method_text(kind: str, method: str, flag_method: str, od: Overdispersion, target: float) -> str:
@@ -196,17 +205,22 @@ def run_aggregate(
         if kind == "ratio" and not float(target) > 0:
             raise AggregateOptionError(f"target ratio must be > 0, got {target!r}", "target")
         if kind == "proportion" and not 0.0 < float(target) < 1.0:
+            percent = f"; for {target:g}% give {target / 100:g}" if 1.0 <= float(target) < 100.0 else ""
             raise AggregateOptionError(f"target proportion must be strictly between 0 and 1 (a fraction), got "
-                                       f"{target!r}", "target")
+                                       f"{target!r}{percent}", "target")
     if not path.is_file():
         raise FileNotFoundError(f"aggregate input not found: {path}")
 
     try:
         # Units are codes: text, with nothing read as missing but a blank (a unit may be called "NA").
+        # Blank lines are kept while reading so that row numbers in messages match the file's lines.
         df = pd.read_csv(path, encoding="utf-8-sig", dtype={unit_col: str}, keep_default_na=False,
-                         na_values=[""])
+                         na_values=[""], skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise AggregateInputError(f"{path}: cannot read as CSV: {exc}") from exc
+    # A row blank in every column (an empty line, or only commas, as spreadsheets export) is no unit: skip it.
+    df = df[df.notna().any(axis=1)]
+    rows = df.index.to_numpy() + 1
     precision_col = expected_col if kind == "ratio" else denominator_col
     for parameter, col in (("unit_col", unit_col), ("observed_col", observed_col),
                            ("expected_col" if kind == "ratio" else "denominator_col", precision_col)):
@@ -218,22 +232,23 @@ def run_aggregate(
     units = df[unit_col]
     blank = (units.isna() | (units.str.strip() == "")).to_numpy()
     if blank.any():
-        raise AggregateInputError(f"{path}: column {unit_col!r} is blank at {_rows(blank)}")
+        raise AggregateInputError(f"{path}: column {unit_col!r} is blank at {_rows(blank, rows)}; name the unit "
+                                  "of each row, or delete the row")
     dup = units.duplicated(keep=False).to_numpy()
     if dup.any():
         raise AggregateInputError(
-            f"{path}: column {unit_col!r} must have one row per unit; repeated at {_rows(dup)}"
+            f"{path}: column {unit_col!r} must have one row per unit; repeated at {_rows(dup, rows)}"
         )
-    o = _numeric(df, observed_col, path)
-    x = _numeric(df, precision_col, path)
+    o = _numeric(df, observed_col, path, rows)
+    x = _numeric(df, precision_col, path, rows)
     if (o < 0).any():
-        raise AggregateInputError(f"{path}: column {observed_col!r} must be >= 0; negative at {_rows(o < 0)}")
+        raise AggregateInputError(f"{path}: column {observed_col!r} must be >= 0; negative at {_rows(o < 0, rows)}")
     if (x <= 0).any():
-        raise AggregateInputError(f"{path}: column {precision_col!r} must be > 0; not so at {_rows(x <= 0)}")
+        raise AggregateInputError(f"{path}: column {precision_col!r} must be > 0; not so at {_rows(x <= 0, rows)}")
     if flag_method == "discrete":
-        _require_counts(o, observed_col, path)
+        _require_counts(o, observed_col, path, rows)
         if kind == "proportion":
-            _require_counts(x, precision_col, path)
+            _require_counts(x, precision_col, path, rows)
 
     value = o / x
     if kind == "ratio":
@@ -246,7 +261,7 @@ def run_aggregate(
     else:
         if (o > x).any():
             raise AggregateInputError(
-                f"{path}: column {observed_col!r} exceeds {precision_col!r} at {_rows(o > x)}"
+                f"{path}: column {observed_col!r} exceeds {precision_col!r} at {_rows(o > x, rows)}"
             )
         t = float(o.sum() / x.sum()) if target is None else float(target)
         if not 0.0 < t < 1.0:
@@ -263,8 +278,8 @@ def run_aggregate(
     out = pd.DataFrame(
         {
             "unit": units.to_numpy(dtype=object),
-            "observed": o,
-            ("expected" if kind == "ratio" else "denominator"): x,
+            "observed": _counts_as_integers(o),
+            ("expected" if kind == "ratio" else "denominator"): x if kind == "ratio" else _counts_as_integers(x),
             "value": value,
             "lower95": lo95,
             "upper95": hi95,

@@ -65,8 +65,10 @@ def validate(audit: Path) -> None:
         from auditreport.analysis.national import fit_risk
 
         fit_risk(config, cohort)
+    reasons = p.loc[p["exclusion"] != "", "exclusion"].value_counts()
+    why = " (" + "; ".join(f"{reason}: {n:,}" for reason, n in reasons.items()) + ")" if len(reasons) else ""
     click.echo(f"{config.path.name}: valid. {data.n_submitted:,} records from {p['provider_code'].nunique()} "
-               f"providers; {int((p['exclusion'] != '').sum()):,} to be excluded.")
+               f"providers; {int(reasons.sum()):,} to be excluded{why}.")
     for warning in data.warnings:
         click.echo(f"  warning: {warning}")
 

@@ -56,6 +56,7 @@ def validate(config: AuditConfig, raw: pd.DataFrame, source: str,
         raise DataValidationError(source, [{"column": "(file)", "rule": "at least one record", "count": 0,
                                             "rows": [], "examples": "the file has a header but no records"}])
     frame, failures = _coerce(config, raw)
+    failures.extend(_bare_number_ids(frame, cols["patient_id"]))
     schema = _schema(config, providers)
     try:
         schema.validate(frame, lazy=True)
@@ -347,6 +348,19 @@ def _readable_rule(check: str) -> str:
         if check.startswith(prefix) and check.endswith(")"):
             return words + check[len(prefix):-1]
     return check
+
+
+#: The rule a patient identifier breaks when it is a bare number short enough to be one of a report's figures.
+BARE_NUMBER_ID_RULE = ("not a bare number of 1 to 4 digits (the disclosure check looks for every identifier in the "
+                       "public outputs and would find it among their figures): give identifiers a prefix, e.g. P0001")
+
+
+def _bare_number_ids(frame: pd.DataFrame, col: str) -> list[dict]:
+    """Identifiers such as 1, 2, 3 (a row number): every public report prints such numbers as counts, days or
+    years, so the disclosure check would fail the run on them after building every report."""
+    ids = frame[col].astype("string").str.strip()
+    bad = ids.str.fullmatch(r"\d{1,4}").fillna(False).astype(bool)
+    return [_failure(col, BARE_NUMBER_ID_RULE, bad, frame[col])] if bad.any() else []
 
 
 def _failure(col: str, rule: str, bad: pd.Series, values: pd.Series) -> dict:

@@ -30,10 +30,14 @@ from auditreport.presentation.shared_sections import INDICATOR_LABEL, MORTALITY,
 from auditreport.rules.disclosure import SUPPRESSED
 
 
+def survival_days(indicator: str) -> int:
+    """"survival_365d" -> 365: the horizon, to order survival indicators by time (as text, 1825 < 730)."""
+    return int(indicator.removeprefix("survival_").removesuffix("d"))
+
+
 def survival_label(indicator: str) -> str:
     """"survival_365d" -> "Survival at 365 days"."""
-    days = indicator.removeprefix("survival_").removesuffix("d")
-    return f"Survival at {days} days"
+    return f"Survival at {indicator.removeprefix('survival_').removesuffix('d')} days"
 
 
 def at_a_glance(ctx: ReportContext) -> Section:
@@ -41,7 +45,7 @@ def at_a_glance(ctx: ReportContext) -> Section:
     mine = ctx.unit_rows("provider", ctx.provider)
     nat = ctx.unit_rows("national", "national")
     rows = []
-    for indicator in list(MORTALITY) + sorted(i for i in mine.index if i.startswith("survival_")):
+    for indicator in list(MORTALITY) + sorted((i for i in mine.index if i.startswith("survival_")), key=survival_days):
         if indicator not in mine.index:
             continue
         r, n = mine.loc[indicator], nat.loc[indicator]

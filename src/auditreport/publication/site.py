@@ -24,6 +24,7 @@ from auditreport.config import AuditConfig
 from auditreport.data.loading import file_sha256
 from auditreport.execution.report_job import JobResult, ReportJob, safe_name
 from auditreport.files import atomic_write_text
+from auditreport.presentation.provider_sections import survival_days, survival_label
 from auditreport.presentation.tables import esc, flag_badge, table
 from auditreport.provenance import code_version, now_utc
 from auditreport.rendering.html import SORT_SCRIPT, stylesheet
@@ -177,7 +178,7 @@ def _site_index(config: AuditConfig, data: pd.DataFrame, links: dict[str, str],
                 public_jobs: Sequence[ReportJob], out_meta: dict | None = None) -> str:
     out_meta = out_meta or {}
     wide = _provider_rows(data)
-    surv = sorted(c for c in wide.columns if str(c).startswith("survival_"))
+    surv = sorted((c for c in wide.columns if str(c).startswith("survival_")), key=survival_days)
     rows = []
     for r in wide.sort_values("unit_name").itertuples():
         link = links.get(r.unit_id)
@@ -189,7 +190,7 @@ def _site_index(config: AuditConfig, data: pd.DataFrame, links: dict[str, str],
                      _fmt(getattr(r, "risk_adjusted_mortality", float("nan"))), flag_badge(r.flag)]
                     + [_fmt(getattr(r, s)) for s in surv])
     headers = ["Provider", "Code", "Cases", "Crude mortality", "O/E", "Risk-adjusted mortality", "Outlier status"]
-    headers += [f"Survival at {s.removeprefix('survival_').removesuffix('d')} days" for s in surv]
+    headers += [survival_label(s) for s in surv]
     national = any(j.kind == "national" for j in public_jobs)
     body = (f"<div class='cover' data-running='{esc(config.name)}'><p class='audience audience-public'>For publication</p>"
             f"<p class='audit-name'>{esc(config.name)}</p><h1>Results {esc(config.period_label)}</h1>"
