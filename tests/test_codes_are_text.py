@@ -18,10 +18,11 @@ import pyarrow.parquet
 import pytest
 import yaml
 
-from auditreport.analysis.national import load_validated, run_national
+from auditreport.analysis.national import run_national
 from auditreport.bundle import BUNDLE_DIR, load_bundle, write_bundle
 from auditreport.config import load_config
 from auditreport.data.synthetic import SyntheticSpec, generate
+from auditreport.data.validation import load_validated
 from auditreport.errors import DataValidationError
 from auditreport.pipeline import build, period_dir
 

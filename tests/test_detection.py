@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import pytest
 
-from auditreport.analysis.national import load_validated, run_national
+from auditreport.analysis.national import run_national
 from auditreport.config import load_config
 from auditreport.data.synthetic import SyntheticSpec
+from auditreport.data.validation import load_validated
 
 from conftest import make_audit, truth
 

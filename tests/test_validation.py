@@ -9,12 +9,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from auditreport.analysis.national import load_validated
 from auditreport.cli import main
 from auditreport.config import load_config
 from auditreport.data.examples import write_example
 from auditreport.data.synthetic import SyntheticSpec
-from auditreport.data.validation import BARE_NUMBER_ID_RULE
+from auditreport.data.validation import BARE_NUMBER_ID_RULE, load_validated
 from auditreport.errors import DataValidationError
 
 from conftest import make_audit

@@ -54,8 +54,8 @@ def main(verbose: bool) -> None:
 @click.argument("audit", type=click.Path(dir_okay=False, path_type=Path))
 def validate(audit: Path) -> None:
     """Check an audit definition and its data without writing anything."""
-    from auditreport.analysis.national import load_validated
     from auditreport.config import load_config
+    from auditreport.data.validation import load_validated
 
     config = load_config(audit)
     data = load_validated(config)

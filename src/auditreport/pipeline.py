@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from auditreport.analysis.national import load_validated, run_national
+from auditreport.analysis.national import run_national
 from auditreport.bundle import BUNDLE_DIR, BundleFormatError, load_bundle, read_metadata, write_bundle
 from auditreport.config import AuditConfig, load_config
 from auditreport.data.loading import file_sha256
+from auditreport.data.validation import load_validated
 from auditreport.execution.batch import run_batch
 from auditreport.execution.report_job import JobResult, ReportJob, safe_name
 from auditreport.files import atomic_write_text

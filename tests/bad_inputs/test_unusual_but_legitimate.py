@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from auditreport.analysis.national import load_validated, run_national
+from auditreport.analysis.national import run_national
 from auditreport.bundle import load_bundle, write_bundle
 from auditreport.config import load_config
+from auditreport.data.validation import load_validated
 from auditreport.reproduce import regenerate_report_html, visible_text
 from auditreport.resources import notebook_dir
 

@@ -21,8 +21,8 @@ from auditreport.analysis import indicators as ind
 from auditreport.analysis import survival_monitoring as sm
 from auditreport.analysis.quality import case_mix, data_quality
 from auditreport.config import AuditConfig
-from auditreport.data.loading import file_sha256, read_table
-from auditreport.data.validation import CODE_RULE, ValidatedData, code_text, validate
+from auditreport.data.loading import file_sha256
+from auditreport.data.validation import ValidatedData, load_validated
 from auditreport.errors import DataValidationError, RiskModelError
 from auditreport.provenance import code_version, now_utc
 from auditreport.rules.disclosure import suppress_indicators
@@ -60,29 +60,6 @@ class NationalResults:
     def tables(self) -> dict[str, pd.DataFrame]:
         """The results tables by name (every field but ``metadata`` and ``model``)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("metadata", "model")}
-
-
-def load_validated(config: AuditConfig) -> ValidatedData:
-    """Read the audit's extract and providers file and validate them (raises on any error)."""
-    providers = None
-    if config.providers_file is not None:
-        table = read_table(config.providers_file)
-        missing = [c for c in ("provider_code", "provider_name") if c not in table.columns]
-        if missing:
-            raise DataValidationError(str(config.providers_file), [
-                {"column": c, "rule": "column present", "count": 1, "rows": [],
-                 "examples": "the providers file needs columns provider_code and provider_name"}
-                for c in missing])
-        codes, bad = code_text(table["provider_code"])
-        for rule, rows in ((CODE_RULE, bad), ("not missing (every provider has a code)", codes.isna() & ~bad)):
-            if rows.any():
-                raise DataValidationError(str(config.providers_file), [
-                    {"column": "provider_code", "rule": rule, "count": int(rows.sum()),
-                     "rows": [int(i) + 1 for i in rows[rows].index],
-                     "examples": ", ".join(repr(v) for v in table.loc[rows, "provider_code"].head(3))}])
-        providers = table.assign(provider_code=codes)
-    raw = read_table(config.source)
-    return validate(config, raw, str(config.source), providers)
 
 
 def risk_factors_for_model(config: AuditConfig) -> list[riskmodel.RiskFactor]:

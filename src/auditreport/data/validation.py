@@ -19,6 +19,7 @@ from pandas.api import types
 from pandera.errors import SchemaErrors
 
 from auditreport.config import AuditConfig
+from auditreport.data.loading import read_table
 from auditreport.errors import DataValidationError
 
 #: Canonical columns of the normalised patient table, besides the risk factors.
@@ -387,3 +388,26 @@ def _is_int(value: object) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def load_validated(config: AuditConfig) -> ValidatedData:
+    """Read the audit's extract and providers file and validate them (raises on any error)."""
+    providers = None
+    if config.providers_file is not None:
+        table = read_table(config.providers_file)
+        missing = [c for c in ("provider_code", "provider_name") if c not in table.columns]
+        if missing:
+            raise DataValidationError(str(config.providers_file), [
+                {"column": c, "rule": "column present", "count": 1, "rows": [],
+                 "examples": "the providers file needs columns provider_code and provider_name"}
+                for c in missing])
+        codes, bad = code_text(table["provider_code"])
+        for rule, rows in ((CODE_RULE, bad), ("not missing (every provider has a code)", codes.isna() & ~bad)):
+            if rows.any():
+                raise DataValidationError(str(config.providers_file), [
+                    {"column": "provider_code", "rule": rule, "count": int(rows.sum()),
+                     "rows": [int(i) + 1 for i in rows[rows].index],
+                     "examples": ", ".join(repr(v) for v in table.loc[rows, "provider_code"].head(3))}])
+        providers = table.assign(provider_code=codes)
+    raw = read_table(config.source)
+    return validate(config, raw, str(config.source), providers)
