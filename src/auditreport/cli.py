@@ -86,26 +86,32 @@ def validate(audit: Path) -> None:
               help="Seconds a notebook cell may run before its report fails.")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Run the reports on a Dask cluster (e.g. tcp://host:8786) instead of local processes.")
+@click.option("--no-publish", "no_publish", is_flag=True,
+              help="Build the reports only: leave the site, open data, manifest and disclosure check for the "
+                   "next run without this option (a quick rebuild of one report while editing its notebook).")
 def run(audit: Path, reports_root: Path, providers: tuple[str, ...], audiences: tuple[str, ...],
-        jobs: int | None, force: bool, timeout: int, scheduler: str | None) -> None:
+        jobs: int | None, force: bool, timeout: int, scheduler: str | None, no_publish: bool) -> None:
     """Run an audit: national stage, every provider's reports, site and manifest.
 
     Reports already built from the same inputs are skipped, so rerunning after an
     interruption resumes where it stopped.
     """
-    _build(audit, reports_root, providers, audiences or ("local", "public"), jobs, force, timeout, scheduler)
+    _build(audit, reports_root, providers, audiences or ("local", "public"), jobs, force, timeout, scheduler,
+           publish=not no_publish)
 
 
 def _build(audit: Path, reports_root: Path, providers, audiences, jobs, force: bool, timeout: int,
-           scheduler: str | None = None) -> Path:
+           scheduler: str | None = None, publish: bool = True) -> Path:
     from auditreport.pipeline import build
 
     click.echo(f"{audit}: building")
     with _Progress(sys.stderr.isatty()) as progress:
         summary = build(audit, reports_root, providers=providers or None, audiences=audiences, workers=jobs,
-                        force=force, timeout=timeout, scheduler=scheduler, on_result=progress.result,
-                        on_plan=progress.plan)
+                        force=force, timeout=timeout, scheduler=scheduler, publish=publish,
+                        on_result=progress.result, on_plan=progress.plan)
     _print_summary(audit, summary)
+    if not publish:
+        click.echo("  site, open data and manifest not updated (--no-publish): run again without it to publish")
     if summary.failed:
         raise BuildError(f"{len(summary.failed)} report(s) failed; see the table above and {summary.log_file}")
     return summary.period_dir
@@ -163,6 +169,39 @@ def _print_summary(audit: Path, summary) -> None:
         click.echo(f"      notebook: {r.failed_notebook or 'none (no cell ran)'}")
     click.echo(f"  log: {summary.log_file}")
     click.echo(f"  open {summary.period_dir / 'index.html'}")
+
+
+@main.command()
+@click.argument("audit", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the copies (default: notebooks/<audit id>/ beside the audit definition).")
+def notebooks(audit: Path, out: Path | None) -> None:
+    """Start an audit's own report notebooks: copy the default provider and national notebooks into its
+    folder (never overwriting) and print the lines that make the audit definition use them."""
+    import os
+
+    from auditreport.config import load_config
+    from auditreport.resources import copy_notebooks
+
+    config = load_config(audit)
+    out = out if out is not None else config.path.parent / "notebooks" / config.id
+    try:
+        provider, national = copy_notebooks(out)
+    except (FileExistsError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+    def relative(path: Path) -> str:  # as the definition names it: relative to the YAML file's folder
+        return Path(os.path.relpath(path.resolve(), config.path.parent)).as_posix()
+
+    click.echo(f"copied the default notebooks to {out}{os.sep}: {provider.name} (every provider's local and "
+               f"public report) and {national.name} (the national report)")
+    if config.provider_notebook or config.national_notebook:
+        click.echo(f"note: {config.path.name} already names notebooks of its own; these lines replace them")
+    click.echo(f"\nAdd to {config.path} to use them:\n\nnotebooks:\n  provider: {relative(provider)}\n"
+               f"  national: {relative(national)}\n")
+    click.echo("Then rebuild one provider's confidential report in seconds after each edit:\n"
+               f"  auditreport run {audit} -p <provider code> --audience local --no-publish")
 
 
 @main.command()
