@@ -172,7 +172,7 @@ def _print_summary(audit: Path, summary) -> None:
 
 
 @main.command()
-@click.argument("audit", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("audit", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the copies (default: notebooks/<audit id>/ beside the audit definition).")
 def notebooks(audit: Path, out: Path | None) -> None:
@@ -180,11 +180,11 @@ def notebooks(audit: Path, out: Path | None) -> None:
     folder (never overwriting) and print the lines that make the audit definition use them."""
     import os
 
-    from auditreport.config import load_config
     from auditreport.resources import copy_notebooks
 
-    config = load_config(audit)
-    out = out if out is not None else config.path.parent / "notebooks" / config.id
+    audit = audit.resolve()
+    audit_id, named = _audit_id_and_notebooks(audit)
+    out = out if out is not None else audit.parent / "notebooks" / audit_id
     try:
         provider, national = copy_notebooks(out)
     except (FileExistsError, ValueError) as exc:
@@ -192,16 +192,37 @@ def notebooks(audit: Path, out: Path | None) -> None:
         sys.exit(2)
 
     def relative(path: Path) -> str:  # as the definition names it: relative to the YAML file's folder
-        return Path(os.path.relpath(path.resolve(), config.path.parent)).as_posix()
+        return Path(os.path.relpath(path.resolve(), audit.parent)).as_posix()
 
     click.echo(f"copied the default notebooks to {out}{os.sep}: {provider.name} (every provider's local and "
                f"public report) and {national.name} (the national report)")
-    if config.provider_notebook or config.national_notebook:
-        click.echo(f"note: {config.path.name} already names notebooks of its own; these lines replace them")
-    click.echo(f"\nAdd to {config.path} to use them:\n\nnotebooks:\n  provider: {relative(provider)}\n"
+    if named:
+        click.echo(f"note: {audit.name} already names notebooks of its own ({', '.join(named)}); "
+                   "these lines replace them")
+    click.echo(f"\nAdd to {audit} to use them:\n\nnotebooks:\n  provider: {relative(provider)}\n"
                f"  national: {relative(national)}\n")
     click.echo("Then rebuild one provider's confidential report in seconds after each edit:\n"
                f"  auditreport run {audit} -p <provider code> --audience local --no-publish")
+
+
+def _audit_id_and_notebooks(audit: Path) -> tuple[str, list[str]]:
+    """The definition's ``audit.id`` and the notebooks it names, read without validating the rest: the
+    command must work when the definition names notebooks not yet copied (``validate`` checks the rest)."""
+    import yaml
+
+    from auditreport.errors import ConfigError
+
+    try:
+        raw = yaml.safe_load(audit.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{audit}: cannot be read as YAML: {exc}") from None
+    section = raw.get("audit") if isinstance(raw, dict) else None
+    audit_id = section.get("id") if isinstance(section, dict) else None
+    if not isinstance(audit_id, str) or not audit_id.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"{audit}: key 'audit.id' must be letters, digits, '-' or '_' (it names the notebooks' "
+                          f"folder), got {audit_id!r}; auditreport validate {audit.name} checks the whole definition")
+    named = raw.get("notebooks")
+    return audit_id, [f"{k}: {v}" for k, v in named.items()] if isinstance(named, dict) else []
 
 
 @main.command()

@@ -149,8 +149,11 @@ def _attempt(job: ReportJob) -> tuple[JobResult, bool]:
     try:
         try:
             nb = _execute(job, staging, timings)
-        except (CellExecutionError, CellTimeoutError) as exc:
+        except CellExecutionError as exc:
             raise _JobFailed(f"{_cell_of(exc)}: {_short_error(exc)}", nb=getattr(exc, "_nb", None)) from exc
+        except CellTimeoutError as exc:  # its message is mostly the cell's source, which the label shows
+            raise _JobFailed(f"{_cell_of(exc)}: timed out after {job.timeout} seconds (--timeout)",
+                             nb=getattr(exc, "_nb", None)) from exc
         except DeadKernelError as exc:
             _save_partial(getattr(exc, "_nb", None), executed)
             raise _Retryable(f"kernel died in {_cell_of(exc)}: {_kernel_log_tail(staging) or exc}") from exc
