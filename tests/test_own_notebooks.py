@@ -6,7 +6,13 @@ The kernel tests run real kernels (as ``tests/test_batch.py`` does); the end-to-
 
 from __future__ import annotations
 
+import os
+import queue
 import re
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import nbformat
@@ -105,6 +111,9 @@ def test_notebooks_command_copies_the_defaults_and_never_overwrites(tmp_path):
 
 @pytest.mark.slow
 def test_own_notebooks_are_used_edits_rebuild_only_them_and_a_raising_cell_fails_its_report(tmp_path):
+    """End to end through the command line: the audit's own notebooks are used, a cell of theirs that raises
+    fails its report (named in the summary and the run log), an edit rebuilds only the reports of that
+    notebook, and --watch rebuilds on every save."""
     audit = make_audit(tmp_path, SPEC)
     runner = CliRunner()
     started = runner.invoke(main, ["notebooks", str(audit)])
@@ -153,3 +162,29 @@ def test_own_notebooks_are_used_edits_rebuild_only_them_and_a_raising_cell_fails
     assert re.search(r"built\s+2\b", second.output) and re.search(r"skipped \(up to date\)\s+1\b", second.output)
     assert f"Our own section for {bad}" in (out / "providers" / bad / "local.html").read_text()
     assert not (out / "providers" / bad / "local.failed.ipynb").exists()
+
+    # --watch: the chosen report is rebuilt each time the notebook is saved, in one long-lived process.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    watch = subprocess.Popen([sys.executable, "-m", "auditreport.cli", *command[:-3], "--watch"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in watch.stdout], daemon=True).start()
+    seen: list[str] = []
+
+    def until(text: str) -> None:
+        while text not in (line := lines.get(timeout=240)):
+            seen.append(line)
+
+    try:
+        until("watching")  # the first round: everything up to date
+        provider_nb.cells.append(nbformat.v4.new_code_cell("display(HTML('<p>Saved while watching</p>'))"))
+        nbformat.write(provider_nb, str(config.provider_notebook))
+        until("watching")
+        watch.send_signal(signal.SIGINT)
+        until("stopped watching")
+        assert watch.wait(timeout=60) == 0
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    assert sum("built   provider:" in line for line in seen) == 2, seen  # both chosen reports, once
+    assert "Saved while watching" in (out / "providers" / good / "local.html").read_text()

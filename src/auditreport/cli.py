@@ -89,13 +89,24 @@ def validate(audit: Path) -> None:
 @click.option("--no-publish", "no_publish", is_flag=True,
               help="Build the reports only: leave the site, open data, manifest and disclosure check for the "
                    "next run without this option (a quick rebuild of one report while editing its notebook).")
+@click.option("--watch", is_flag=True,
+              help="With -p: build the chosen reports, then rebuild them each time the audit's notebooks or "
+                   "definition change, until Ctrl-C (implies --no-publish; one report at a time in this process, "
+                   "which keeps its kernel zygote, templates and fonts loaded between rebuilds).")
 def run(audit: Path, reports_root: Path, providers: tuple[str, ...], audiences: tuple[str, ...],
-        jobs: int | None, force: bool, timeout: int, scheduler: str | None, no_publish: bool) -> None:
+        jobs: int | None, force: bool, timeout: int, scheduler: str | None, no_publish: bool, watch: bool) -> None:
     """Run an audit: national stage, every provider's reports, site and manifest.
 
     Reports already built from the same inputs are skipped, so rerunning after an
     interruption resumes where it stopped.
     """
+    if watch:
+        if not providers:
+            raise click.UsageError("--watch rebuilds chosen reports: name them with -p/--provider")
+        if scheduler or jobs:
+            raise click.UsageError("--watch builds in this process: leave out --scheduler and -j")
+        _watch(audit, reports_root, providers, audiences or ("local", "public"), force, timeout)
+        return
     _build(audit, reports_root, providers, audiences or ("local", "public"), jobs, force, timeout, scheduler,
            publish=not no_publish)
 
@@ -115,6 +126,42 @@ def _build(audit: Path, reports_root: Path, providers, audiences, jobs, force: b
     if summary.failed:
         raise BuildError(f"{len(summary.failed)} report(s) failed; see the table above and {summary.log_file}")
     return summary.period_dir
+
+
+def _watch(audit: Path, reports_root: Path, providers, audiences, force: bool, timeout: int) -> None:
+    """Build, then rebuild whenever a watched file changes; a failure is shown and watching goes on."""
+    from auditreport.pipeline import watched_files
+
+    try:
+        while True:
+            files = watched_files(audit)
+            try:
+                _build(audit, reports_root, providers, audiences, 1, force, timeout, publish=False)
+            except AuditReportError as exc:  # a failed report, an invalid definition: fix it and save again
+                click.echo(f"error: {exc}", err=True)
+            force = False  # --force rebuilds once, not at every change
+            click.echo(f"watching {', '.join(str(f) for f in files)} (Ctrl-C to stop)")
+            _wait_for_change(files)
+    except KeyboardInterrupt:
+        click.echo("stopped watching")
+
+
+def _wait_for_change(files: list[Path], poll: float = 0.3) -> None:
+    """Return once any of ``files`` is modified, created or removed (and its writing has settled)."""
+    def state() -> list[tuple[int, int] | None]:
+        out = []
+        for f in files:
+            try:
+                st = f.stat()
+                out.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                out.append(None)
+        return out
+
+    before = state()
+    while state() == before:
+        time.sleep(poll)
+    time.sleep(poll)  # an editor may write a file in several steps
 
 
 class _Progress:

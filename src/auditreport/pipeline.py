@@ -101,6 +101,17 @@ def report_notebooks(config: AuditConfig) -> dict[str, Path]:
             "national": config.national_notebook or notebook_dir() / "national.ipynb"}
 
 
+def watched_files(config_path: str | Path) -> list[Path]:
+    """What a rebuild while editing depends on and a person edits: the audit definition and the audit's own
+    notebooks (only the definition if it cannot be read as it stands; fixing it is the next change)."""
+    path = Path(config_path).resolve()
+    try:
+        config = load_config(path)
+    except AuditReportError:
+        return [path]
+    return [path, *(nb for nb in (config.provider_notebook, config.national_notebook) if nb is not None)]
+
+
 def report_jobs(config: AuditConfig, out: Path, providers: Sequence[str] | None = None,
                 audiences: Sequence[str] = AUDIENCES, timeout: int = 600) -> list[ReportJob]:
     """The national report and every (provider, audience) report, as independent jobs."""
