@@ -64,8 +64,9 @@ def validate(audit: Path) -> None:
     p = data.patients
     reasons = p.loc[p["exclusion"] != "", "exclusion"].value_counts()
     why = " (" + "; ".join(f"{reason}: {n:,}" for reason, n in reasons.items()) + ")" if len(reasons) else ""
-    click.echo(f"{config.path.name}: valid. {data.n_submitted:,} records from {p['provider_code'].nunique()} "
-               f"providers; {int(reasons.sum()):,} to be excluded{why}.")
+    words = config.wording
+    click.echo(f"{config.path.name}: valid. {data.n_submitted:,} {words.activity} from "
+               f"{p['provider_code'].nunique()} {words.providers}; {int(reasons.sum()):,} to be excluded{why}.")
     for measure in config.measures:
         recs = measures[measure.id]
         national = recs.exclusions[recs.exclusions["unit_id"] == "national"]
