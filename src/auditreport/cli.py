@@ -134,38 +134,40 @@ def _build(audit: Path, reports_root: Path, providers, audiences, jobs, force: b
 
 def _watch(audit: Path, reports_root: Path, providers, audiences, force: bool, timeout: int) -> None:
     """Build, then rebuild whenever a watched file changes; a failure is shown and watching goes on."""
+    from auditreport.execution.report_job import warm_up
     from auditreport.pipeline import watched_files
 
     try:
+        warm = False
         while True:
             files = watched_files(audit)
+            before = _file_state(files)  # a save while building or warming up is a change to rebuild for
             try:
                 _build(audit, reports_root, providers, audiences, 1, force, timeout, publish=False)
             except AuditReportError as exc:  # a failed report, an invalid definition: fix it and save again
                 click.echo(f"error: {exc}", err=True)
             force = False  # --force rebuilds once, not at every change
+            if not warm:  # if nothing was built, the first rebuild would start everything cold
+                warm_up()
+                warm = True
             click.echo(f"watching {', '.join(str(f) for f in files)} (Ctrl-C to stop)")
-            _wait_for_change(files)
+            while _file_state(files) == before:
+                time.sleep(0.3)
+            time.sleep(0.3)  # an editor may write a file in several steps
     except KeyboardInterrupt:
         click.echo("stopped watching")
 
 
-def _wait_for_change(files: list[Path], poll: float = 0.3) -> None:
-    """Return once any of ``files`` is modified, created or removed (and its writing has settled)."""
-    def state() -> list[tuple[int, int] | None]:
-        out = []
-        for f in files:
-            try:
-                st = f.stat()
-                out.append((st.st_mtime_ns, st.st_size))
-            except OSError:
-                out.append(None)
-        return out
-
-    before = state()
-    while state() == before:
-        time.sleep(poll)
-    time.sleep(poll)  # an editor may write a file in several steps
+def _file_state(files: list[Path]) -> list[tuple[int, int] | None]:
+    """Each file's modification time and size (None if missing): any difference is a change."""
+    out: list[tuple[int, int] | None] = []
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return out
 
 
 class _Progress:

@@ -323,6 +323,28 @@ def _failure(job: ReportJob, staging: Path, error: str, timings: dict[str, float
                      failed_notebook=str(failed) if failed.exists() else "", timings=timings)
 
 
+def warm_up(kernel_name: str = "python3") -> None:
+    """Build a one-cell report in a temporary folder, so that this process has its kernel zygote started,
+    its HTML templates and its PDF fonts loaded before the next real report.
+
+    ``auditreport run --watch`` calls it while it waits for the first save, so that the first rebuild is
+    as quick as the ones after it. Never raises (a failure only means the next report starts cold).
+    """
+    import nbformat
+
+    with tempfile.TemporaryDirectory(prefix="auditreport-warm-up-") as tmp:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": kernel_name, "display_name": kernel_name, "language": "python"}
+        nb.cells = [nbformat.v4.new_code_cell('bundle_dir = ""', metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell("from IPython.display import HTML, display\n"
+                                              "display(HTML('<p>warm</p>'))")]
+        notebook = Path(tmp) / "warm-up.ipynb"
+        nbformat.write(nb, str(notebook))
+        run_job(ReportJob(kind="provider", audience="local", notebook=str(notebook), bundle_dir=tmp,
+                          out_dir=str(Path(tmp) / "out"), stem="warm-up", title="warm-up", audit="", period="",
+                          timeout=STARTUP_TIMEOUT, kernel_name=kernel_name))
+
+
 def stamp_path(job: ReportJob) -> Path:
     return Path(job.out_dir) / f".{job.stem}.stamp.json"
 
