@@ -162,6 +162,8 @@ def test_own_notebooks_are_used_edits_rebuild_only_them_and_a_raising_cell_fails
     assert re.search(r"built\s+2\b", second.output) and re.search(r"skipped \(up to date\)\s+1\b", second.output)
     assert f"Our own section for {bad}" in (out / "providers" / bad / "local.html").read_text()
     assert not (out / "providers" / bad / "local.failed.ipynb").exists()
+    unknown = runner.invoke(main, [*command[:4], "-p", "NOSUCH", "--no-publish"])
+    assert unknown.exit_code == 2 and f"provider(s) NOSUCH not in the results of {config.id}" in unknown.output
 
     # --watch: the chosen report is rebuilt each time the notebook is saved, in one long-lived process.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
