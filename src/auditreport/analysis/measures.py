@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import logit
 
 from auditreport.analysis import survival_monitoring as sm
 from auditreport.config import AuditConfig, Measure
@@ -348,8 +347,6 @@ def proportion_measure(config: AuditConfig, measure: Measure, records: pd.DataFr
     columns = {"cases": ("y", "size"), "observed": ("y", "sum")}
     if measure.adjusted:
         columns["expected"] = ("p", "sum")
-        lp = logit(np.clip(records["p"].to_numpy(float), 1e-12, 1 - 1e-12))
-        national_p = float(records["p"].mean())
     rows, curves, od_info = [], [], {}
     for level in ("national", *measure.levels):
         totals = unit_totals(records, level, columns, providers)
@@ -365,7 +362,7 @@ def proportion_measure(config: AuditConfig, measure: Measure, records: pd.DataFr
             od = _ratio_overdispersion(measure.overdispersion, level, o, e)
             oe, oe_limits = _oe_rows(measure, "oe_ratio", level, totals.index, o, n, e, od, "discrete")
             rows.append(oe)
-            rows.append(_adjusted_rate_rows(measure, level, totals, records, lp, national_p, oe, oe_limits))
+            rows.append(_adjusted_rate_rows(level, totals, records, oe, oe_limits))
             if level != "national":
                 od_info[level] = od.to_dict()
                 curves.append(_funnel(measure, "oe_ratio", level, "ratio", 1.0, e, od))
@@ -439,13 +436,13 @@ def _oe_rows(measure: Measure, statistic: str, level: str, units: pd.Index, o: n
     return rows, lim
 
 
-def _adjusted_rate_rows(measure: Measure, level: str, totals: pd.DataFrame, records: pd.DataFrame,
-                        lp: np.ndarray, national_p: float, oe: pd.DataFrame, oe_limits: tuple) -> pd.DataFrame:
+def _adjusted_rate_rows(level: str, totals: pd.DataFrame, records: pd.DataFrame, oe: pd.DataFrame,
+                        oe_limits: tuple) -> pd.DataFrame:
     """The bounded adjusted rate of every unit: its O, the O/E interval's and limits' O bounds, mapped alike.
 
     For each unit, the logit shift d with sum over its records of expit(logit p_i + d) equal to a count, and
     the mean of expit(logit p_j + d) over the national records (``stats.standardisation``); a count of 0 maps
-    to 0 and a count of the unit's cases (or more) to 1, so the rate and its bounds stay within 0-1.
+    to 0 and a count of the unit's records (or more) to 1, so the rate and its bounds stay within 0-1.
     """
     e = totals["expected"].to_numpy(float)
     counts = {"value": totals["observed"].to_numpy(float)}
@@ -454,16 +451,25 @@ def _adjusted_rate_rows(measure: Measure, level: str, totals: pd.DataFrame, reco
     for col, lim in zip(_LIMITS, oe_limits, strict=True):
         counts[col] = np.asarray(lim, dtype=float) * e
     key = LEVEL_KEYS[level]
-    codes = (np.full(len(records), "national", dtype=object) if key is None
-             else records[key].astype("string").fillna("").to_numpy(dtype=object))
-    mapped = standardisation.bounded_adjusted_rate(lp, codes, list(totals.index), counts)
+    p_national = records["p"].to_numpy(float)
+    attributed = records if key is None else records[records[key].notna()]
+    groups = (np.full(len(attributed), "national", dtype=object) if key is None
+              else attributed[key].astype(str).to_numpy(dtype=object))
     rows = oe.copy()
     rows["statistic"] = "adjusted_rate"
-    for col, values in mapped.items():
-        rows[col] = values
-    rows["target"] = national_p
-    rows["method"] = ("logit-shift indirect standardisation (bounded 0-1): the O/E interval's and limits' counts "
-                      "mapped to the national case mix; flag of the O/E; " + oe["method"].iat[0])
+    # The shifts of every count first, then one pass over the national risks for all of them
+    # (``standardisation.bounded_adjusted_rate`` is these two steps for one count).
+    shifts = np.column_stack([
+        standardisation.logit_shift(attributed["p"].to_numpy(float), groups,
+                                    pd.Series(values, index=totals.index)).to_numpy()
+        for values in counts.values()]) if len(attributed) else np.full((len(totals), len(counts)), np.nan)
+    rates = standardisation.shifted_rate(shifts, p_national)
+    for j, col in enumerate(counts):
+        rows[col] = rates[:, j]
+    rows["target"] = float(p_national.mean())
+    rows["method"] = ("logit-shift indirect standardisation (bounded 0-1): the unit's observed events, and the "
+                      "O/E interval's and limits' bounds times E, as the national case mix's rate; flag of the "
+                      "O/E; " + oe["method"].iat[0])
     return rows
 
 
@@ -504,7 +510,7 @@ def _value_rows(measure: Measure, level: str, stats: pd.DataFrame, with_status: 
     if with_status:
         lim = (*funnel.normal_limits(target, sd, n, 0.95, overdispersion=od),
                *funnel.normal_limits(target, sd, n, 0.998, overdispersion=od))
-        flags = _status(level, flag_units("mean", s, n, target, lim[:2], lim[2:], method="limits"))
+        flags = _status(level, flag_units("mean", s, n, target, lim[:2], lim[2:], method="limits", sd=sd))
         method = (f"mean{units}; t interval; normal funnel limits around {target:.4g} with the national standard "
                   f"deviation {sd:.4g}" + _od_note(od) + "; flagged by the limits")
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -111,7 +111,7 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
 
     metadata = national_metadata(config, validated, selected, parameters)
     metadata.update({
-        "wording": {**asdict(config.wording), "national_unit_name": config.wording.national_unit_name},
+        "wording": config.wording.to_dict(),
         "measures": [measure_metadata(r, cusum.get(r.measure.id)) for r in results],
         "publication": {"suppression_threshold": config.suppression_threshold,
                         "publish_consultants": config.publish_consultants},
@@ -239,7 +239,8 @@ def exclusion_table(selected: dict[str, Any], results: list[MeasureResult]) -> p
 def measure_metadata(result: MeasureResult, cusum: dict[str, Any] | None) -> dict[str, Any]:
     """What the metadata says of one measure (contract section 3): definition, headline, method, national figures."""
     m = result.measure
-    statistics = list(dict.fromkeys(result.rows["statistic"]))
+    present = set(result.rows["statistic"])
+    statistics = [s for s in m.statistics if s in present]
     out = {
         "id": m.id, "label": m.label, "description": m.description, "kind": m.kind, "type": m.type,
         "direction": m.direction, "target": m.target,

@@ -30,31 +30,39 @@ def data_quality(config: AuditConfig, patients: pd.DataFrame) -> pd.DataFrame:
     'exclude', whose records the measures leave out and count in the exclusions table).
     """
     keys = [k for k in COMPLETENESS_FIELDS if k in config.columns] + [f.name for f in config.risk_factors]
+    keys = [k for k in keys if k in patients]
     imputing = [f.name for f in config.risk_factors if f.missing != "exclude"]
-    exclusion = patients["exclusion"] if "exclusion" in patients else pd.Series("", index=patients.index)
-    rows = []
-    groups = [("national", patients.index)] + [(str(code), idx) for code, idx in
-                                                patients.groupby("provider_code", sort=True).groups.items()]
-    for code, index in groups:
-        grp, why = patients.loc[index], exclusion.loc[index]
-        analysed = why == ""
-        row: dict[str, object] = {"unit_id": code, "records_submitted": len(grp),
-                                  "records_analysed": int(analysed.sum())}
-        for reason, count in why[~analysed].value_counts().items():
-            row[f"excluded: {reason}"] = int(count)
-        row["records_excluded"] = int((~analysed).sum())
-        # Records without a provider code count in national figures only; say how many.
-        row["no provider code"] = int(grp["provider_code"].isna().sum())
-        for key in keys:
-            if key in grp:
-                row[f"complete: {key}"] = float(grp[key].notna().mean()) if len(grp) else np.nan
-        for name in imputing:
-            row[f"imputed: {name}"] = int(grp.loc[analysed, name].isna().sum())
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    # A reason absent from a provider is 0 of it; counts stay integers whichever providers have the reason.
-    excluded = [c for c in table.columns if c.startswith("excluded: ")]
-    table[excluded] = table[excluded].fillna(0).astype("int64")
+    exclusion = (patients["exclusion"] if "exclusion" in patients else pd.Series("", index=patients.index)).astype(str)
+    analysed = exclusion == ""
+    # One grouped pass per kind of figure (no loop over providers): the national row, then each provider's.
+    frame = pd.DataFrame({"unit": patients["provider_code"].astype("string"), "analysed": analysed,
+                          "no provider code": patients["provider_code"].isna()}, index=patients.index)
+    for key in keys:
+        frame[f"complete: {key}"] = patients[key].notna()
+    for name in imputing:
+        frame[f"imputed: {name}"] = analysed & patients[name].isna()
+    reasons = sorted(set(exclusion[~analysed]))
+    for reason in reasons:
+        frame[f"excluded: {reason}"] = exclusion == reason
+    counts = [c for c in frame.columns if c not in ("unit",) and not c.startswith("complete: ")]
+    shares = [c for c in frame.columns if c.startswith("complete: ")]
+    national = pd.concat([frame[counts].sum().to_frame("national").T, frame[shares].mean().to_frame("national").T],
+                         axis=1)
+    national.insert(0, "records_submitted", len(frame))
+    grouped = frame.groupby("unit", sort=True)
+    providers = pd.concat([grouped[counts].sum(), grouped[shares].mean()], axis=1)
+    providers.insert(0, "records_submitted", grouped.size())
+    table = pd.concat([national, providers])
+    table = table.rename(columns={"analysed": "records_analysed"})
+    table["records_excluded"] = table["records_submitted"] - table["records_analysed"]
+    ints = ["records_submitted", "records_analysed", "records_excluded", "no provider code",
+            *(c for c in table.columns if c.startswith(("excluded: ", "imputed: ")))]
+    table[ints] = table[ints].astype("int64")
+    table[shares] = table[shares].astype(float)
+    order = ["records_submitted", "records_analysed", *(f"excluded: {r}" for r in reasons), "records_excluded",
+             "no provider code", *shares, *(f"imputed: {n}" for n in imputing)]
+    table = table[order].rename_axis("unit_id").reset_index()
+    table["unit_id"] = table["unit_id"].astype(str)
     return table
 
 

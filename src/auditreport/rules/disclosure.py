@@ -94,10 +94,10 @@ def suppress_indicators(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
         """Spread suppression within a unit: few records, a shared event count, an equal numerator."""
         mask = mask | unit_measure.isin(small_den_units)
         mask = mask | (shared & unit_measure.isin(set(unit_measure[mask & shared])))
-        hidden_numerators = set(zip(key[mask], num[mask], strict=True))
-        mask = mask | pd.Series([(k, n) in hidden_numerators for k, n in zip(key, num, strict=True)],
-                                index=out.index)
-        return mask
+        counted = num.notna()
+        hidden_numerators = pd.MultiIndex.from_arrays([key[mask & counted], num[mask & counted]])
+        same = pd.MultiIndex.from_arrays([key, num]).isin(hidden_numerators) & counted.to_numpy()
+        return mask | pd.Series(same, index=out.index)
 
     small = propagate(small)
     # Secondary suppression of numerators, group by group, until nothing changes.
