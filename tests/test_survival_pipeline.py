@@ -25,8 +25,8 @@ from auditreport.config import load_config
 from auditreport.data.examples import write_example
 from auditreport.errors import ConfigError
 from auditreport.stats.monitoring import cusum_weights, detection_delay
-from auditreport.stats.survival import survival_at, survival_at_by_group
 from auditreport.stats.riskmodel import RiskFactor
+from auditreport.stats.survival import survival_at, survival_at_by_group
 
 REPO = Path(__file__).resolve().parents[1]
 
