@@ -733,15 +733,13 @@ def _km_rows(measure: Measure, records: pd.DataFrame, providers: pd.Index) -> tu
     """
     horizons = sorted(measure.horizons)
     method = f"Kaplan-Meier, Greenwood variance, {measure.ci_transform} transform"
-    t_all, e_all = records["time"].to_numpy(float), records["event"].to_numpy(int)
-    curves = []
-    for unit, t, e in [("national", t_all, e_all)] + [
-            (str(code), grp["time"].to_numpy(float), grp["event"].to_numpy(int))
-            for code, grp in records.groupby(records["provider_code"].astype("string"), sort=True)
-            if pd.notna(code)]:
-        km = survival.kaplan_meier(t, e, alpha=0.05, ci_transform=measure.ci_transform)
-        km.insert(0, "unit_id", unit)
-        curves.append(km)
+    attributed = records[records["provider_code"].notna()]
+    curves = [survival.kaplan_meier_by_group(frame["time"].to_numpy(float), frame["event"].to_numpy(int), groups,
+                                             alpha=0.05, ci_transform=measure.ci_transform)
+              for frame, groups in ((records, np.full(len(records), "national", dtype=object)),
+                                    (attributed, attributed["provider_code"].astype(str).to_numpy(dtype=object)))
+              if len(frame)]
+    curves = [c.rename(columns={"group": "unit_id"}).astype({"unit_id": object}) for c in curves]
     out = []
     for level in ("national", *measure.levels):
         key = LEVEL_KEYS[level]
