@@ -419,3 +419,15 @@ def test_public_table_suppresses_each_measure_by_its_own_counts(measures_run):
     # Measures without small numbers keep every provider's figures.
     los = public[(public["measure"] == "los") & (public["level"] == "provider")]
     assert not los["suppressed"].any()
+
+
+def test_an_audit_of_one_ratio_measure_without_counts(tmp_path):
+    """Length of stay alone: no statistic has a count, so disclosure control hides by records only."""
+    config = load_config(_measures_audit(tmp_path, measures=[MEASURES[5]]))
+    results = run_national(config)
+    assert set(results.indicators["measure"]) == {"los"} and results.indicators["numerator"].isna().all()
+    assert not results.indicators_public["suppressed"].any()
+    assert results.risk.empty and results.monitoring.empty and results.km.empty
+    assert results.model["measures"]["los"]["family"] == "poisson"
+    bundle = load_bundle(write_bundle(tmp_path / "out", results))  # empty tables keep their declared columns
+    assert bundle.km.empty and list(bundle.risk.columns) == list(results.risk.columns)
