@@ -184,23 +184,24 @@ def _check_target(kind: str, target: float | None) -> None:
 
 
 def _method_text(kind: str, method: str, flag_method: str, od: Overdispersion, target: float, target_kind: str,
-                 mean_info: str = "") -> str:
+                 mean_text: tuple[str, str] = ("", "")) -> str:
+    """The method column: kind, target, interval, limits, over-dispersion and flag rule in one line.
+
+    ``mean_text`` is, for a mean, the interval's name and what the limits' standard error is.
+    """
     limits = {
         ("ratio", "exact"): "exact Poisson (FunnelPlotR)",
         ("ratio", "phe"): "exact Poisson by observed events (PHEindicatormethods)",
         ("proportion", "wilson"): "Wilson-inverted (PHEindicatormethods)",
         ("proportion", "exact"): "exact binomial, interpolated (Spiegelhalter 2005)",
-        ("mean", "normal"): f"normal, target -/+ z x standard error (Spiegelhalter 2005){mean_info}",
+        ("mean", "normal"): f"normal, target -/+ z x standard error (Spiegelhalter 2005){mean_text[1]}",
     }[(kind, method)]
-    interval = {
+    interval = mean_text[0] if kind == "mean" else {
         ("ratio", False): "exact Poisson (Garwood) on O, divided by E",
         ("ratio", True): "exact Poisson on O below 10 events, Byars from 10 (PHEindicatormethods), divided by E",
         ("proportion", False): "Wilson score",
         ("proportion", True): "Wilson score",
-    }.get((kind, flag_method == "phe"))
-    if kind == "mean":
-        interval = ("t with the unit's standard deviation" if "sd" in mean_info
-                    else "normal, mean -/+ z x the unit's standard error")
+    }[(kind, flag_method == "phe")]
     tail = {"ratio": "exact Poisson", "proportion": "exact binomial", "mean": "normal"}[kind]
     flag = {
         "discrete": f"{tail} tail and funnel limits must agree",
@@ -367,7 +368,7 @@ def run_aggregate(
     out["flag"] = j["flag"]
     out["status"] = [flag_words(f, direction) for f in j["flag"]]
     target_kind = "national" if target is None else "standard"
-    out["method"] = _method_text(kind, method, flag_method, od, t, target_kind, j.get("text", ""))
+    out["method"] = _method_text(kind, method, flag_method, od, t, target_kind, j.get("text", ("", "")))
     out.attrs.update({"kind": kind, "direction": direction, "target": t, "target_kind": target_kind,
                       "overdispersion": od.to_dict(), "limit_method": method, "flag_method": flag_method})
     if kind == "mean":
@@ -458,7 +459,8 @@ def _judge_mean(df, cols, path, rows, target, overdispersion, flag_method):
         t = float(np.sum(m * precision) / np.sum(precision)) if target is None else float(target)
         (lo95, hi95), (lo998, hi998) = ((m - z * se, m + z * se) for z in (intervals.Z95, intervals.Z998))
         columns = {"se": se}
-        text, x_label = "; each unit's own standard error, precision 1/se^2", "Precision (1 / standard error squared)"
+        text = ("normal, mean -/+ z x the unit's standard error", "; each unit's own standard error, precision 1/se^2")
+        x_label = "Precision (1 / standard error squared)"
     else:
         # A unit of one record has no standard deviation: its cell may be blank (it adds nothing within units).
         raw_sd = df[cols["sd_col"]].where(~((n == 1) & df[cols["sd_col"]].isna()), 0.0)
@@ -479,7 +481,8 @@ def _judge_mean(df, cols, path, rows, target, overdispersion, flag_method):
         t = grand if target is None else float(target)
         (lo95, hi95), (lo998, hi998) = (intervals.t_interval(m, sd, n, lev) for lev in (0.95, 0.998))
         columns = {"sd": np.where(n == 1, np.nan, sd), "se": np.where(n == 1, np.nan, se)}
-        text, x_label = f"; national sd {sd_funnel:.6g} of every record", "Records (n)"
+        text = ("t with the unit's standard deviation", f"; national sd {sd_funnel:.6g} of every record")
+        x_label = "Records (n)"
     if n is not None:
         columns = {"denominator": _counts_as_integers(n), **columns}
     od = estimate_mean(m, precision, t, sd_funnel, overdispersion)
