@@ -681,3 +681,12 @@ def test_fixed_log_model_intercept_recalibration(los_data):
     assert recal.recalibration["intercept"] == pytest.approx(float(ref.params[0]), abs=1e-9)
     assert recal.predict(los_data).sum() == pytest.approx(los_data["los_days"].sum(), rel=1e-9)
     assert recal.family == "poisson" and recal.events == 0
+
+
+def test_examples_run():
+    import doctest
+
+    from auditreport.stats import riskmodel
+
+    result = doctest.testmod(riskmodel)
+    assert result.attempted >= 1 and result.failed == 0
