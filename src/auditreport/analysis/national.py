@@ -24,8 +24,7 @@ from auditreport.analysis.measures import (
     MeasureResult,
     compute_measure,
     empty_funnels,
-    fit_logistic_model,
-    model_factors,
+    fit_measure_model,
 )
 from auditreport.analysis.quality import case_mix, data_quality
 from auditreport.config import AuditConfig
@@ -138,19 +137,15 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
 
 
 def check_risk_models(config: AuditConfig, validated: ValidatedData) -> None:
-    """Fit every adjusted proportion measure's model as the national stage would, raising its clear error.
+    """Fit every adjusted proportion's and ratio's model as the national stage would, raising its clear error.
 
     What ``auditreport validate`` runs, so that a definition it passes does not fail in ``run``.
     """
     for measure in config.measures:
-        if measure.kind == "proportion" and measure.adjusted:
+        if measure.adjusted and measure.kind in ("proportion", "ratio"):
             records = measure_records(config, measure, validated).records
             if len(records):
-                fit_logistic_model(config, measure, records)
-        elif measure.kind == "ratio" and len(model_factors(config, measure)):
-            records = measure_records(config, measure, validated).records
-            if len(records):
-                compute_measure(config, measure, records, pd.Index([]))
+                fit_measure_model(config, measure, records)
 
 
 def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
