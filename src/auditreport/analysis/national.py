@@ -29,7 +29,7 @@ from auditreport.analysis.measures import (
 from auditreport.analysis.quality import case_mix, data_quality
 from auditreport.config import AuditConfig
 from auditreport.data.loading import file_sha256
-from auditreport.data.measures import measure_records
+from auditreport.data.measures import check_measures, measure_records
 from auditreport.data.validation import ValidatedData, load_validated
 from auditreport.errors import DataValidationError
 from auditreport.provenance import code_version, now_utc
@@ -83,7 +83,7 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
         timings["load_and_validate"] = round(time.perf_counter() - started, 3)
     patients = validated.patients
     t0 = time.perf_counter()
-    selected = {m.id: measure_records(config, m, validated) for m in config.measures}
+    selected = check_measures(config, validated)  # every measure's data errors together, before any fit
     timings["records"] = round(time.perf_counter() - t0, 3)
     if not any(len(s.records) for s in selected.values()):
         raise DataValidationError(validated.source, [{"column": "(all)", "rule": "records to analyse", "count": 0,
