@@ -45,7 +45,7 @@ MEASURES = [
                                               "covariates": ["age", "asa", "urgency"]}},
     {"id": "time_to_surgery", "label": "Hours from admission to surgery", "kind": "mean", "type": "process",
      "value": "hours", "value_unit": "hours", "eligible": 'urgency != "elective"',
-     "direction": "lower_is_better"},
+     "direction": "lower_is_better", "published": False},
 ]
 
 
@@ -419,6 +419,9 @@ def test_public_table_suppresses_each_measure_by_its_own_counts(measures_run):
     # Measures without small numbers keep every provider's figures.
     los = public[(public["measure"] == "los") & (public["level"] == "provider")]
     assert not los["suppressed"].any()
+    # The national stage's public table leaves the internal measure (published: false) out altogether.
+    assert set(results.indicators_public["measure"]) == {m["id"] for m in MEASURES} - {"time_to_surgery"}
+    assert "time_to_surgery" in set(results.indicators["measure"])
 
 
 def test_an_audit_of_one_ratio_measure_without_counts(tmp_path):

@@ -104,8 +104,10 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
     timings["monitoring"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     table = indicator_table(config, [r.rows for r in results], patients)
-    # Disclosure control runs here, once, so every public report and the open data show one table.
+    # Disclosure control runs here, once, so every public report and the open data show one table; an internal
+    # measure (published: false) is never in it.
     public = suppress_indicators(table, config.suppression_threshold)
+    public = public[public["measure"].isin([m.id for m in config.measures if m.published])].reset_index(drop=True)
     timings["indicator_table_and_disclosure"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     quality = data_quality(config, patients)
