@@ -114,7 +114,7 @@ class SyntheticSpec:
     ct_provider_sd: float = 0.12          # logit
     ct_outliers_worse: int = 2
     ct_outliers_better: int = 1
-    ct_outlier_log_odds: float = 1.4      # worse about 0.58, better about 0.96, where others are about 0.85
+    ct_outlier_log_odds: float = 1.5      # worse about 0.56, better about 0.96, where others are about 0.85
     los_provider_sd: float = 0.03         # log of the mean stay
     los_outliers_worse: int = 3
     los_outlier_log_ratio: float = 0.3    # stays 35% longer
@@ -269,11 +269,11 @@ def _other_measures(rng: np.random.Generator, spec: SyntheticSpec, records: pd.D
     age, asa, urgency, group = (case_mix[key] for key in ("age", "asa", "urgency", "procedure_group"))
     emergency = urgency == "emergency"
     non_elective = urgency != "elective"
-    def inject(worse: int, better: int, sizes: np.ndarray | None = None) -> np.ndarray:
+    def inject(worse: int, better: int, sizes: np.ndarray | None = None, share: int = 3) -> np.ndarray:
         """-1/0/+1 per provider (+1 worse): ``worse + better`` distinct providers (fewer in a small audit) among
-        the largest third by records, or by ``sizes`` (the measure's own eligible counts) when given."""
+        the largest ``1 / share`` by records, or by ``sizes`` (the measure's own eligible counts) when given."""
         largest = order if sizes is None else np.argsort(-sizes, kind="stable")
-        pool = np.setdiff1d(largest[: k // 3], np.flatnonzero(mortality_direction != 0))
+        pool = np.setdiff1d(largest[: k // share], np.flatnonzero(mortality_direction != 0))
         chosen = rng.choice(pool, size=min(len(pool), worse + better), replace=False)
         sign = np.zeros(k, dtype=int)
         sign[chosen[:worse]] = 1
@@ -300,9 +300,10 @@ def _other_measures(rng: np.random.Generator, spec: SyntheticSpec, records: pd.D
                                         "provider_effect_sd": spec.review_provider_sd,
                                         "outlier_log_odds": spec.review_outlier_log_odds})
 
-    # CT before surgery, emergency admissions only: higher is better.
+    # CT before surgery, emergency admissions only: higher is better. Emergencies are few (15%), so the injected
+    # providers are among the largest sixth by emergencies, where a better rate than 85% can be told from chance.
     sign = inject(spec.ct_outliers_worse, spec.ct_outliers_better,
-                  np.bincount(provider_idx[emergency], minlength=k))
+                  np.bincount(provider_idx[emergency], minlength=k), share=6)
     effect = np.where(sign != 0, -sign * spec.ct_outlier_log_odds, rng.normal(0, spec.ct_provider_sd, k))
     p = expit(CT_COEFFICIENTS["Intercept"] + effect[provider_idx])
     ct = pd.array((rng.random(n) < p).astype(int), dtype="Int8")
