@@ -131,7 +131,7 @@ def test_injected_effects_are_visible_in_the_raw_data(default_audit):
         by_provider = value.groupby(records.loc[keep, "provider_code"]).agg(["mean", "size"])
         national = value.mean()
         for code, side in truth["measures"][measure]["outliers"].items():
-            mean, sd, n = by_provider.loc[code]
+            mean, n = by_provider.loc[code]
             z = (mean - national) / (value.std() / n ** 0.5)
             worse = -z if measure in higher_is_better else z
             # Stays over 14 days inherit the longer stays at a smaller effect: beyond 2 SE, not 3.
