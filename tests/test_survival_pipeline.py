@@ -26,16 +26,22 @@ from auditreport.data.examples import write_example
 from auditreport.errors import ConfigError
 from auditreport.stats.monitoring import cusum_weights, detection_delay
 from auditreport.stats.riskmodel import RiskFactor
-from auditreport.stats.survival import survival_at, survival_at_by_group
+from auditreport.stats.survival import kaplan_meier, kaplan_meier_by_group, survival_at, survival_at_by_group
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _lung_audit(folder: Path, **overrides) -> Path:
+def _lung_audit(folder: Path, covariates: list[str] | None = None, **overrides) -> Path:
+    """The lung audit's definition with its data in ``folder``; ``covariates`` replace every model's (the
+    definition may give them per measure or, in the older form, in one ``risk_model`` section)."""
     paths = write_example("lung", folder / "data")
     definition = yaml.safe_load((REPO / "params" / "lung.yaml").read_text())
     definition["data"]["source"] = str(paths["records"])
     definition["data"]["providers"] = str(paths["providers"])
+    if covariates is not None:
+        models = [m["risk_model"] for m in definition.get("measures", []) if m.get("risk_model")]
+        for model in models or [definition.setdefault("risk_model", {})]:
+            model["covariates"] = covariates
     for section, values in overrides.items():
         definition.setdefault(section, {})
         if isinstance(values, dict) and section != "monitoring":  # monitoring keys exclude each other: replace
@@ -63,6 +69,11 @@ def _measure(bundle, measure_id):
     return next(m for m in bundle.metadata["measures"] if m["id"] == measure_id)
 
 
+def _mortality_id(config) -> str:
+    """The id of the audit's death-within-N-days proportion ("mortality" in the older form of a definition)."""
+    return next(m.id for m in config.measures if m.kind == "proportion" and m.death_within_days)
+
+
 def test_lung_reproduces_r_reference_figures(lung_bundle):
     """METHODS.md section 6: median 310 (285-363, "log"), S(180) = 0.722, S(365) = 0.409 (0.3447-0.486)."""
     assert _measure(lung_bundle, "survival")["survival"]["ci_transform"] == "log"
@@ -79,7 +90,7 @@ def test_lung_reproduces_r_reference_figures(lung_bundle):
 
 def test_lung_cox_age_sex_matches_r(tmp_path):
     """R: coxph(Surv(time, status) ~ age + sex, lung): 0.017045, -0.513219, log-likelihood -742.8482."""
-    config = load_config(_lung_audit(tmp_path, risk_model={"covariates": ["age", "sex"]}))
+    config = load_config(_lung_audit(tmp_path, covariates=["age", "sex"]))
     cox = load_bundle(write_bundle(tmp_path / "out", run_national(config))).model["measures"]["survival"]["cox"]
     coef = {c["term"]: c["coef"] for c in cox["coefficients"]}
     assert round(coef["age"], 6) == 0.017045
@@ -117,7 +128,7 @@ def test_lung_bundle_survival_tests_cox_and_no_monitoring_without_dates(lung_bun
     # No procedure dates: RA-CUSUM in the order of the file's rows would say nothing about time, so there is none,
     # and the metadata says why.
     assert lung_bundle.monitoring.empty
-    mortality = _measure(lung_bundle, "mortality")
+    mortality = next(m for m in lung_bundle.metadata["measures"] if m["kind"] == "proportion")
     assert mortality["cusum"] is None and "no procedure dates" in mortality["monitoring_note"]
 
 
@@ -250,11 +261,13 @@ def test_provider_with_only_early_censored_patients_gets_rows(tmp_path):
     records.to_csv(tmp_path / "data" / "records.csv", index=False)
     with open(tmp_path / "data" / "providers.csv", "a") as fh:
         fh.write("98,Institution 98\n")
-    table = run_national(load_config(audit)).indicators
+    config = load_config(audit)
+    table = run_national(config).indicators
     rows = table[(table["level"] == "provider") & (table["unit_id"] == "98")].set_index(["measure", "statistic"])
-    assert rows.loc[("mortality", "rate"), "denominator"] == 0 and np.isnan(rows.loc[("mortality", "rate"), "value"])
-    assert rows.loc[("mortality", "adjusted_rate"), "flag"] == ""
-    assert np.isnan(rows.loc[("mortality", "adjusted_rate"), "value"])
+    mortality = _mortality_id(config)
+    assert rows.loc[(mortality, "rate"), "denominator"] == 0 and np.isnan(rows.loc[(mortality, "rate"), "value"])
+    assert rows.loc[(mortality, "adjusted_rate"), "flag"] == ""
+    assert np.isnan(rows.loc[(mortality, "adjusted_rate"), "value"])
     assert rows.loc[("survival", "survival_180d"), "denominator"] == 1
 
 
@@ -276,3 +289,23 @@ def test_survival_at_by_group_is_survival_at_of_each_group(transform):
         mine = table[table["group"] == code].reset_index(drop=True)
         pd.testing.assert_frame_equal(mine[ref.columns], ref, check_dtype=False, rtol=1e-12)
     assert table.loc[table["group"] == "all die", "lower"].isna().iloc[-1]
+
+
+@pytest.mark.parametrize("transform", ["log", "log-log", "plain"])
+def test_kaplan_meier_by_group_is_kaplan_meier_of_each_group(transform):
+    """Every provider's curve in one pass against one group at a time: deaths at time 0, ties, and a group whose
+    curve reaches 0 before another group's begins (the cumulative sums must not carry across groups)."""
+    rng = np.random.default_rng(6)
+    n = 3000
+    t = rng.integers(0, 400, n).astype(float)
+    e = rng.integers(0, 2, n)
+    g = rng.choice([f"u{i:02d}" for i in range(25)], n).astype(object)
+    g[:3], t[:3], e[:3] = "a: all die", [5.0, 5.0, 10.0], 1
+    t[3:10] = 0.0
+    table = kaplan_meier_by_group(t, e, g, alpha=0.05, ci_transform=transform)
+    assert list(table["group"].unique()) == sorted(set(g))
+    for code in sorted(set(g)):
+        mask = g == code
+        mine = table[table["group"] == code].drop(columns="group").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, kaplan_meier(t[mask], e[mask], alpha=0.05, ci_transform=transform),
+                                      check_dtype=False, rtol=1e-12)

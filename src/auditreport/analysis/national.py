@@ -24,13 +24,12 @@ from auditreport.analysis.measures import (
     MeasureResult,
     compute_measure,
     empty_funnels,
-    fit_logistic_model,
-    model_factors,
+    fit_measure_model,
 )
 from auditreport.analysis.quality import case_mix, data_quality
 from auditreport.config import AuditConfig
 from auditreport.data.loading import file_sha256
-from auditreport.data.measures import measure_records
+from auditreport.data.measures import check_measures, measure_records
 from auditreport.data.validation import ValidatedData, load_validated
 from auditreport.errors import DataValidationError
 from auditreport.provenance import code_version, now_utc
@@ -84,7 +83,7 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
         timings["load_and_validate"] = round(time.perf_counter() - started, 3)
     patients = validated.patients
     t0 = time.perf_counter()
-    selected = {m.id: measure_records(config, m, validated) for m in config.measures}
+    selected = check_measures(config, validated)  # every measure's data errors together, before any fit
     timings["records"] = round(time.perf_counter() - t0, 3)
     if not any(len(s.records) for s in selected.values()):
         raise DataValidationError(validated.source, [{"column": "(all)", "rule": "records to analyse", "count": 0,
@@ -138,19 +137,15 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
 
 
 def check_risk_models(config: AuditConfig, validated: ValidatedData) -> None:
-    """Fit every adjusted proportion measure's model as the national stage would, raising its clear error.
+    """Fit every adjusted proportion's and ratio's model as the national stage would, raising its clear error.
 
     What ``auditreport validate`` runs, so that a definition it passes does not fail in ``run``.
     """
     for measure in config.measures:
-        if measure.kind == "proportion" and measure.adjusted:
+        if measure.adjusted and measure.kind in ("proportion", "ratio"):
             records = measure_records(config, measure, validated).records
             if len(records):
-                fit_logistic_model(config, measure, records)
-        elif measure.kind == "ratio" and len(model_factors(config, measure)):
-            records = measure_records(config, measure, validated).records
-            if len(records):
-                compute_measure(config, measure, records, pd.Index([]))
+                fit_measure_model(config, measure, records)
 
 
 def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
@@ -223,8 +218,7 @@ def indicator_table(config: AuditConfig, rows: list[pd.DataFrame], patients: pd.
     table["unit_name"] = table["unit_id"].map(_unit_names(patients)).fillna(table["unit_id"]).astype(str)
     table.loc[table["level"] == "national", "unit_name"] = config.wording.national_unit_name
     consultants = patients.dropna(subset=["consultant_code", "provider_code"])
-    parent = consultants.groupby(consultants["consultant_code"].astype(str))["provider_code"].agg(
-        lambda s: s.mode().iat[0])
+    parent = _most_common(consultants["consultant_code"].astype(str), consultants["provider_code"].astype(str))
     table["parent_id"] = np.where(table["level"] == "consultant", table["unit_id"].map(parent), "")
     table["parent_id"] = table["parent_id"].fillna("").astype(str)
     return table[INDICATOR_COLUMNS]
@@ -306,5 +300,13 @@ def _providers_without_cases(validated: ValidatedData, analysed: pd.DataFrame) -
 
 def _unit_names(patients: pd.DataFrame) -> pd.Series:
     """Each provider's name as most of its records give it (the extract may spell it more than one way)."""
-    return patients.groupby("provider_code")["provider_name"].agg(lambda s: s.mode().iat[0])
+    named = patients.dropna(subset=["provider_code", "provider_name"])
+    return _most_common(named["provider_code"].astype(str), named["provider_name"].astype(str))
+
+
+def _most_common(keys: pd.Series, values: pd.Series) -> pd.Series:
+    """Each key's most frequent value (the first in sort order among ties, as ``Series.mode``), by key."""
+    counts = pd.DataFrame({"key": keys.to_numpy(), "value": values.to_numpy()}).value_counts().rename("n")
+    counts = counts.reset_index().sort_values(["key", "n", "value"], ascending=[True, False, True])
+    return counts.drop_duplicates("key").set_index("key")["value"]
 
