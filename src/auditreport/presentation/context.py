@@ -163,7 +163,8 @@ class ReportContext:
 
         ``level`` is "national" (``unit`` "national"), "provider" or "consultant".
 
-        >>> ctx.unit_rows("national", "national", "mortality").loc["rate", "value"] > 0
+        >>> national = ctx.unit_rows("national", "national", "mortality")
+        >>> bool(0 < national.loc["rate", "value"] < 1)
         True
         """
         t = self.indicators
@@ -213,18 +214,15 @@ class ReportContext:
 
     def monitoring(self, measure_id: str, provider: str) -> pd.DataFrame:
         """One provider's RA-CUSUM and VLAD series of a measure, in order."""
-        series = self.bundle.provider_monitoring(provider)
-        return series[series["measure"] == measure_id].reset_index(drop=True)
+        return self.bundle.provider_monitoring(provider, measure_id).reset_index(drop=True)
 
     def monitoring_signals(self, measure_id: str) -> pd.DataFrame:
         """Every RA-CUSUM signal of a measure in the period (one row per signalling record)."""
-        signals = self.bundle.monitoring_signals()
-        return signals[signals["measure"] == measure_id]
+        return self.bundle.monitoring_signals(measure_id)
 
     def exclusions(self, measure_id: str, unit: str | None = None) -> pd.DataFrame:
         """Records a measure left out, by reason: columns unit_id, reason, records (one unit, or every one)."""
-        ex = self.bundle.exclusions
-        ex = ex[ex["measure"] == measure_id]
+        ex = self.bundle.measure_exclusions(measure_id)
         if unit is not None:
             ex = ex[ex["unit_id"] == unit]
         return ex.drop(columns="measure").reset_index(drop=True)

@@ -102,7 +102,7 @@ def status_sentence(ctx: ReportContext, measure: dict, row: pd.Series) -> str:
     """A plain-English sentence on where a unit's headline sits: within the expected range, or which way
     and how far outside it, "worse" or "better" by the measure's direction."""
     statistic = measure["headline"]
-    label = _lower_first(statistic_label(measure, statistic).split(" (")[0] if statistic in ("mean", "median")
+    label = lower_first(statistic_label(measure, statistic).split(" (")[0] if statistic in ("mean", "median")
                          else statistic_label(measure, statistic))
     if not measure.get("carries_status"):
         return (f"{measure['label']} is not risk-adjusted, so no outlier status is given: differences between "
@@ -116,11 +116,11 @@ def status_sentence(ctx: ReportContext, measure: dict, row: pd.Series) -> str:
         return f"Its {label} of {value} is within the expected range around {target_text(measure)}."
     if flag in FLAG_PLACE:
         return (f"Its {label} of {value} is {FLAG_PLACE[flag]} around {target_text(measure)} "
-                f"({_lower_first(flag_words(flag, measure['direction']))}).")
+                f"({lower_first(flag_words(flag, measure['direction']))}).")
     return f"Its {label} is {value}; it was not assessed against the limits."
 
 
-def _lower_first(text: str) -> str:
+def lower_first(text: str) -> str:
     """"Observed / expected (O/E)" -> "observed / expected (O/E)": a label inside a sentence."""
     return text[:1].lower() + text[1:]
 

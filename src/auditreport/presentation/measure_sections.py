@@ -11,7 +11,7 @@ for this provider has no section (``None``).
 
 Notebooks show every measure in one cell::
 
-    for m in ctx.measures: show(measure_section(ctx, m["id"]))
+    show(*(measure_section(ctx, m["id"]) for m in ctx.measures))
 """
 
 from __future__ import annotations
@@ -232,5 +232,5 @@ def exclusions_note(ctx: ReportContext, measure_id: str) -> Paragraph | None:
     hidden = ctx.hidden_cells(counts)
     parts: list = [f"{ctx.wording['activity'].capitalize()} left out of this measure: "]
     for i, (reason, n) in enumerate(counts.items()):
-        parts += ["; " if i else "", Count(ctx.count_text(n, reason in hidden)), f" ({reason})"]
+        parts += ["; " if i else "", Count(ctx.count_text(n, reason in hidden)), f" {reason}"]
     return paragraph(*parts, ".", css_class="note")

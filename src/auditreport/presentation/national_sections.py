@@ -14,6 +14,7 @@ from auditreport.presentation.measure_parts import (
     funnel_chart,
     hidden_units,
     interval_text,
+    lower_first,
     statistic_label,
     status_cell,
     value_text,
@@ -162,7 +163,7 @@ def ranked_table(ctx: ReportContext, measure_id: str) -> Section:
     return section(f"All {words['providers']}", table(
         headers, rows, numeric=tuple(range(first, first + expected + 1)),
         counts=(2, 3) if counted else (2,), css_class="data sortable",
-        caption=f"{words['providers'].capitalize()} ranked by {statistic_label(measure, head).lower()}, best first "
+        caption=f"{words['providers'].capitalize()} ranked by {lower_first(statistic_label(measure, head))}, best first "
                 "(click a heading to sort)"), level=3)
 
 

@@ -9,6 +9,7 @@ from auditreport.presentation import figures
 from auditreport.presentation.blocks import Chart, Cover, Section, chart, paragraph, section
 from auditreport.presentation.context import AUDIENCE_LABEL, ReportContext
 from auditreport.presentation.formatting import pct
+from auditreport.presentation.measure_parts import lower_first
 from auditreport.rules.disclosure import SUPPRESSED
 
 
@@ -47,7 +48,7 @@ def calibration_chart(ctx: ReportContext, measure_id: str) -> Chart | None:
     perf = model.get("performance") or {}
     label = ctx.measure(measure_id)["label"]
     return chart(figures.calibration_plot(cal, c_statistic=perf.get("c_statistic"),
-                                          slope=perf.get("calibration_slope"), what=label.lower(),
+                                          slope=perf.get("calibration_slope"), what=lower_first(label),
                                           title=f"{label}: calibration of the risk model"))
 
 

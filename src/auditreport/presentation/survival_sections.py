@@ -16,7 +16,7 @@ from auditreport.presentation import figures
 from auditreport.presentation.blocks import Flag, Paragraph, Section, chart, paragraph, section, table
 from auditreport.presentation.context import ReportContext
 from auditreport.presentation.formatting import days, num, p_value, pct
-from auditreport.presentation.measure_parts import funnel_chart, survival_horizon
+from auditreport.presentation.measure_parts import funnel_chart, lower_first, survival_horizon
 from auditreport.rules.disclosure import SUPPRESSED
 
 COX_LABEL = "Cox observed / expected deaths (Cox O/E)"
@@ -30,7 +30,8 @@ def has_follow_up(ctx: ReportContext, measure_id: str) -> bool:
 
 
 def _ci_transform(ctx: ReportContext, measure: dict) -> str:
-    return str(measure.get("ci_transform") or "log-log")
+    """The transform of a survival measure's Greenwood intervals, as the national stage recorded it."""
+    return str((measure.get("survival") or {}).get("ci_transform") or measure.get("ci_transform") or "log-log")
 
 
 def survival_section(ctx: ReportContext, measure_id: str, level: int = 3) -> Section | None:
@@ -65,7 +66,7 @@ def survival_section(ctx: ReportContext, measure_id: str, level: int = 3) -> Sec
         ci = SUPPRESSED if r["suppressed"] else f"{pct(r['lower95'])} to {pct(r['upper95'])}"
         rows.append([f"{h} days", pct(r["value"]), ci, pct(nat["value"])])  # suppressed rows carry NaN
     return section(
-        "Survival", withheld, chart(fig),
+        "Kaplan-Meier survival", withheld, chart(fig),
         table(["Horizon", "Survival", "95% interval", words["population"]], rows, numeric=(1, 3),
               caption="Kaplan-Meier survival at each horizon"),
         paragraph(f"Intervals: Greenwood variance with the {_ci_transform(ctx, measure)} transform. "
@@ -128,7 +129,7 @@ def national_survival_tests(ctx: ReportContext, measure_id: str, level: int = 3)
                      SUPPRESSED if hidden else days(r["median"]), SUPPRESSED if hidden else num(r["logrank_chi2"]),
                      SUPPRESSED if hidden else p_value(r["logrank_p"])])
     nat = tests.loc["national"]
-    none = int(measure.get("records_without_provider") or 0)
+    none = int((measure.get("survival") or {}).get("records_without_provider") or 0)
     note = (f" {ctx.count_text(none)} record(s) had no {words['provider']} code: they are in the national figures "
             f"but not attributed to any {words['provider']}, and are part of \"the rest\" in every log-rank test."
             if none else "")
@@ -225,7 +226,7 @@ def monitoring_section(ctx: ReportContext, measure_id: str, level: int = 3) -> S
     return section(
         head,
         paragraph(f"Taking {words['activity']} {info['order']}, each moves the charts by how far its outcome "
-                  f"({measure['label'].lower()}) differs from the national risk model's prediction. The upper "
+                  f"({lower_first(measure['label'])}) differs from the national risk model's prediction. The upper "
                   "CUSUM accumulates evidence that the odds of the outcome are doubled, the lower that they are "
                   f"halved; crossing the control limit is a signal, and the chart restarts at zero. "
                   f"{info['description']}. This {words['provider']}: {n_up} upper and {n_lo} lower "

@@ -15,12 +15,7 @@ import jinja2
 from markupsafe import Markup
 
 from auditreport.presentation.blocks import Code, Count, Cover, Flag, Group, Paragraph, Section, Strong, Table
-from auditreport.rules.flags import FLAG_LABELS, FLAG_ORDER, FLAG_SHORT_LABELS, flag_words
-
-#: Where a flagged unit sits against the funnel, for a badge's title.
-FLAG_LIMITS = {"alarm_high": "above the 99.8% limit", "alert_high": "above the 95% limit",
-               "as_expected": "within the 95% limits", "alert_low": "below the 95% limit",
-               "alarm_low": "below the 99.8% limit"}
+from auditreport.rules.flags import FLAG_LABELS, FLAG_ORDER, FLAG_SHORT_LABELS, flag_description, flag_words
 
 #: Tables this short are kept on one page; longer ones may break between rows (headers repeat).
 KEEP_TOGETHER_ROWS = 14
@@ -31,8 +26,7 @@ def _flag_info(flag: str | None, direction: str = "") -> dict[str, object]:
     otherwise by side ("Alarm (high)")."""
     flag = flag or ""
     if direction and flag:
-        label = flag_words(flag, direction)
-        title = f"{label} ({FLAG_LIMITS.get(flag, '')})" if flag in FLAG_LIMITS else label
+        label, title = flag_words(flag, direction), flag_description(flag, direction)
     else:
         label = FLAG_SHORT_LABELS.get(flag, flag)
         title = FLAG_LABELS.get(flag, label) if flag else "No comparison is made for this measure"
