@@ -182,11 +182,16 @@ def test_adjusted_proportion_against_statsmodels_logistic(measures_run):
 
 
 def test_adjusted_rate_stays_within_0_and_1_where_o_over_e_times_the_rate_would_not(tmp_path):
-    """A hospital where most patients die: O/E x national rate passes 100%; the logit shift cannot."""
-    extract = _measures_extract(n=3000, providers=6, seed=3)
+    """A low-risk hospital where most patients die: O/E x national rate passes 100%; the logit shift cannot.
+
+    A published (fixed) model, so the hospital's deaths cannot pull its own expected deaths up.
+    """
+    extract = _measures_extract(n=4000, providers=12, seed=3)
     sick = extract["provider_code"] == "H01"
-    extract.loc[sick, "died"] = (np.random.default_rng(1).random(int(sick.sum())) < 0.9).astype(int)
-    config = load_config(_measures_audit(tmp_path, measures=MEASURES[:1], extract=extract))
+    extract.loc[sick, "died"] = (np.random.default_rng(1).random(int(sick.sum())) < 0.95).astype(int)
+    measure = {**MEASURES[0], "risk_model": {"method": "fixed", "covariates": ["age"],
+                                             "coefficients": {"Intercept": -5.6, "age": 0.04}}}
+    config = load_config(_measures_audit(tmp_path, measures=[measure], extract=extract))
     results = run_national(config)
     oe = _rows(results, "mortality", "oe_ratio").loc["H01"]
     rate = _national(results, "mortality", "rate")["value"]

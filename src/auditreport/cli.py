@@ -61,6 +61,10 @@ def validate(audit: Path) -> None:
     config = load_config(audit)
     data = load_validated(config)
     measures = check_measures(config, data)
+    # Every risk model must fit too, or 'run' would fail after 'valid'.
+    from auditreport.analysis.national import check_risk_models
+
+    check_risk_models(config, data)
     p = data.patients
     reasons = p.loc[p["exclusion"] != "", "exclusion"].value_counts()
     why = " (" + "; ".join(f"{reason}: {n:,}" for reason, n in reasons.items()) + ")" if len(reasons) else ""

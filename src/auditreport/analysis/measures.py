@@ -28,7 +28,13 @@ from auditreport.config import AuditConfig, Measure
 from auditreport.errors import RiskModelError
 from auditreport.rules.flags import NOT_ASSESSED, flag_units
 from auditreport.stats import funnel, intervals, riskmodel, standardisation, survival
-from auditreport.stats.overdispersion import NONE, Overdispersion, estimate_mean, estimate_proportion, estimate_ratio
+from auditreport.stats.overdispersion import (
+    NONE,
+    Overdispersion,
+    estimate_mean,
+    estimate_proportion,
+    estimate_ratio,
+)
 
 #: Columns of the tidy indicator table (bundle ``indicators``), in order.
 INDICATOR_COLUMNS = [
@@ -45,6 +51,7 @@ LEVEL_KEYS: dict[str, str | None] = {"national": None, "provider": "provider_cod
 MIN_COX_DEATHS = 2
 _LIMITS = ("limit_lower95", "limit_upper95", "limit_lower998", "limit_upper998")
 _NAN_LIMITS = (np.nan, np.nan, np.nan, np.nan)
+_TEXT_COLUMNS = ("measure", "statistic", "level", "unit_id", "flag", "method")
 
 
 @dataclass
@@ -82,7 +89,14 @@ def compute_measure(config: AuditConfig, measure: Measure, records: pd.DataFrame
     """
     compute = {"proportion": proportion_measure, "mean": mean_measure, "ratio": ratio_measure,
                "survival": survival_measure}[measure.kind]
-    return compute(config, measure, records, providers)
+    result = compute(config, measure, records, providers)
+    result.rows = _typed(result.rows)
+    return result
+
+
+def _typed(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows with every figure a float and every code or word text, whatever pandas inferred on the way."""
+    return rows.astype({c: float for c in ROW_COLUMNS if c not in _TEXT_COLUMNS} | {c: object for c in _TEXT_COLUMNS})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -110,24 +124,32 @@ def unit_totals(records: pd.DataFrame, level: str, columns: dict[str, tuple[str,
     return out
 
 
-def _rows(measure: Measure, statistic: str, level: str, units: pd.Index, *, numerator, denominator, observed,
-          expected, value, ci, target, limits, flag, method: str) -> pd.DataFrame:
+def _unit_rows(units: pd.Index, *, numerator, denominator, observed, expected, value, ci, target, limits, flag,
+               method: str) -> pd.DataFrame:
+    """One row per unit: its code and figures (each argument a scalar or one value per unit)."""
     n = len(units)
 
     def col(x):
         return np.broadcast_to(np.asarray(x, dtype=float), (n,)).copy()
 
-    frame = pd.DataFrame({
-        "measure": measure.id, "statistic": statistic, "level": level, "unit_id": units.astype(str).to_numpy(),
-        "numerator": col(numerator), "denominator": col(denominator), "observed": col(observed),
-        "expected": col(expected), "value": col(value),
+    flags = np.empty(n, dtype=object)
+    flags[:] = np.broadcast_to(np.asarray(flag, dtype=object), (n,))
+    return pd.DataFrame({
+        "unit_id": units.astype(str).to_numpy(dtype=object), "numerator": col(numerator),
+        "denominator": col(denominator), "observed": col(observed), "expected": col(expected), "value": col(value),
         "lower95": col(ci[0]), "upper95": col(ci[1]), "lower998": col(ci[2]), "upper998": col(ci[3]),
         "target": col(target), **{name: col(lim) for name, lim in zip(_LIMITS, limits, strict=True)},
-        "flag": np.broadcast_to(np.asarray(flag, dtype=object), (n,)).copy() if n else np.array([], dtype=object),
-        "method": method,
-    }, columns=ROW_COLUMNS)
-    frame["flag"] = frame["flag"].fillna(NOT_ASSESSED).astype(str)
-    return frame
+        "flag": flags, "method": method,
+    })
+
+
+def _labelled(rows: pd.DataFrame, measure: Measure, statistic: str, level: str) -> pd.DataFrame:
+    """A measure's rows of one statistic at one level, in the indicator table's column order."""
+    return rows.assign(measure=measure.id, statistic=statistic, level=level)[ROW_COLUMNS]
+
+
+def _rows(measure: Measure, statistic: str, level: str, units: pd.Index, **figures) -> pd.DataFrame:
+    return _labelled(_unit_rows(units, **figures), measure, statistic, level)
 
 
 def _status(level: str, flags: np.ndarray) -> np.ndarray:
@@ -351,37 +373,28 @@ def proportion_measure(config: AuditConfig, measure: Measure, records: pd.DataFr
     for level in ("national", *measure.levels):
         totals = unit_totals(records, level, columns, providers)
         n, o = totals["cases"].to_numpy(float), totals["observed"].to_numpy(float)
-        value = np.divide(o, n, out=np.full_like(o, np.nan), where=n > 0)
-        ci = (*intervals.wilson(o, n, 0.95), *intervals.wilson(o, n, 0.998))
         if measure.adjusted:
+            value = np.divide(o, n, out=np.full_like(o, np.nan), where=n > 0)
+            ci = (*intervals.wilson(o, n, 0.95), *intervals.wilson(o, n, 0.998))
             rows.append(_rows(measure, "rate", level, totals.index, numerator=o, denominator=n, observed=o,
                               expected=np.nan, value=value, ci=ci, target=national_rate, limits=_NAN_LIMITS,
                               flag=NOT_ASSESSED, method="events / records; Wilson score interval (context: the "
                                                         "measure's status is its risk-adjusted rate)"))
             e = totals["expected"].to_numpy(float)
             od = _ratio_overdispersion(measure.overdispersion, level, o, e)
-            oe, oe_limits = _oe_rows(measure, "oe_ratio", level, totals.index, o, n, e, od, "discrete")
+            oe = _labelled(oe_statistics(totals, od, status=level != "national"), measure, "oe_ratio", level)
             rows.append(oe)
-            rows.append(_adjusted_rate_rows(level, totals, records, oe, oe_limits))
+            rows.append(_adjusted_rate_rows(level, totals, records, oe))
             if level != "national":
                 od_info[level] = od.to_dict()
                 curves.append(_funnel(measure, "oe_ratio", level, "ratio", 1.0, e, od))
         else:
             od = _proportion_overdispersion(measure.overdispersion, level, o, n, target)
-            lim = (*funnel.proportion_limits(target, n, 0.95, overdispersion=od),
-                   *funnel.proportion_limits(target, n, 0.998, overdispersion=od))
-            if measure.carries_status:
-                flags = _status(level, flag_units("proportion", o, n, target, lim[:2], lim[2:]))
-            else:
-                flags = np.full(len(n), NOT_ASSESSED, dtype=object)
+            rate = rate_statistics(totals, target, od, status=measure.carries_status and level != "national")
             against = f"the standard {target:.4g}" if standard else "the national rate"
-            method = ("events / records; Wilson score interval; PHE Wilson-inverted funnel limits around "
-                      f"{against}" + _od_note(od)
-                      + ("; flagged by the exact binomial tail and the limits" if measure.carries_status
-                         else "; no status (an unadjusted outcome measure is not judged)"))
-            rows.append(_rows(measure, "rate", level, totals.index, numerator=o, denominator=n, observed=o,
-                              expected=np.nan, value=value, ci=ci, target=target, limits=lim, flag=flags,
-                              method=method))
+            rate["method"] = rate["method"].iat[0].replace("the target", against) + (
+                "" if measure.carries_status else "; no status (an unadjusted outcome measure is not judged)")
+            rows.append(_labelled(rate, measure, "rate", level))
             if level != "national":
                 od_info[level] = od.to_dict()
                 curves.append(_funnel(measure, "rate", level, "proportion", target, n, od))
@@ -420,24 +433,49 @@ def _proportion_method(measure: Measure, target: float, standard: bool) -> str:
     return "crude rate; an unadjusted outcome measure carries no status"
 
 
-def _oe_rows(measure: Measure, statistic: str, level: str, units: pd.Index, o: np.ndarray, n: np.ndarray,
-             e: np.ndarray, od: Overdispersion, rule: str, note: str = "") -> tuple[pd.DataFrame, tuple]:
-    """O/E with the exact Poisson (Garwood) interval on O, ratio funnel limits and the flag by ``rule``."""
+def rate_statistics(totals: pd.DataFrame, target: float, overdispersion: Overdispersion | None,
+                    status: bool = True) -> pd.DataFrame:
+    """Events / records of each unit with Wilson intervals and funnel limits around ``target``; flagged if ``status``.
+
+    ``totals`` has ``cases`` and ``observed`` (events) per unit (its index the unit codes). The limits are PHE's
+    Wilson-inverted ones with the over-dispersion given; the flag is the discrete rule (the exact binomial tail
+    under the target and the limits, ``rules.flags.flag_units``). Returns the rows' unit and figure columns.
+    """
+    n, o = totals["cases"].to_numpy(float), totals["observed"].to_numpy(float)
+    value = np.divide(o, n, out=np.full_like(o, np.nan), where=n > 0)
+    ci = (*intervals.wilson(o, n, 0.95), *intervals.wilson(o, n, 0.998))
+    lim = (*funnel.proportion_limits(target, n, 0.95, overdispersion=overdispersion),
+           *funnel.proportion_limits(target, n, 0.998, overdispersion=overdispersion))
+    flags = flag_units("proportion", o, n, target, lim[:2], lim[2:]) if status else NOT_ASSESSED
+    method = ("events / records; Wilson score interval; PHE Wilson-inverted funnel limits around the target"
+              + _od_note(overdispersion) + ("; flagged by the exact binomial tail and the limits" if status else ""))
+    return _unit_rows(totals.index, numerator=o, denominator=n, observed=o, expected=np.nan, value=value, ci=ci,
+                      target=target, limits=lim, flag=flags, method=method)
+
+
+def oe_statistics(totals: pd.DataFrame, overdispersion: Overdispersion | None, rule: str = "discrete",
+                  status: bool = True, note: str = "") -> pd.DataFrame:
+    """O/E of each unit with the exact Poisson (Garwood) interval on O, ratio funnel limits and the flag by ``rule``.
+
+    ``totals`` has ``cases``, ``observed`` and ``expected`` per unit. ``rule`` "discrete" (O a count: the exact
+    Poisson tail and the limits) or "limits" (O a sum of values, as length of stay: the limits alone, as
+    FunnelPlotR labels points). ``note`` begins the method text (how E was computed).
+    """
+    n, o, e = (totals[c].to_numpy(float) for c in ("cases", "observed", "expected"))
     value = np.divide(o, e, out=np.full_like(o, np.nan), where=e > 0)
     ci = (*intervals.ratio_interval(o, e, 0.95, method="exact"), *intervals.ratio_interval(o, e, 0.998, method="exact"))
-    lim = (*funnel.ratio_limits(e, 0.95, overdispersion=od), *funnel.ratio_limits(e, 0.998, overdispersion=od))
-    flags = _status(level, flag_units("ratio", o, e, 1.0, lim[:2], lim[2:], method=rule))
+    lim = (*funnel.ratio_limits(e, 0.95, overdispersion=overdispersion),
+           *funnel.ratio_limits(e, 0.998, overdispersion=overdispersion))
+    flags = flag_units("ratio", o, e, 1.0, lim[:2], lim[2:], method=rule) if status else NOT_ASSESSED
     tail = ("flagged by the exact Poisson tail and the limits" if rule == "discrete"
             else "flagged by the limits (FunnelPlotR; the observed value is a sum, not a count)")
     method = (f"{note}exact Poisson (Garwood) interval on O, divided by E; exact Poisson funnel limits"
-              f"{_od_note(od)}; {tail}")
-    rows = _rows(measure, statistic, level, units, numerator=o if rule == "discrete" else np.nan, denominator=n,
-                 observed=o, expected=e, value=value, ci=ci, target=1.0, limits=lim, flag=flags, method=method)
-    return rows, lim
+              f"{_od_note(overdispersion)}" + (f"; {tail}" if status else ""))
+    return _unit_rows(totals.index, numerator=o if rule == "discrete" else np.nan, denominator=n, observed=o,
+                      expected=e, value=value, ci=ci, target=1.0, limits=lim, flag=flags, method=method)
 
 
-def _adjusted_rate_rows(level: str, totals: pd.DataFrame, records: pd.DataFrame, oe: pd.DataFrame,
-                        oe_limits: tuple) -> pd.DataFrame:
+def _adjusted_rate_rows(level: str, totals: pd.DataFrame, records: pd.DataFrame, oe: pd.DataFrame) -> pd.DataFrame:
     """The bounded adjusted rate of every unit: its O, the O/E interval's and limits' O bounds, mapped alike.
 
     For each unit, the logit shift d with sum over its records of expit(logit p_i + d) equal to a count, and
@@ -446,10 +484,8 @@ def _adjusted_rate_rows(level: str, totals: pd.DataFrame, records: pd.DataFrame,
     """
     e = totals["expected"].to_numpy(float)
     counts = {"value": totals["observed"].to_numpy(float)}
-    for col in ("lower95", "upper95", "lower998", "upper998"):
+    for col in ("lower95", "upper95", "lower998", "upper998", *_LIMITS):
         counts[col] = oe[col].to_numpy(float) * e
-    for col, lim in zip(_LIMITS, oe_limits, strict=True):
-        counts[col] = np.asarray(lim, dtype=float) * e
     key = LEVEL_KEYS[level]
     p_national = records["p"].to_numpy(float)
     attributed = records if key is None else records[records[key].notna()]
@@ -598,9 +634,10 @@ def ratio_measure(config: AuditConfig, measure: Measure, records: pd.DataFrame,
         totals = unit_totals(records, level, columns, providers)
         n, o, e = (totals[c].to_numpy(float) for c in ("cases", "sum", "expected"))
         od = _ratio_overdispersion(measure.overdispersion, level, o, e)
-        oe, _ = _oe_rows(measure, "oe_ratio", level, totals.index, o, n, e, od, "limits",
-                         note=f"{spec.family} GLM (log link) expected values; ")
-        rows.append(oe)
+        totals = totals.rename(columns={"sum": "observed"})
+        rows.append(_labelled(oe_statistics(totals, od, "limits", status=level != "national",
+                                            note=f"{spec.family} GLM (log link) expected values; "),
+                              measure, "oe_ratio", level))
         rows += _value_rows(measure, level, _value_statistics(records, level, totals.index), False,
                             national_mean, sd, None)
         if level != "national":
@@ -654,20 +691,15 @@ def survival_measure(config: AuditConfig, measure: Measure, records: pd.DataFram
         cox, patients, cox_info = sm.fit_national_cox(factors, records, riskmodel.imputation_values(records, factors))
         cox_info = {"fitted": True, **cox_info}
         timings["cox"] = cox_info["seconds"]
-        for level in ("national", "provider"):
-            key = LEVEL_KEYS[level]
-            sub = patients if key is None else patients[patients["provider_code"].notna()]
-            grouped = (sub.assign(unit="national") if key is None else sub.assign(unit=sub["provider_code"].astype(str))
-                       ).groupby("unit", sort=True)
-            totals = pd.DataFrame({"cases": grouped.size().astype(float), "observed": grouped["event"].sum().astype(float),
-                                   "expected": grouped["cox_expected"].sum()})
-            if level == "provider":
-                totals = totals.reindex(totals.index.union(providers.astype(str)), fill_value=0.0)
+        patients = patients.join(records[["consultant_code"]])
+        for level in ("national", *measure.levels):
+            totals = unit_totals(patients, level, {"cases": ("event", "size"), "observed": ("event", "sum"),
+                                                   "expected": ("cox_expected", "sum")}, providers)
             o, e, n = (totals[c].to_numpy(float) for c in ("observed", "expected", "cases"))
             od = _ratio_overdispersion(measure.overdispersion, level, o, e)
-            oe, _ = _oe_rows(measure, "cox_oe_ratio", level, totals.index, o, n, e, od, "discrete",
-                             note="Cox PH (national) expected deaths over follow-up; ")
-            rows.append(oe)
+            rows.append(_labelled(oe_statistics(totals, od, status=level != "national",
+                                                note="Cox PH (national) expected deaths over follow-up; "),
+                                  measure, "cox_oe_ratio", level))
             if level != "national":
                 od_info[level] = od.to_dict()
                 curves.append(_funnel(measure, "cox_oe_ratio", level, "ratio", 1.0, e, od))
@@ -694,38 +726,44 @@ def survival_measure(config: AuditConfig, measure: Measure, records: pd.DataFram
 
 
 def _km_rows(measure: Measure, records: pd.DataFrame, providers: pd.Index) -> tuple[list[pd.DataFrame], pd.DataFrame]:
-    """Kaplan-Meier survival at the horizons per provider and nationally, and the curves to plot."""
-    groups = [("national", "national", records)] + [
-        ("provider", str(code), grp) for code, grp in records.groupby(records["provider_code"].astype("string"),
-                                                                       sort=True) if pd.notna(code)]
+    """Kaplan-Meier survival at the horizons per unit of each level and nationally, and the curves to plot.
+
+    Curves (the ``km`` table) are drawn nationally and per provider; a consultant gets its survival at the
+    horizons only.
+    """
+    groups: list[tuple[str, str, pd.DataFrame]] = [("national", "national", records)]
+    for level in measure.levels:
+        key = LEVEL_KEYS[level]
+        codes = records[key].astype("string")
+        groups += [(level, str(code), grp) for code, grp in records.groupby(codes, sort=True) if pd.notna(code)]
     horizons = sorted(measure.horizons)
+    method = f"Kaplan-Meier, Greenwood variance, {measure.ci_transform} transform"
     out, curves = [], []
     for level, unit, grp in groups:
         t, e = grp["time"].to_numpy(float), grp["event"].to_numpy(int)
+        if level != "consultant":
+            km = survival.kaplan_meier(t, e, alpha=0.05, ci_transform=measure.ci_transform)
+            km.insert(0, "unit_id", unit)
+            curves.append(km)
         at95 = survival.survival_at(t, e, horizons, alpha=0.05, ci_transform=measure.ci_transform)
         at998 = survival.survival_at(t, e, horizons, alpha=0.002, ci_transform=measure.ci_transform)
-        for (_, r95), (_, r998) in zip(at95.iterrows(), at998.iterrows(), strict=True):
-            h = int(r95["horizon"])
-            deaths_by_h = float(((e == 1) & (t <= h)).sum())
-            out.append({"measure": measure.id, "statistic": f"survival_{h}d", "level": level, "unit_id": unit,
-                        "numerator": deaths_by_h, "denominator": float(len(grp)), "observed": deaths_by_h,
-                        "expected": np.nan, "value": r95["survival"], "lower95": r95["lower"],
-                        "upper95": r95["upper"], "lower998": r998["lower"], "upper998": r998["upper"],
-                        "target": np.nan, "limit_lower95": np.nan, "limit_upper95": np.nan,
-                        "limit_lower998": np.nan, "limit_upper998": np.nan, "flag": NOT_ASSESSED,
-                        "method": f"Kaplan-Meier, Greenwood variance, {measure.ci_transform} transform"})
-        km = survival.kaplan_meier(t, e, alpha=0.05, ci_transform=measure.ci_transform)
-        km.insert(0, "unit_id", unit)
-        curves.append(km)
-    rows = pd.DataFrame(out, columns=ROW_COLUMNS)
+        deaths = [float(((e == 1) & (t <= h)).sum()) for h in horizons]
+        out.append(pd.DataFrame({
+            "measure": measure.id, "statistic": [f"survival_{h}d" for h in horizons], "level": level,
+            "unit_id": unit, "numerator": deaths, "denominator": float(len(grp)), "observed": deaths,
+            "expected": np.nan, "value": at95["survival"].to_numpy(), "lower95": at95["lower"].to_numpy(),
+            "upper95": at95["upper"].to_numpy(), "lower998": at998["lower"].to_numpy(),
+            "upper998": at998["upper"].to_numpy(), "target": np.nan, "limit_lower95": np.nan,
+            "limit_upper95": np.nan, "limit_lower998": np.nan, "limit_upper998": np.nan, "flag": NOT_ASSESSED,
+            "method": method}, columns=ROW_COLUMNS))
+    rows = _typed(pd.concat(out, ignore_index=True))
     # A provider with records in the audit but none in this measure: rows with no patients (value unknown).
     present = set(rows.loc[rows["level"] == "provider", "unit_id"])
-    missing = [p for p in providers.astype(str) if p not in present]
+    missing = [p for p in providers.astype(str) if p not in present] if "provider" in measure.levels else []
     if missing:
         blank = pd.DataFrame([{"measure": measure.id, "statistic": f"survival_{h}d", "level": "provider",
-                               "unit_id": p, "numerator": 0.0, "denominator": 0.0, "observed": 0.0}
+                               "unit_id": p, "numerator": 0.0, "denominator": 0.0, "observed": 0.0,
+                               "flag": NOT_ASSESSED, "method": method}
                               for p in missing for h in horizons], columns=ROW_COLUMNS)
-        blank["flag"] = NOT_ASSESSED
-        blank["method"] = f"Kaplan-Meier, Greenwood variance, {measure.ci_transform} transform"
         rows = pd.concat([rows, blank.astype(rows.dtypes.to_dict())], ignore_index=True)
     return [rows], pd.concat(curves, ignore_index=True)

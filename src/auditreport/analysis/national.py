@@ -186,6 +186,10 @@ def monitoring_tables(config: AuditConfig, results: list[MeasureResult]
     for r in results:
         m = r.measure
         if not m.monitoring:
+            if r.risk is not None:  # an adjusted proportion could be monitored: say why it is not
+                dated = r.risk["procedure_date"].notna().any()
+                info[m.id] = {"monitored": False, "reason": "monitoring is off for this measure (monitoring: false)"
+                              if dated else "the audit has no procedure dates to order the records by"}
             continue
         if r.risk is None:
             info[m.id] = {"monitored": False, "reason": "monitoring needs a risk-adjusted proportion"}
