@@ -133,7 +133,7 @@ def _compare_open_data(config: AuditConfig, period: Path, rerun: Path, result: R
         result.differences.extend(f"{path.relative_to(period)}: {d}" for d in _csv_differences(published, text))
 
 
-_KEY = ["level", "unit_id", "indicator"]
+_KEY = ["measure", "statistic", "level", "unit_id"]
 
 
 def _read(text: str) -> pd.DataFrame:
