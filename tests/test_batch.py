@@ -66,7 +66,7 @@ def test_one_failing_cell_fails_only_its_report(tmp_path, speedups_on):
     assert ok.status == "built" and all(p.is_file() for p in good.outputs()) and is_up_to_date(good)
     assert "Report for GOOD" in (Path(good.out_dir) / "local.html").read_text()
     assert failed.status == "failed" and failed.attempts == 1  # a raising cell is not retried
-    assert failed.error == "ValueError: no data for BAD"
+    assert failed.error == "cell 3 of bad.ipynb (raise ValueError('no data for ' + provider)): ValueError: no data for BAD"
     executed = nbformat.read(failed.failed_notebook, as_version=4)
     assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
     assert not any(p.exists() for p in bad.outputs()) and not stamp_path(bad).exists()

@@ -94,29 +94,84 @@ def validate(audit: Path) -> None:
               help="Seconds a notebook cell may run before its report fails.")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Run the reports on a Dask cluster (e.g. tcp://host:8786) instead of local processes.")
+@click.option("--no-publish", "no_publish", is_flag=True,
+              help="Build the reports only: leave the site, open data, manifest and disclosure check for the "
+                   "next run without this option (a quick rebuild of one report while editing its notebook).")
+@click.option("--watch", is_flag=True,
+              help="With -p: build the chosen reports, then rebuild them each time the audit's notebooks or "
+                   "definition change, until Ctrl-C (implies --no-publish; one report at a time in this process, "
+                   "which keeps its kernel zygote, templates and fonts loaded between rebuilds).")
 def run(audit: Path, reports_root: Path, providers: tuple[str, ...], audiences: tuple[str, ...],
-        jobs: int | None, force: bool, timeout: int, scheduler: str | None) -> None:
+        jobs: int | None, force: bool, timeout: int, scheduler: str | None, no_publish: bool, watch: bool) -> None:
     """Run an audit: national stage, every provider's reports, site and manifest.
 
     Reports already built from the same inputs are skipped, so rerunning after an
     interruption resumes where it stopped.
     """
-    _build(audit, reports_root, providers, audiences or ("local", "public"), jobs, force, timeout, scheduler)
+    if watch:
+        if not providers:
+            raise click.UsageError("--watch rebuilds chosen reports: name them with -p/--provider")
+        if scheduler or jobs:
+            raise click.UsageError("--watch builds in this process: leave out --scheduler and -j")
+        _watch(audit, reports_root, providers, audiences or ("local", "public"), force, timeout)
+        return
+    _build(audit, reports_root, providers, audiences or ("local", "public"), jobs, force, timeout, scheduler,
+           publish=not no_publish)
 
 
 def _build(audit: Path, reports_root: Path, providers, audiences, jobs, force: bool, timeout: int,
-           scheduler: str | None = None) -> Path:
+           scheduler: str | None = None, publish: bool = True) -> Path:
     from auditreport.pipeline import build
 
     click.echo(f"{audit}: building")
     with _Progress(sys.stderr.isatty()) as progress:
         summary = build(audit, reports_root, providers=providers or None, audiences=audiences, workers=jobs,
-                        force=force, timeout=timeout, scheduler=scheduler, on_result=progress.result,
-                        on_plan=progress.plan)
+                        force=force, timeout=timeout, scheduler=scheduler, publish=publish,
+                        on_result=progress.result, on_plan=progress.plan)
     _print_summary(audit, summary)
+    if not publish:
+        click.echo("  site, open data and manifest not updated (--no-publish): run again without it to publish")
     if summary.failed:
         raise BuildError(f"{len(summary.failed)} report(s) failed; see the table above and {summary.log_file}")
     return summary.period_dir
+
+
+def _watch(audit: Path, reports_root: Path, providers, audiences, force: bool, timeout: int) -> None:
+    """Build, then rebuild whenever a watched file changes; a failure is shown and watching goes on."""
+    from auditreport.execution.report_job import warm_up
+    from auditreport.pipeline import watched_files
+
+    try:
+        warm = False
+        while True:
+            files = watched_files(audit)
+            before = _file_state(files)  # a save while building or warming up is a change to rebuild for
+            try:
+                _build(audit, reports_root, providers, audiences, 1, force, timeout, publish=False)
+            except AuditReportError as exc:  # a failed report, an invalid definition: fix it and save again
+                click.echo(f"error: {exc}", err=True)
+            force = False  # --force rebuilds once, not at every change
+            if not warm:  # if nothing was built, the first rebuild would start everything cold
+                warm_up()
+                warm = True
+            click.echo(f"watching {', '.join(str(f) for f in files)} (Ctrl-C to stop)")
+            while _file_state(files) == before:
+                time.sleep(0.3)
+            time.sleep(0.3)  # an editor may write a file in several steps
+    except KeyboardInterrupt:
+        click.echo("stopped watching")
+
+
+def _file_state(files: list[Path]) -> list[tuple[int, int] | None]:
+    """Each file's modification time and size (None if missing): any difference is a change."""
+    out: list[tuple[int, int] | None] = []
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return out
 
 
 class _Progress:
@@ -171,6 +226,60 @@ def _print_summary(audit: Path, summary) -> None:
         click.echo(f"      notebook: {r.failed_notebook or 'none (no cell ran)'}")
     click.echo(f"  log: {summary.log_file}")
     click.echo(f"  open {summary.period_dir / 'index.html'}")
+
+
+@main.command()
+@click.argument("audit", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the copies (default: notebooks/<audit id>/ beside the audit definition).")
+def notebooks(audit: Path, out: Path | None) -> None:
+    """Start an audit's own report notebooks: copy the default provider and national notebooks into its
+    folder (never overwriting) and print the lines that make the audit definition use them."""
+    import os
+
+    from auditreport.resources import copy_notebooks
+
+    audit = audit.resolve()
+    audit_id, named = _audit_id_and_notebooks(audit)
+    out = out if out is not None else audit.parent / "notebooks" / audit_id
+    try:
+        provider, national = copy_notebooks(out)
+    except (FileExistsError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+    def relative(path: Path) -> str:  # as the definition names it: relative to the YAML file's folder
+        return Path(os.path.relpath(path.resolve(), audit.parent)).as_posix()
+
+    click.echo(f"copied the default notebooks to {out}{os.sep}: {provider.name} (every provider's local and "
+               f"public report) and {national.name} (the national report)")
+    if named:
+        click.echo(f"note: {audit.name} already names notebooks of its own ({', '.join(named)}); "
+                   "these lines replace them")
+    click.echo(f"\nAdd to {audit} to use them:\n\nnotebooks:\n  provider: {relative(provider)}\n"
+               f"  national: {relative(national)}\n")
+    click.echo("Then rebuild one provider's confidential report in seconds after each edit:\n"
+               f"  auditreport run {audit} -p <provider code> --audience local --no-publish")
+
+
+def _audit_id_and_notebooks(audit: Path) -> tuple[str, list[str]]:
+    """The definition's ``audit.id`` and the notebooks it names, read without validating the rest: the
+    command must work when the definition names notebooks not yet copied (``validate`` checks the rest)."""
+    import yaml
+
+    from auditreport.errors import ConfigError
+
+    try:
+        raw = yaml.safe_load(audit.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{audit}: cannot be read as YAML: {exc}") from None
+    section = raw.get("audit") if isinstance(raw, dict) else None
+    audit_id = section.get("id") if isinstance(section, dict) else None
+    if not isinstance(audit_id, str) or not audit_id.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"{audit}: key 'audit.id' must be letters, digits, '-' or '_' (it names the notebooks' "
+                          f"folder), got {audit_id!r}; auditreport validate {audit.name} checks the whole definition")
+    named = raw.get("notebooks")
+    return audit_id, [f"{k}: {v}" for k, v in named.items()] if isinstance(named, dict) else []
 
 
 @main.command()

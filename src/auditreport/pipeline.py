@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from auditreport.analysis.national import run_national
 from auditreport.bundle import BUNDLE_DIR, BundleFormatError, load_bundle, read_metadata, write_bundle
 from auditreport.config import AuditConfig, load_config
 from auditreport.data.loading import file_sha256
-from auditreport.data.validation import load_validated
+from auditreport.errors import AuditReportError
 from auditreport.execution.batch import run_batch
 from auditreport.execution.report_job import JobResult, ReportJob, safe_name
 from auditreport.files import atomic_write_text
@@ -30,6 +29,12 @@ from auditreport.resources import notebook_dir
 log = logging.getLogger(__name__)
 
 AUDIENCES = ("local", "public")
+
+
+class UnknownProviderError(AuditReportError):
+    """Providers were asked for that are not in the period's results (a usage error)."""
+
+    exit_code = 2
 
 
 @dataclass
@@ -71,6 +76,11 @@ def national_stage(config: AuditConfig, out: Path, force: bool = False) -> tuple
     fingerprint = inputs_fingerprint(config)
     if not force and _bundle_fingerprint(out) == fingerprint:
         return True, time.perf_counter() - started
+    # Imported only when the stage runs: they take seconds to import (scipy, statsmodels, pandera), which a
+    # rebuild of one report while its notebook is being edited should not pay.
+    from auditreport.analysis.national import run_national
+    from auditreport.data.validation import load_validated
+
     validated = load_validated(config)  # raises before anything is written
     write_bundle(out, run_national(config, validated, parameters={"inputs_fingerprint": fingerprint}))
     return False, time.perf_counter() - started
@@ -84,32 +94,49 @@ def _bundle_fingerprint(out: Path) -> str | None:
         return None
 
 
-def report_jobs(config: AuditConfig, out: Path, providers: Sequence[str] | None = None,
-                audiences: Sequence[str] = AUDIENCES, notebooks: Path | None = None,
-                timeout: int = 600) -> list[ReportJob]:
-    """The national report and every (provider, audience) report, as independent jobs.
+def report_notebooks(config: AuditConfig) -> dict[str, Path]:
+    """The notebook of each kind of report (``"provider"``, ``"national"``): the audit's own where its
+    definition names one (``notebooks:``), else the one installed with the package."""
+    return {"provider": config.provider_notebook or notebook_dir() / "provider.ipynb",
+            "national": config.national_notebook or notebook_dir() / "national.ipynb"}
 
-    ``notebooks`` is the folder of ``national.ipynb`` and ``provider.ipynb`` (default: the installed ones).
-    """
-    notebooks = notebooks or notebook_dir()
+
+def watched_files(config_path: str | Path) -> list[Path]:
+    """What a rebuild while editing depends on and a person edits: the audit definition and the audit's own
+    notebooks (only the definition if it cannot be read as it stands; fixing it is the next change)."""
+    path = Path(config_path).resolve()
+    try:
+        config = load_config(path)
+    except AuditReportError:
+        return [path]
+    return [path, *(nb for nb in (config.provider_notebook, config.national_notebook) if nb is not None)]
+
+
+def report_jobs(config: AuditConfig, out: Path, providers: Sequence[str] | None = None,
+                audiences: Sequence[str] = AUDIENCES, timeout: int = 600) -> list[ReportJob]:
+    """The national report and every (provider, audience) report, as independent jobs."""
+    notebooks = report_notebooks(config)
     bundle = load_bundle(out / BUNDLE_DIR)
     meta, table = bundle.metadata, bundle.indicators
     known = table[table["level"] == "provider"].drop_duplicates("unit_id").set_index("unit_id")["unit_name"]
     chosen = list(known.index) if not providers else list(providers)
     unknown = [p for p in chosen if p not in known.index]
     if unknown:
-        raise KeyError(f"provider(s) not in the results of {config.id} {config.period_label}: {', '.join(unknown)}")
+        raise UnknownProviderError(
+            f"{config.path}: provider(s) {', '.join(unknown)} not in the results of {config.id} "
+            f"{config.period_label} (codes as in the providers file, e.g. {', '.join(known.index[:3])})")
     # The bundle's fingerprint covers data, providers file, configuration and code version; each job adds
-    # its notebook's bytes, parameters and rendering options (ReportJob.fingerprint).
+    # its notebook's bytes, parameters and rendering options (ReportJob.fingerprint), so editing an audit's
+    # own notebook rebuilds that audit's reports of that kind and nothing else.
     base = {"bundle": meta["parameters"]["inputs_fingerprint"], "code": code_version()}
-    jobs = [ReportJob(kind="national", audience="public", notebook=str(notebooks / "national.ipynb"),
+    jobs = [ReportJob(kind="national", audience="public", notebook=str(notebooks["national"]),
                       bundle_dir=str(out / BUNDLE_DIR), out_dir=str(out / "national"), stem="national",
                       title=f"{config.name}: national report {config.period_label}", audit=config.id,
                       period=config.period_label, timeout=timeout, sortable=True)]
     for code in chosen:
         for audience in audiences:
             jobs.append(ReportJob(
-                kind="provider", audience=audience, notebook=str(notebooks / "provider.ipynb"),
+                kind="provider", audience=audience, notebook=str(notebooks["provider"]),
                 bundle_dir=str(out / BUNDLE_DIR), out_dir=str(out / "providers" / safe_name(code)),
                 stem=audience, title=f"{config.name}: {known[code]} ({code}) {config.period_label}",
                 audit=config.id, period=config.period_label, provider=code, timeout=timeout))
@@ -120,15 +147,17 @@ def report_jobs(config: AuditConfig, out: Path, providers: Sequence[str] | None 
 
 def build(config_path: str | Path, reports_root: str | Path, *, providers: Sequence[str] | None = None,
           audiences: Sequence[str] = AUDIENCES, workers: int | None = None, force: bool = False,
-          notebooks: Path | None = None, timeout: int = 600, scheduler: str | None = None,
+          timeout: int = 600, scheduler: str | None = None, publish: bool = True,
           on_result: Callable[[JobResult], None] | None = None,
           on_plan: Callable[[int, int], None] | None = None) -> BuildSummary:
     """Build one audit's national stage, reports, site and manifest.
 
+    With ``publish=False`` only the reports are built: the site, open data, team index and manifest are
+    left as they were and the disclosure check is not run (the quick rebuild of one report while its
+    notebook is edited); the next run that publishes brings them up to date.
+
     Everything the run does after the national stage is also logged to ``<period>/logs/run-<timestamp>.log``.
     """
-    from auditreport.publication.site import publish
-
     started = time.perf_counter()
     config = load_config(config_path)
     out = period_dir(config, reports_root)
@@ -138,21 +167,29 @@ def build(config_path: str | Path, reports_root: str | Path, *, providers: Seque
         log.info("building %s %s into %s (force=%s, workers=%s, scheduler=%s)", config.id, config.period_label,
                  out, force, workers, scheduler)
         log.info("national stage %s (%.1fs)", "up to date" if skipped else "built", national_seconds)
-        jobs = report_jobs(config, out, providers, audiences, notebooks, timeout)
+        jobs = report_jobs(config, out, providers, audiences, timeout)
         results = run_batch(jobs, workers=workers, force=force, scheduler=scheduler, on_result=on_result,
                             on_plan=on_plan)
         key = publication_key(jobs)
         publish_started = time.perf_counter()
-        if skipped and all(r.status == "skipped" for r in results) and _published_with(out, key):
+        if not publish:
+            if not (skipped and all(r.status == "skipped" for r in results)):
+                _published_with(out, None)  # reports changed: the site and manifest no longer match them
+            log.info("site, open data and manifest not updated (not publishing)")
+            publish_seconds = 0.0
+        elif skipped and all(r.status == "skipped" for r in results) and _published_with(out, key):
             # Nothing changed since a publication that passed the disclosure check: republishing would
             # rewrite identical files and re-read every public PDF, which dominates a no-op rerun.
             log.info("site, open data and manifest up to date")
             publish_seconds = 0.0
         else:
-            _published_with(out, None)  # whatever happens next, the old stamp no longer vouches for the site
-            publish(config, out, jobs, results)
-            # Disclosure control is tested on what was written: any small count or patient id fails the run.
+            # Imported here: a run with nothing to publish need not pay for their imports.
             from auditreport.publication.checker import check_period
+            from auditreport.publication.site import publish as publish_period
+
+            _published_with(out, None)  # whatever happens next, the old stamp no longer vouches for the site
+            publish_period(config, out, jobs, results)
+            # Disclosure control is tested on what was written: any small count or patient id fails the run.
 
             check_period(config, out).raise_if_failed()
             if not any(r.status == "failed" for r in results):

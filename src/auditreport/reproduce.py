@@ -36,9 +36,9 @@ from auditreport.bundle import BUNDLE_DIR, write_bundle
 from auditreport.config import AuditConfig, load_config
 from auditreport.data.loading import file_sha256
 from auditreport.errors import AuditReportError
+from auditreport.pipeline import report_notebooks
 from auditreport.provenance import code_version
 from auditreport.publication.site import neutralise_formulas, open_data
-from auditreport.resources import notebook_dir
 
 #: Parts of a report that change from run to run without the results changing.
 _VOLATILE = [(re.compile(r"Produced \S+"), "Produced <time>"),
@@ -76,10 +76,9 @@ class Reproduction:
                          + [f"  {d}" for d in listed] + ([f"  ... and {more} more"] if more > 0 else []))
 
 
-def reproduce(period_dir: str | Path, notebooks: Path | None = None) -> Reproduction:
+def reproduce(period_dir: str | Path) -> Reproduction:
     """Rerun the national stage of a built period and compare every figure and report with it."""
     period = Path(period_dir).resolve()
-    notebooks = notebooks or notebook_dir()
     manifest_path = period / "manifest.json"
     if not manifest_path.is_file():
         raise ReproductionError(f"{period}: no manifest.json; is this a built reports/<audit>/<period> folder?")
@@ -111,6 +110,7 @@ def reproduce(period_dir: str | Path, notebooks: Path | None = None) -> Reproduc
         write_bundle(rerun, run_national(config, parameters={"inputs_fingerprint": manifest.get("inputs_fingerprint")}))
         _compare_open_data(config, period, rerun, result)
         _compare_bundle(period / BUNDLE_DIR, rerun / BUNDLE_DIR, result)
+        notebooks = report_notebooks(config)  # the audit's own notebooks where it names them
         for entry in manifest["files"]:
             if entry.get("kind") in ("national", "provider") and entry["path"].endswith(".html"):
                 _compare_report(period / entry["path"], entry, rerun / BUNDLE_DIR, notebooks, result)
@@ -239,13 +239,14 @@ def regenerate_report_html(notebook: Path, parameters: dict) -> str:
     return "\n".join(parts)
 
 
-def _compare_report(path: Path, entry: dict, bundle: Path, notebooks: Path, result: Reproduction) -> None:
+def _compare_report(path: Path, entry: dict, bundle: Path, notebooks: dict[str, Path],
+                    result: Reproduction) -> None:
     rel = entry["path"]
     if not path.is_file():
         result.differences.append(f"{rel}: missing")
         return
     parameters = dict(entry["parameters"], bundle_dir=str(bundle))
-    regenerated = visible_text(regenerate_report_html(notebooks / entry["notebook"], parameters))
+    regenerated = visible_text(regenerate_report_html(notebooks[entry["kind"]], parameters))
     published = visible_text(path.read_text(encoding="utf-8"))
     result.reports_checked += 1
     if published == regenerated:

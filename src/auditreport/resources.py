@@ -10,6 +10,7 @@ A utility module: it imports nothing of auditreport, so any layer may use it.
 
 from __future__ import annotations
 
+import shutil
 from importlib import resources
 from pathlib import Path
 
@@ -35,6 +36,33 @@ def package_path(*parts: str) -> Path:
 def notebook_dir() -> Path:
     """The folder of the report notebooks (``national.ipynb``, ``provider.ipynb``)."""
     return package_path("notebooks")
+
+
+REPORT_NOTEBOOKS = ("provider.ipynb", "national.ipynb")
+
+
+def copy_notebooks(dest: Path) -> list[Path]:
+    """Copy the installed report notebooks (:data:`REPORT_NOTEBOOKS`) into ``dest`` (made if missing), to
+    start an audit's own notebooks from; returns the copies' paths.
+
+    Overwrites nothing: if either file is already in ``dest``, raises ``FileExistsError`` naming it and
+    copies neither. Raises ``ValueError`` if ``dest`` is the installed notebooks' own folder (from a
+    checkout, ``notebooks/`` at its root is a link to it): edits there would change every audit's reports.
+    """
+    source = notebook_dir()
+    dest = Path(dest)
+    if dest.resolve() == source.resolve():
+        raise ValueError(f"{dest} is the folder of the installed notebooks ({source}); copy them elsewhere")
+    targets = [dest / name for name in REPORT_NOTEBOOKS]
+    existing = [str(t) for t in targets if t.exists() or t.is_symlink()]
+    if existing:
+        raise FileExistsError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
+                              "nothing was copied (move them away, or copy to another folder)")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, target in zip(REPORT_NOTEBOOKS, targets, strict=True):
+        with open(source / name, "rb") as src, open(target, "xb") as out:  # "x": never overwrite, even in a race
+            shutil.copyfileobj(src, out)
+    return targets
 
 
 def demo_definition(name: str) -> Path:

@@ -11,9 +11,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from auditreport.analysis.national import NationalResults
 from auditreport.bundle.schema import FORMAT_VERSION, TABLES, table_problems
+
+if TYPE_CHECKING:  # a type only: importing the national stage costs seconds every reader of a bundle would pay
+    from auditreport.analysis.national import NationalResults
 
 #: The bundle's folder inside a period folder (``reports/<audit>/<period>/bundle``).
 BUNDLE_DIR = "bundle"

@@ -149,11 +149,14 @@ def _attempt(job: ReportJob) -> tuple[JobResult, bool]:
     try:
         try:
             nb = _execute(job, staging, timings)
-        except (CellExecutionError, CellTimeoutError) as exc:
-            raise _JobFailed(_short_error(exc), nb=getattr(exc, "_nb", None)) from exc
+        except CellExecutionError as exc:
+            raise _JobFailed(f"{_cell_of(exc)}: {_short_error(exc)}", nb=getattr(exc, "_nb", None)) from exc
+        except CellTimeoutError as exc:  # its message is mostly the cell's source, which the label shows
+            raise _JobFailed(f"{_cell_of(exc)}: timed out after {job.timeout} seconds (--timeout)",
+                             nb=getattr(exc, "_nb", None)) from exc
         except DeadKernelError as exc:
             _save_partial(getattr(exc, "_nb", None), executed)
-            raise _Retryable(f"kernel died: {_kernel_log_tail(staging) or exc}") from exc
+            raise _Retryable(f"kernel died in {_cell_of(exc)}: {_kernel_log_tail(staging) or exc}") from exc
         nb.metadata["auditreport"] = {"parameters": job.parameters, "inputs_fingerprint": job.inputs_fingerprint}
         nbformat.write(nb, str(executed))
         t = time.perf_counter()
@@ -204,7 +207,11 @@ def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
 
     t = time.perf_counter()
     nb = load_notebook_node(job.notebook)  # papermill's reader: it adds the tags parameterisation expects
+    written_cells = len(nb.cells)
     nb = parameterize_notebook(nb, job.parameters, kernel_name=job.kernel_name, language="python")
+    # papermill adds its injected-parameters cell (or replaces one the notebook already had): cells after an
+    # added one are one further on than in the notebook as written, which is what a failure must name.
+    added = len(nb.cells) - written_cells
     # Unix socket paths are limited to ~100 bytes, so the IPC sockets live in a short private
     # folder of their own rather than in the (possibly deep) staging folder.
     sockets = Path(tempfile.mkdtemp(prefix=f"{SOCKET_FOLDER_PREFIX}{os.getpid()}-"))
@@ -227,6 +234,8 @@ def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
                 client.execute(cwd=str(staging), stdout=log, stderr=log)
             except Exception as exc:
                 exc._nb = nb  # the partly executed notebook (outputs so far), for the failed copy
+                if started_cells:
+                    exc._cell = _cell_label(nb, started_cells[-1], added, Path(job.notebook).name)
                 if isinstance(exc, CellExecutionError | CellTimeoutError | DeadKernelError):
                     raise
                 if not started_cells:  # nothing ran: the kernel did not start or did not answer
@@ -255,6 +264,24 @@ def _execute(job: ReportJob, staging: Path, timings: dict[str, float]):
         shutil.rmtree(sockets, ignore_errors=True)
         timings["execute"] = time.perf_counter() - t
     return nb
+
+
+def _cell_label(nb, index: int, added: int, notebook: str) -> str:
+    """The cell at ``index`` of the executed notebook as its author sees it in the notebook as written:
+    its number (from 1, markdown cells counted, papermill's injected parameters cell not) and first line."""
+    cell = nb.cells[index]
+    if "injected-parameters" in cell.metadata.get("tags", []):
+        return f"the parameters papermill injected into {notebook}"
+    injected = next((i for i, c in enumerate(nb.cells) if "injected-parameters" in c.metadata.get("tags", [])), None)
+    number = index + 1 - (added if injected is not None and index > injected else 0)
+    first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "(empty)")
+    if len(first) > 80:
+        first = first[:77] + "..."
+    return f"cell {number} of {notebook} ({first})"
+
+
+def _cell_of(exc: BaseException) -> str:
+    return getattr(exc, "_cell", "") or "a cell"
 
 
 def _stop_kernel(km) -> None:
@@ -294,6 +321,28 @@ def _failure(job: ReportJob, staging: Path, error: str, timings: dict[str, float
         failed.unlink(missing_ok=True)  # do not point at a stale notebook from an earlier failure
     return JobResult(job.name, "failed", 0.0, [], error=error,
                      failed_notebook=str(failed) if failed.exists() else "", timings=timings)
+
+
+def warm_up(kernel_name: str = "python3") -> None:
+    """Build a one-cell report in a temporary folder, so that this process has its kernel zygote started,
+    its HTML templates and its PDF fonts loaded before the next real report.
+
+    ``auditreport run --watch`` calls it while it waits for the first save, so that the first rebuild is
+    as quick as the ones after it. Never raises (a failure only means the next report starts cold).
+    """
+    import nbformat
+
+    with tempfile.TemporaryDirectory(prefix="auditreport-warm-up-") as tmp:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": kernel_name, "display_name": kernel_name, "language": "python"}
+        nb.cells = [nbformat.v4.new_code_cell('bundle_dir = ""', metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell("from IPython.display import HTML, display\n"
+                                              "display(HTML('<p>warm</p>'))")]
+        notebook = Path(tmp) / "warm-up.ipynb"
+        nbformat.write(nb, str(notebook))
+        run_job(ReportJob(kind="provider", audience="local", notebook=str(notebook), bundle_dir=tmp,
+                          out_dir=str(Path(tmp) / "out"), stem="warm-up", title="warm-up", audit="", period="",
+                          timeout=STARTUP_TIMEOUT, kernel_name=kernel_name))
 
 
 def stamp_path(job: ReportJob) -> Path:
