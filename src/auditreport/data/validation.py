@@ -19,12 +19,13 @@ from pandas.api import types
 from pandera.errors import SchemaErrors
 
 from auditreport.config import AuditConfig
+from auditreport.config.expressions import parse_expression
 from auditreport.data.loading import read_table
 from auditreport.errors import DataValidationError
 
 #: Canonical columns of the normalised patient table, besides the risk factors.
 CANONICAL = ["patient_id", "provider_code", "provider_name", "consultant_code", "procedure_date",
-             "death_date", "followup_end", "time", "event", "outcome", "exclusion"]
+             "death_date", "followup_end", "time", "event", "exclusion"]
 
 _DATE_FIELDS = ("procedure_date", "death_date", "followup_end")
 _EARLIEST_DATE = pd.Timestamp("1900-01-01")
@@ -41,6 +42,9 @@ class ValidatedData:
     n_submitted: int
     providers: pd.DataFrame  # provider_code, provider_name
     warnings: list[str] = field(default_factory=list)
+    #: The extract's columns that measures' expressions read (besides risk factors), aligned with ``patients``:
+    #: numbers where every value given is a number, otherwise stripped text; blank is missing.
+    measure_inputs: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def validate(config: AuditConfig, raw: pd.DataFrame, source: str,
@@ -92,21 +96,21 @@ def validate(config: AuditConfig, raw: pd.DataFrame, source: str,
         end = out["death_date"].where(died, out["followup_end"])
         out["time"] = (end - out["procedure_date"]).dt.days.astype(float)
         out["event"] = died.astype(int)
-    else:
+    elif "time" in cols:
         for key in _DATE_FIELDS:
             out[key] = pd.NaT
         out["time"] = frame[cols["time"]].astype(float)
         out["event"] = frame[cols["event"]].astype(int)
-    n = config.outcome_days
-    out["outcome"] = np.where((out["event"] == 1) & (out["time"] <= n), 1.0,
-                              np.where(out["time"] >= n, 0.0, np.nan))
+    else:  # no follow-up: measures read their events from columns; there is no survival
+        for key in _DATE_FIELDS:
+            out[key] = pd.NaT
+        out["time"] = np.nan
+        out["event"] = pd.array([pd.NA] * len(out), dtype="Int64")
     out["exclusion"] = ""
     if config.period_start is not None and "procedure_date" in cols:
         outside = (out["procedure_date"] < pd.Timestamp(config.period_start)) | (
             out["procedure_date"] > pd.Timestamp(config.period_end or pd.Timestamp.max))
         out.loc[outside, "exclusion"] = "procedure outside the audit period"
-    short = out["outcome"].isna() & (out["exclusion"] == "")
-    out.loc[short, "exclusion"] = f"alive with under {n} days of follow-up"
     no_provider = int(out["provider_code"].isna().sum())
     if no_provider:
         warnings.append(f"{cols['provider_code']}: {no_provider} record(s) with no provider code, analysed in "
@@ -124,14 +128,49 @@ def validate(config: AuditConfig, raw: pd.DataFrame, source: str,
             warnings.append(f"{len(silent)} provider(s) in the providers file submitted no records: "
                             + ", ".join(silent[:20]) + (" ..." if len(silent) > 20 else ""))
     out = out.reset_index(drop=True)
+    inputs = pd.DataFrame({c: _input_column(raw[c]) for c in expression_columns(config)}).reset_index(drop=True)
     return ValidatedData(patients=out, source=source, n_submitted=len(raw), providers=registry,
-                         warnings=warnings)
+                         warnings=warnings, measure_inputs=inputs)
+
+
+def expression_columns(config: AuditConfig) -> dict[str, str]:
+    """The extract's columns that measures' expressions read, each with the key that first names it.
+
+    A name in an expression is a risk factor's name if one is declared so (its values as validated), and
+    otherwise a column of the extract; the key (``measures[2] (los).value``) is what an error names.
+    """
+    factors = set(config.factor_names)
+    needed: dict[str, str] = {}
+    for i, m in enumerate(config.measures):
+        for key in ("event", "value", "eligible"):
+            text = getattr(m, key)
+            if text is None:
+                continue
+            for name in parse_expression(text).names:
+                if name not in factors:
+                    needed.setdefault(name, f"measures[{i}] ({m.id}).{key}")
+    return needed
+
+
+def _input_column(values: pd.Series) -> pd.Series:
+    """An extract column an expression reads: numbers if every value given is one, else stripped text."""
+    if types.is_bool_dtype(values.dtype):
+        return values.astype(float)
+    if types.is_numeric_dtype(values.dtype):
+        return values.astype(float)
+    text = values.astype("string").str.strip().replace("", pd.NA)
+    number = pd.to_numeric(text, errors="coerce")
+    if bool((text.notna() == number.notna()).all()):
+        return number.astype(float)
+    return text.astype(object).where(text.notna(), np.nan)
 
 
 def _require_columns(config: AuditConfig, raw: pd.DataFrame, source: str) -> None:
     needed = dict(config.columns)
     for name, spec in config.risk_factor_columns.items():
         needed[f"risk factor {name}"] = spec.column
+    for column, key in expression_columns(config).items():
+        needed.setdefault(f"a name in {key}", column)
     failures = []
     present = [str(c) for c in raw.columns]
     for role, column in needed.items():

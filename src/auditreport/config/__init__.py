@@ -1,8 +1,9 @@
 """Audit definitions: the YAML files in ``params/``, loaded and checked.
 
 An audit definition says what data to read, how its columns map onto the
-fields the pipeline knows, which outcome to measure, how to adjust for risk,
-and what may be published. Every problem is reported with the file and the
+fields the pipeline knows, which quality measures to publish and how each is
+adjusted for risk (``measures:``, see :mod:`auditreport.config.measures`), the
+words its reports use, and what may be published. Every problem is reported with the file and the
 key at fault, so a statistician editing YAML is told exactly what to fix.
 """
 
@@ -17,8 +18,24 @@ from typing import Any
 
 import yaml
 
+from auditreport.config.measures import (
+    DIRECTIONS,
+    LEVELS,
+    MEASURE_KINDS,
+    OVERDISPERSION_METHODS,
+    Measure,
+    MeasureContext,
+    MeasureRiskModel,
+    legacy_measures,
+    parse_measures,
+)
+from auditreport.config.yaml_reader import Reader
 from auditreport.errors import ConfigError
 from auditreport.stats.riskmodel import RiskFactor, RiskFactorError
+
+__all__ = ["AuditConfig", "DIRECTIONS", "LEVELS", "MEASURE_KINDS", "OVERDISPERSION_METHODS", "Measure",
+           "MeasureRiskModel", "RiskFactorColumn", "RiskFactorWording", "STANDARD_COLUMNS", "Wording",
+           "load_config"]
 
 #: Fields of the normalised patient table and whether an audit must map them.
 STANDARD_COLUMNS: dict[str, bool] = {
@@ -33,7 +50,6 @@ STANDARD_COLUMNS: dict[str, bool] = {
     "event": False,  # 1 = died, 0 = censored, when dates are not given
 }
 
-OVERDISPERSION_METHODS = ("none", "multiplicative", "additive", "shmi")
 
 
 @dataclass(frozen=True)
@@ -46,11 +62,35 @@ class RiskFactorColumn:
 
 
 @dataclass(frozen=True)
-class RiskModelSpec:
-    method: str  # "fit" | "fixed"
-    covariates: tuple[str, ...]
-    coefficients: dict[str, float] = field(default_factory=dict)
-    recalibrate: str | None = None  # None | "intercept" | "intercept_slope"
+class RiskFactorWording:
+    """How reports name a risk factor and its levels (``label``, ``labels`` in the definition)."""
+
+    label: str
+    levels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Wording:
+    """The audit's own words, so no report says "procedures" or "England" for an audit of admissions in Wales.
+
+    ``activity`` names what one record is, in the plural ("admissions", "procedures", "operations",
+    "patients"); ``provider``/``providers`` the kind of unit ("hospital", "trust"); ``population`` the
+    country or network the national figure covers.
+    """
+
+    activity: str = "cases"
+    activity_singular: str = "case"
+    provider: str = "provider"
+    providers: str = "providers"
+    population: str = "National"
+
+    @property
+    def national_unit_name(self) -> str:
+        """The name of the national row: "England (all providers)"."""
+        return f"{self.population} (all {self.providers})"
+
+    def to_dict(self) -> dict[str, str]:
+        return {**asdict(self), "national_unit_name": self.national_unit_name}
 
 
 @dataclass(frozen=True)
@@ -69,22 +109,36 @@ class AuditConfig:
     columns: dict[str, str]
     risk_factors: tuple[RiskFactor, ...]  # as the risk model uses them, in declaration order
     risk_factor_columns: dict[str, RiskFactorColumn]  # by factor name: the extract's column and valid range
-    outcome_days: int
-    outcome_label: str
-    risk_model: RiskModelSpec
-    horizons: tuple[int, ...]
-    ci_transform: str
-    overdispersion: str
+    risk_factor_wording: dict[str, RiskFactorWording]  # by factor name: its label and level labels in reports
+    measures: tuple[Measure, ...]  # in declaration order, ids unique
+    wording: Wording
+    overdispersion: str  # the audit's default (limits.overdispersion); each measure has its own
     suppression_threshold: int
     publish_consultants: bool
     contact: str
     raw: dict[str, Any]
     cusum_h: float | None = None  # RA-CUSUM control limit fixed by configuration, or None to simulate
     cusum_arl: int = 2000  # in-control average run length (patients) that h is simulated for
+    provider_notebook: Path | None = None  # the audit's own provider notebook (None: the packaged default)
+    national_notebook: Path | None = None  # the audit's own national notebook (None: the packaged default)
 
     @property
     def factor_names(self) -> list[str]:
         return [f.name for f in self.risk_factors]
+
+    def measure(self, measure_id: str) -> Measure:
+        """The measure with this id (``KeyError`` naming the ids there are)."""
+        for m in self.measures:
+            if m.id == measure_id:
+                return m
+        raise KeyError(f"{self.path}: no measure {measure_id!r} (measures: {', '.join(m.id for m in self.measures)})")
+
+    def factors_of(self, measure: Measure) -> list[RiskFactor]:
+        """The declared risk factors a measure's model uses, in its ``covariates`` order (none if unadjusted)."""
+        if measure.risk_model is None:
+            return []
+        by_name = {f.name: f for f in self.risk_factors}
+        return [by_name[name] for name in measure.risk_model.covariates]
 
     def fingerprint(self) -> str:
         """SHA-256 of the definition's content (not its location)."""
@@ -96,6 +150,8 @@ class AuditConfig:
         d["path"] = str(self.path)
         d["source"] = str(self.source)
         d["providers_file"] = str(self.providers_file) if self.providers_file else None
+        for key in ("provider_notebook", "national_notebook"):
+            d[key] = str(d[key]) if d[key] else None
         return json.loads(json.dumps(d, default=str))
 
 
@@ -103,79 +159,17 @@ _TOP_KEYS = {
     "audit": True,
     "data": True,
     "columns": True,
+    "wording": False,
     "risk_factors": False,
-    "outcome": True,
+    "measures": False,
+    "outcome": False,  # the older form of one mortality measure (see config.measures.legacy_measures)
     "risk_model": False,
     "survival": False,
     "limits": False,
     "publication": False,
     "monitoring": False,
+    "notebooks": False,
 }
-
-
-class _Reader:
-    """Typed access to a nested mapping that names the file and key on error."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, key: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.path}: key '{key}': {message}")
-
-    def mapping(self, parent: dict, key: str, where: str, required: bool = True,
-                allowed: set[str] | None = None) -> dict:
-        full = f"{where}.{key}" if where else key
-        if key not in parent or parent[key] is None:
-            if required:
-                raise self.fail(full, "is required but missing")
-            return {}
-        value = parent[key]
-        if not isinstance(value, dict):
-            raise self.fail(full, f"must be a mapping, got {type(value).__name__}")
-        if allowed is not None:
-            unknown = sorted(set(value) - allowed)
-            if unknown:
-                raise self.fail(f"{full}.{unknown[0]}",
-                                f"unknown key (allowed: {', '.join(sorted(allowed))})")
-        return value
-
-    def get(self, parent: dict, key: str, where: str, types: type | tuple[type, ...],
-            required: bool = True, default: Any = None) -> Any:
-        full = f"{where}.{key}" if where else key
-        if key not in parent or parent[key] is None:
-            if required:
-                raise self.fail(full, "is required but missing")
-            return default
-        value = parent[key]
-        # YAML booleans are ints in Python; never accept one where a number is wanted.
-        if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-            raise self.fail(full, f"must be {_type_names(types)}, got a boolean")
-        if not isinstance(value, types):
-            raise self.fail(full, f"must be {_type_names(types)}, got {type(value).__name__} {value!r}")
-        return value
-
-    def date(self, parent: dict, key: str, where: str, required: bool = True) -> dt.date | None:
-        full = f"{where}.{key}" if where else key
-        value = parent.get(key)
-        if value is None:
-            if required:
-                raise self.fail(full, "is required but missing")
-            return None
-        if isinstance(value, dt.datetime):
-            return value.date()
-        if isinstance(value, dt.date):
-            return value
-        try:
-            return dt.date.fromisoformat(str(value))
-        except ValueError:
-            raise self.fail(full, f"must be a date YYYY-MM-DD, got {value!r}") from None
-
-
-def _type_names(types: type | tuple[type, ...]) -> str:
-    types = types if isinstance(types, tuple) else (types,)
-    names = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
-             list: "a list", dict: "a mapping"}
-    return " or ".join(names.get(t, t.__name__) for t in types)
 
 
 def load_config(path: str | Path) -> AuditConfig:
@@ -194,7 +188,7 @@ def load_config(path: str | Path) -> AuditConfig:
         raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must be a YAML mapping of sections, got {type(raw).__name__}")
-    r = _Reader(path)
+    r = Reader(path)
     unknown = sorted(set(raw) - set(_TOP_KEYS))
     if unknown:
         raise r.fail(unknown[0], f"unknown section (allowed: {', '.join(_TOP_KEYS)})")
@@ -229,59 +223,26 @@ def load_config(path: str | Path) -> AuditConfig:
             columns[key] = value
     has_dates = "procedure_date" in columns
     has_times = "time" in columns and "event" in columns
-    if not has_dates and not has_times:
-        raise r.fail("columns", "map either procedure_date (with death_date and followup_end) "
-                                "or time and event")
+    if ("time" in columns) != ("event" in columns):
+        raise r.fail("columns.time" if "event" in columns else "columns.event",
+                     "time and event are mapped together (days of follow-up, and 1 = died, 0 = censored)")
     if has_dates:
         for key in ("death_date", "followup_end"):
             if key not in columns:
                 raise r.fail(f"columns.{key}", "is required when columns.procedure_date is given")
 
-    factors, factor_columns = _risk_factors(r, raw)
-    names = [f.name for f in factors]
-
-    outcome = r.mapping(raw, "outcome", "", allowed={"death_within_days", "label"})
-    outcome_days = r.get(outcome, "death_within_days", "outcome", int)
-    if outcome_days <= 0:
-        raise r.fail("outcome.death_within_days", f"must be positive, got {outcome_days}")
-    outcome_label = r.get(outcome, "label", "outcome", str, required=False,
-                          default=f"{outcome_days}-day mortality")
-
-    model_raw = r.mapping(raw, "risk_model", "", required=False,
-                          allowed={"method", "covariates", "coefficients", "recalibrate"})
-    method = r.get(model_raw, "method", "risk_model", str, required=False, default="fit")
-    if method not in ("fit", "fixed"):
-        raise r.fail("risk_model.method", f"must be 'fit' or 'fixed', got {method!r}")
-    covariates = r.get(model_raw, "covariates", "risk_model", list, required=False, default=names)
-    for i, c in enumerate(covariates):
-        if c not in names:
-            raise r.fail(f"risk_model.covariates[{i}]", f"{c!r} is not a declared risk factor "
-                                                        f"(declared: {', '.join(names) or 'none'})")
-    coefficients = r.get(model_raw, "coefficients", "risk_model", dict, required=method == "fixed",
-                         default={})
-    for term, value in coefficients.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise r.fail(f"risk_model.coefficients.{term}", f"must be a number, got {value!r}")
-    recalibrate = r.get(model_raw, "recalibrate", "risk_model", str, required=False)
-    if recalibrate not in (None, "intercept", "intercept_slope"):
-        raise r.fail("risk_model.recalibrate", f"must be 'intercept' or 'intercept_slope', got {recalibrate!r}")
-    risk_model = RiskModelSpec(method, tuple(covariates), {k: float(v) for k, v in coefficients.items()},
-                               recalibrate)
-
-    surv = r.mapping(raw, "survival", "", required=False, allowed={"horizons", "ci_transform"})
-    horizons = r.get(surv, "horizons", "survival", list, required=False, default=[outcome_days, 365])
-    for i, h in enumerate(horizons):
-        if isinstance(h, bool) or not isinstance(h, int) or h <= 0:
-            raise r.fail(f"survival.horizons[{i}]", f"must be a positive whole number of days, got {h!r}")
-    ci_transform = r.get(surv, "ci_transform", "survival", str, required=False, default="log-log")
-    if ci_transform not in ("log", "log-log", "plain"):
-        raise r.fail("survival.ci_transform", f"must be log, log-log or plain, got {ci_transform!r}")
+    factors, factor_columns, factor_wording = _risk_factors(r, raw)
 
     limits = r.mapping(raw, "limits", "", required=False, allowed={"overdispersion"})
     overdispersion = r.get(limits, "overdispersion", "limits", str, required=False, default="none")
     if overdispersion not in OVERDISPERSION_METHODS:
         raise r.fail("limits.overdispersion",
                      f"must be one of {', '.join(OVERDISPERSION_METHODS)}, got {overdispersion!r}")
+
+    measure_ctx = MeasureContext(factor_names=tuple(f.name for f in factors), has_dates=has_dates,
+                                 has_times=has_times, has_consultants="consultant_code" in columns,
+                                 overdispersion=overdispersion)
+    measures = _measures(r, raw, measure_ctx)
 
     pub = r.mapping(raw, "publication", "", required=False,
                     allowed={"suppression_threshold", "publish_consultants"})
@@ -297,16 +258,61 @@ def load_config(path: str | Path) -> AuditConfig:
         path=path, id=audit_id, name=r.get(audit, "name", "audit", str), period_label=period_label,
         period_start=start, period_end=end, source=source, providers_file=providers_path,
         extract_date=extract_date, columns=columns, risk_factors=tuple(factors),
-        risk_factor_columns=factor_columns,
-        outcome_days=outcome_days, outcome_label=outcome_label, risk_model=risk_model,
-        horizons=tuple(horizons), ci_transform=ci_transform, overdispersion=overdispersion,
+        risk_factor_columns=factor_columns, risk_factor_wording=factor_wording, measures=measures,
+        wording=_wording(r, raw), overdispersion=overdispersion,
         suppression_threshold=threshold, publish_consultants=publish_consultants,
         contact=r.get(audit, "contact", "audit", str, required=False, default=""), raw=raw,
-        cusum_h=cusum_h, cusum_arl=cusum_arl,
+        cusum_h=cusum_h, cusum_arl=cusum_arl, **_notebooks(r, raw, path),
     )
 
 
-def _monitoring(r: _Reader, raw: dict) -> tuple[float | None, int]:
+def _measures(r: Reader, raw: dict, ctx: MeasureContext) -> tuple[Measure, ...]:
+    """``measures:``, or the older ``outcome:`` form read as measures; one of the two, not both."""
+    if "measures" in raw and "outcome" in raw:
+        raise r.fail("outcome", "give measures: (outcome: is the older form of a single mortality measure; "
+                                "declare it as a measure with death_within_days instead)")
+    if "measures" in raw:
+        for key in ("risk_model", "survival"):
+            if key in raw:
+                raise r.fail(key, f"belongs to the older outcome: form; with measures:, give each measure its "
+                                  f"own {key.replace('survival', 'horizons and ci_transform')}")
+        return parse_measures(r, raw["measures"], ctx)
+    if "outcome" in raw:
+        return legacy_measures(r, raw, ctx)
+    raise r.fail("measures", "is required: the quality measures the audit publishes (see the README, 'Measures')")
+
+
+def _wording(r: Reader, raw: dict) -> Wording:
+    """The ``wording:`` section: the audit's names for a record, a provider and its population."""
+    fields_ = Wording.__dataclass_fields__
+    words = r.mapping(raw, "wording", "", required=False, allowed=set(fields_))
+    values = {key: r.get(words, key, "wording", str, required=False, default=fields_[key].default)
+              for key in fields_}
+    for key, value in values.items():
+        if not value.strip():
+            raise r.fail(f"wording.{key}", "must not be blank")
+    if "activity" in words and "activity_singular" not in words:
+        values["activity_singular"] = values["activity"].removesuffix("s")
+    if "provider" in words and "providers" not in words:
+        values["providers"] = values["provider"] + "s"
+    return Wording(**values)
+
+
+def _notebooks(r: Reader, raw: dict, path: Path) -> dict[str, Path | None]:
+    """The audit's own provider and national notebooks (``notebooks:``), resolved beside the definition."""
+    nbs = r.mapping(raw, "notebooks", "", required=False, allowed={"provider", "national"})
+    out: dict[str, Path | None] = {}
+    for key in ("provider", "national"):
+        value = r.get(nbs, key, "notebooks", str, required=False)
+        resolved = _resolve(path, value) if value else None
+        if resolved is not None and not resolved.is_file():
+            raise r.fail(f"notebooks.{key}", f"{resolved} not found (auditreport notebooks {path.name} copies the "
+                                             "default notebooks to start from)")
+        out[f"{key}_notebook"] = resolved
+    return out
+
+
+def _monitoring(r: Reader, raw: dict) -> tuple[float | None, int]:
     """The RA-CUSUM control limit: ``monitoring.cusum_h`` fixed, or ``monitoring.cusum_arl`` to simulate for.
 
     METHODS.md section 7: h is either fixed in the configuration or chosen for a stated in-control average run
@@ -329,7 +335,8 @@ def _monitoring(r: _Reader, raw: dict) -> tuple[float | None, int]:
 _FACTOR_KEYS = {"kind": "type"}
 
 
-def _risk_factors(r: _Reader, raw: dict) -> tuple[list[RiskFactor], dict[str, RiskFactorColumn]]:
+def _risk_factors(r: Reader, raw: dict) -> tuple[list[RiskFactor], dict[str, RiskFactorColumn],
+                                                 dict[str, RiskFactorWording]]:
     """The declared risk factors, checked by :class:`RiskFactor` itself, and where each one's values are read.
 
     This function checks only what the YAML adds: its shape and types, unique and unreserved names, the column
@@ -339,7 +346,8 @@ def _risk_factors(r: _Reader, raw: dict) -> tuple[list[RiskFactor], dict[str, Ri
     items = r.get(raw, "risk_factors", "", list, required=False, default=[])
     factors: list[RiskFactor] = []
     columns: dict[str, RiskFactorColumn] = {}
-    allowed = {"name", "column", "type", "categories", "reference", "missing", "range"}
+    wording: dict[str, RiskFactorWording] = {}
+    allowed = {"name", "column", "type", "categories", "reference", "missing", "range", "label", "labels"}
     for i, item in enumerate(items):
         where = f"risk_factors[{i}]"
         if not isinstance(item, dict):
@@ -372,9 +380,25 @@ def _risk_factors(r: _Reader, raw: dict) -> tuple[list[RiskFactor], dict[str, Ri
                 raise r.fail(f"{where}.range", f"must be [minimum, maximum], got {rng!r}")
             lo, hi = float(rng[0]), float(rng[1])
         factors.append(factor)
+        labels = r.get(item, "labels", where, dict, required=False, default={})
+        level_names = {_level_text(k): str(v) for k, v in labels.items()}
+        unknown_levels = sorted(set(level_names) - set(factor.levels)) if kind == "categorical" else []
+        if unknown_levels:
+            raise r.fail(f"{where}.labels.{unknown_levels[0]}", f"is not one of the categories "
+                                                               f"({', '.join(factor.levels)})")
+        wording[name] = RiskFactorWording(label=r.get(item, "label", where, str, required=False,
+                                                      default=name.replace("_", " ").capitalize()),
+                                          levels=level_names)
         columns[name] = RiskFactorColumn(column=r.get(item, "column", where, str, required=False, default=name),
                                          minimum=lo, maximum=hi)
-    return factors, columns
+    return factors, columns, wording
+
+
+def _level_text(value: object) -> str:
+    """A category as the risk model names it: 1, 1.0 and "1" are the level "1"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _resolve(config_path: Path, value: str) -> Path:
