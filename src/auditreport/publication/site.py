@@ -308,7 +308,8 @@ def _measures_table(measures: Sequence[dict], data: pd.DataFrame, wording: dict)
         key = (m["id"], m["headline"])
         value = (format_value(national.at[key, "value"], m["headline"], bool(national.at[key, "suppressed"]))
                  if key in national.index else "n/a")
-        target = ("the national value" if m["target_kind"] == "national"
+        target = ("what was expected for the case mix (O / E = 1)" if m["adjusted"]
+                  else "the national value" if m["target_kind"] == "national"
                   else format_value(m["target"], "rate" if m["kind"] == "proportion" else "mean"))
         status = (f"beyond the 95% (alert) or 99.8% (alarm) limits around {target}" if m["carries_status"]
                   else "none (context only)")
@@ -316,6 +317,14 @@ def _measures_table(measures: Sequence[dict], data: pd.DataFrame, wording: dict)
                      esc(status), esc(value), esc(m["method"])])
     return table(["Measure", "Description", "Shown", "Direction", "Status", wording["national_unit_name"], "Method"],
                  rows, raw=True, css_class="data", caption="The published measures")
+
+
+def _cases_measure(config: AuditConfig, measures: Sequence[dict]) -> dict | None:
+    """The measure whose denominator the index shows as a provider's cases: the first published one that
+    every analysed record is eligible for (no eligibility filter; survival last), else the first."""
+    unfiltered = {m.id for m in config.measures if m.eligible is None}
+    ranked = sorted(measures, key=lambda m: (m["id"] not in unfiltered, m["kind"] == "survival"))
+    return ranked[0] if ranked else None
 
 
 def _site_index(config: AuditConfig, data: pd.DataFrame, links: dict[str, str],
@@ -328,12 +337,15 @@ def _site_index(config: AuditConfig, data: pd.DataFrame, links: dict[str, str],
     cells = prov.set_index(["unit_id", "measure", "statistic"])
     columns = index_columns(measures, set(prov["statistic"]))
     names = prov.drop_duplicates("unit_id").set_index("unit_id")["unit_name"]
+    cases_of = _cases_measure(config, measures)
     rows = []
     for code, unit_name in sorted(names.items(), key=lambda item: (str(item[1]), str(item[0]))):
         link = links.get(code)
         name = (f"<a href='{esc(link)}.html'>{esc(unit_name)}</a> (<a href='{esc(link)}.pdf'>PDF</a>)"
                 if link else esc(unit_name))
-        row = [name, esc(code)]
+        key = (code, cases_of["id"], cases_of["headline"]) if cases_of else None
+        cases = cells.at[key, "denominator"] if key in cells.index else float("nan")
+        row = [name, esc(code), SUPPRESSED if cases != cases else f"{int(cases):,}"]  # blank: suppressed
         for col in columns:
             key = (code, col.measure["id"], col.statistic)
             if key not in cells.index:
@@ -344,8 +356,8 @@ def _site_index(config: AuditConfig, data: pd.DataFrame, links: dict[str, str],
             else:
                 row.append(esc(format_value(cells.at[key, "value"], col.statistic, bool(cells.at[key, "suppressed"]))))
         rows.append(row)
-    headers = [provider_word.capitalize(), "Code"] + [c.heading for c in columns]
-    numeric = tuple(i + 2 for i, c in enumerate(columns) if not c.status)
+    headers = [provider_word.capitalize(), "Code", "Cases"] + [c.heading for c in columns]
+    numeric = tuple(i + 3 for i, c in enumerate(columns) if not c.status)
     national = any(j.kind == "national" for j in public_jobs)
     body = (f"<div class='cover' data-running='{esc(config.name)}'><p class='audience audience-public'>For publication</p>"
             f"<p class='audit-name'>{esc(config.name)}</p><h1>Results {esc(config.period_label)}</h1>"
@@ -359,11 +371,12 @@ def _site_index(config: AuditConfig, data: pd.DataFrame, links: dict[str, str],
             + ("<p><a href='national.html'>National report</a> (<a href='national.pdf'>PDF</a>) &middot; " if national else "<p>")
             + "<a href='indicators.csv'>Open data: indicators.csv</a> &middot; "
               "<a href='data_dictionary.csv'>data dictionary</a></p>"
-            + f"<p class='note'>Figures based on 1 to {config.suppression_threshold} patients are shown as * to "
-              "protect patients' confidentiality. Click a column heading to sort.</p>"
-            + table(headers, rows, raw=True, numeric=numeric, css_class="data sortable",
+            + f"<p class='note'>Counts from 1 to {config.suppression_threshold}, and the figures made from them, "
+              "are shown as * to protect patients' confidentiality. Click a column heading to sort.</p>"
+            + table(headers, rows, raw=True, numeric=numeric, counts=(2,), css_class="data sortable",
                     caption=f"Every {provider_word}'s published measures and outlier status ({len(names)} "
-                            f"{providers_word})")
+                            f"{providers_word})" + (f"; cases are the {wording['activity']} analysed for "
+                                                    f"{cases_of['label']}" if cases_of else ""))
             + _measures_table(measures, data, wording)
             + _provenance(meta))
     return _page(f"{config.name} {config.period_label}", body)
