@@ -89,3 +89,31 @@ def speedups_on(request, monkeypatch) -> bool:
     monkeypatch.setenv(speedups.ENV_VAR, "1" if request.param else "0")
     speedups.set_enabled(None)
     return request.param
+
+
+#: The issue's example, on an extract of admissions without dates (a 0/1 death column, length of stay).
+ADMISSIONS = {
+    "audit": {"id": "admissions", "name": "Admissions audit", "period": {"label": "2025"}},
+    "data": {"source": "records.csv"},
+    "columns": {"patient_id": "id", "provider_code": "hospital"},
+    "wording": {"activity": "admissions", "provider": "hospital", "population": "Wales"},
+    "risk_factors": [
+        {"name": "age80", "type": "categorical", "categories": [0, 1], "label": "Aged 80 or over",
+         "labels": {0: "under 80", 1: "80 or over"}},
+        {"name": "hmo", "type": "categorical", "categories": ["no", "yes"]},
+        {"name": "type", "type": "categorical", "categories": ["elective", "emergency"]},
+    ],
+    "measures": [
+        {"id": "mortality", "label": "In-hospital mortality", "kind": "proportion", "event": "died",
+         "direction": "lower_is_better", "risk_model": {"method": "fit", "covariates": ["age80", "hmo", "type"]}},
+        {"id": "long_stay", "label": "Stays over 14 days", "kind": "proportion", "event": "los > 14",
+         "direction": "lower_is_better"},
+        {"id": "los", "label": "Length of stay (observed / expected)", "kind": "ratio", "value": "los",
+         "value_unit": "days", "overdispersion": "shmi",
+         "risk_model": {"method": "fit", "family": "poisson", "covariates": ["hmo", "age80", "type"]}},
+        {"id": "review", "label": "Senior review", "kind": "proportion", "type": "process", "event": "review",
+         "eligible": 'type == "emergency"', "direction": "higher_is_better", "target": 0.9},
+        {"id": "wait", "label": "Hours to theatre", "kind": "mean", "type": "process", "value": "hours",
+         "direction": "lower_is_better", "published": False},
+    ],
+}

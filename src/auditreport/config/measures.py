@@ -164,6 +164,9 @@ def _measure(r: Reader, item: dict, i: int, ctx: MeasureContext) -> Measure:
     kind = r.get(item, "kind", where, str)
     if kind not in MEASURE_KINDS:
         raise r.fail(f"{where}.kind", f"must be one of {', '.join(MEASURE_KINDS)}, got {kind!r}")
+    if kind == "mean" and "risk_model" in item:
+        raise r.fail(f"{where}.risk_model", "a mean is not risk-adjusted; declare kind: ratio to judge the value "
+                                            "as observed / expected from a log-link model")
     allowed = _KEYS_COMMON | _KEYS_BY_KIND[kind]
     unknown = sorted(set(item) - allowed)
     if unknown:
@@ -294,9 +297,6 @@ def _risk_model(r: Reader, item: dict, where: str, kind: str, ctx: MeasureContex
     raw = item.get("risk_model")
     if raw is None:
         return None
-    if kind == "mean":
-        raise r.fail(f"{where}.risk_model", "a mean is not risk-adjusted; declare kind: ratio to judge the value "
-                                            "as observed / expected from a log-link model")
     return parse_risk_model(r, raw, f"{where}.risk_model", kind, ctx.factor_names)
 
 

@@ -301,7 +301,7 @@ def _schema(config: AuditConfig, providers: pd.DataFrame | None) -> pa.DataFrame
                      ignore_na=True)])
         columns[cols["followup_end"]] = pa.Column(nullable=False, checks=[
             pa.Check(lambda s: s <= today, name=f"date not after the extract date {today.date()}")])
-    else:
+    elif "time" in cols:
         columns[cols["time"]] = pa.Column(nullable=False, checks=[pa.Check.ge(0, name="time not negative")])
         columns[cols["event"]] = pa.Column(nullable=False, checks=[pa.Check.isin([0, 1], name="event is 0 or 1")])
     for f in config.risk_factors:
