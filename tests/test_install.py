@@ -110,7 +110,7 @@ def test_wheel_in_a_new_virtualenv_builds_the_demo_in_an_empty_folder(tmp_path):
 
     # The demo wrote its definition and data under the folder, and built every kind of output there.
     definition = yaml.safe_load((empty / "params" / "synthetic-small.yaml").read_text())
-    assert definition["risk_model"] == yaml.safe_load(demo_definition("synthetic").read_text())["risk_model"]
+    assert definition["measures"] == yaml.safe_load(demo_definition("synthetic").read_text())["measures"]
     period = empty / "reports" / "synthetic-surgery-small" / "2024-2025"
     providers = sorted(p.name for p in (period / "providers").iterdir())
     assert len(providers) == 3, providers

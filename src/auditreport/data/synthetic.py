@@ -2,11 +2,27 @@
 
 The data follow a stated logistic model of 30-day mortality with random
 provider-level variation on the logit scale, plus a handful of providers whose
-odds of death are deliberately multiplied (the injected outliers). The truth
-(model, provider effects, outliers) is written beside the data so tests can
-measure how many real outliers the methods find and how many false alarms they
-raise. Everything is generated from one seed: the same seed gives the same
-bytes.
+odds of death are deliberately multiplied (the injected outliers). Beside
+mortality, every record carries the columns of the audit's other measures, each
+from its own stated model with its own injected providers:
+
+- ``senior_review`` (0/1): a consultant reviewed the patient before surgery;
+  about 90% nationally, a few providers well below the standard of 0.90.
+- ``ct_before_surgery`` (0/1, emergency admissions only; blank otherwise): a CT
+  scan reported before surgery; a few providers worse, one better.
+- ``los`` (whole days): length of stay, negative binomial (gamma-Poisson) around
+  a log-linear mean in age, ASA grade, urgency, procedure group and death within
+  30 days; a few providers with longer stays.
+- ``hours_to_surgery`` (hours, urgent and emergency admissions only; blank for
+  elective ones): log-normal, longer for urgent than emergency cases; a few
+  providers slower.
+
+The truth (every model, provider effects, outliers per measure, keyed by the
+measure ids of ``params/synthetic.yaml``) is written beside the data so tests
+can measure how many real outliers each measure finds and how many false alarms
+it raises. Everything is generated from one seed: the same seed gives the same
+bytes. The new columns are drawn after every draw of the mortality data, so the
+mortality columns are the same as before they were added.
 """
 
 from __future__ import annotations
@@ -52,6 +68,29 @@ TRUE_COEFFICIENTS: dict[str, float] = {
     "bmi_per_5_over_27": 0.08,
 }
 
+#: The true log-linear model of the mean length of stay in days (log scale; ``died_30d`` is death within 30
+#: days of the procedure). Stays are gamma-Poisson (negative binomial) around this mean with shape
+#: ``LOS_SHAPE`` (variance mu + mu^2 / shape).
+LOS_COEFFICIENTS: dict[str, float] = {
+    "Intercept": 1.2,
+    "age_per_10y_over_65": 0.1,
+    "asa[2]": 0.1, "asa[3]": 0.3, "asa[4]": 0.55, "asa[5]": 0.8,
+    "urgency[urgent]": 0.35, "urgency[emergency]": 0.7,
+    "procedure_group[B]": 0.1, "procedure_group[C]": 0.25, "procedure_group[D]": 0.4,
+    "procedure_group[E]": -0.3,
+    "died_30d": 0.3,
+}
+LOS_SHAPE = 2.0
+
+#: Senior review before surgery (logit scale); the national rate comes out near 0.90, the standard.
+SENIOR_REVIEW_COEFFICIENTS: dict[str, float] = {"Intercept": 2.1, "urgency[emergency]": 0.3}
+#: CT reported before surgery, emergency admissions only (logit scale): about 85% nationally.
+CT_COEFFICIENTS: dict[str, float] = {"Intercept": 1.75}
+#: Hours from admission to surgery for urgent and emergency admissions: log-normal with these medians and
+#: log-scale SDs.
+HOURS_MEDIAN: dict[str, float] = {"urgent": 22.0, "emergency": 6.0}
+HOURS_LOG_SD: dict[str, float] = {"urgent": 0.5, "emergency": 0.6}
+
 
 @dataclass
 class SyntheticSpec:
@@ -68,6 +107,20 @@ class SyntheticSpec:
     outliers_low: int = 2
     outlier_log_odds: float = 0.9  # |log odds ratio| of injected outliers
     seed: int = 20241
+    # The other measures: SD of provider effects (their scale) and the injected providers' effects.
+    review_provider_sd: float = 0.08      # logit
+    review_outliers_worse: int = 3
+    review_outlier_log_odds: float = -1.2  # about 0.75 where others are about 0.90
+    ct_provider_sd: float = 0.12          # logit
+    ct_outliers_worse: int = 2
+    ct_outliers_better: int = 1
+    ct_outlier_log_odds: float = 1.5      # worse about 0.56, better about 0.96, where others are about 0.85
+    los_provider_sd: float = 0.03         # log of the mean stay
+    los_outliers_worse: int = 3
+    los_outlier_log_ratio: float = 0.3    # stays 35% longer
+    hours_provider_sd: float = 0.04       # log hours
+    hours_outliers_worse: int = 3
+    hours_outlier_log_ratio: float = 0.45  # 57% slower
     extra: dict = field(default_factory=dict)
 
 
@@ -155,6 +208,11 @@ def generate(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     heavy = np.isin(provider_idx, sloppy) & (rng.random(n) < 0.35)
     records.loc[heavy, "asa"] = None
     records.loc[rng.random(n) < 0.01, "consultant_code"] = None
+
+    # The other measures' columns: drawn after everything above, so the mortality data do not change.
+    # The true case mix (the arrays, not the records' columns, some of whose values were blanked above).
+    case_mix = {"age": age, "asa": asa, "urgency": urgency, "procedure_group": group}
+    measures = _other_measures(rng, spec, records, case_mix, died30, provider_idx, order, direction, codes)
     records = records.sort_values(["procedure_date", "patient_id"], kind="stable").reset_index(drop=True)
 
     providers = pd.DataFrame({"provider_code": codes, "provider_name": names, "true_log_odds_effect": effect,
@@ -170,9 +228,126 @@ def generate(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         "sloppy_providers": sorted(codes[sloppy].tolist()),
         "deaths_30d": int(died30.sum()),
         "records": n,
+        "measures": _mortality_truth(spec, codes, direction) | measures,
     }
     return records, providers[["provider_code", "provider_name", "records", "injected",
                                "true_log_odds_effect"]], truth
+
+
+def _outliers(codes: np.ndarray, sign: np.ndarray) -> dict[str, str]:
+    """``{provider_code: "worse" | "better"}`` for the injected providers (sign +1 worse, -1 better), by code."""
+    return {str(codes[i]): ("worse" if sign[i] > 0 else "better") for i in np.argsort(codes) if sign[i] != 0}
+
+
+def _mortality_truth(spec: SyntheticSpec, codes: np.ndarray, direction: np.ndarray) -> dict:
+    """Truth of the two measures the mortality model drives: 30-day mortality and survival (lower is better
+    for deaths: an injected high provider is worse, a low one better)."""
+    outliers = _outliers(codes, direction)
+    return {
+        "mortality": {"outliers": outliers, "model": {
+            "link": "logit", "event": "death within 30 days", "coefficients": TRUE_COEFFICIENTS,
+            "provider_effect_sd": spec.provider_sd, "outlier_log_odds": spec.outlier_log_odds}},
+        "survival": {"outliers": dict(outliers), "model": {
+            "deaths": "30-day deaths from the mortality model; later deaths exponential with a yearly risk of "
+                      "0.04 + 1.5 p (p the true 30-day risk, capped at 0.9); follow-up to a year or the "
+                      "extract date"}},
+    }
+
+
+def _other_measures(rng: np.random.Generator, spec: SyntheticSpec, records: pd.DataFrame,
+                    case_mix: dict[str, np.ndarray], died30: np.ndarray, provider_idx: np.ndarray, order: np.ndarray,
+                    mortality_direction: np.ndarray, codes: np.ndarray) -> dict:
+    """Add ``senior_review``, ``ct_before_surgery``, ``los`` and ``hours_to_surgery`` to ``records`` (in place,
+    in the records' generation order) and return their truth, keyed by measure id.
+
+    ``case_mix`` holds the true age, ASA grade, urgency and procedure group (before values were blanked): a CT
+    and hours to surgery exist only for admissions that really were emergency or non-elective. Injected providers are drawn from the largest third,
+    as for mortality, leaving out mortality's injected ones so that each measure's outliers are its own; a
+    small audit gets fewer (none under three providers).
+    """
+    n, k = len(records), len(codes)
+    age, asa, urgency, group = (case_mix[key] for key in ("age", "asa", "urgency", "procedure_group"))
+    emergency = urgency == "emergency"
+    non_elective = urgency != "elective"
+    def inject(worse: int, better: int, sizes: np.ndarray | None = None, share: int = 3) -> np.ndarray:
+        """-1/0/+1 per provider (+1 worse): ``worse + better`` distinct providers (fewer in a small audit) among
+        the largest ``1 / share`` by records, or by ``sizes`` (the measure's own eligible counts) when given."""
+        largest = order if sizes is None else np.argsort(-sizes, kind="stable")
+        pool = np.setdiff1d(largest[: k // share], np.flatnonzero(mortality_direction != 0))
+        chosen = rng.choice(pool, size=min(len(pool), worse + better), replace=False)
+        sign = np.zeros(k, dtype=int)
+        sign[chosen[:worse]] = 1
+        sign[chosen[worse:]] = -1
+        return sign
+
+    def truth(sign: np.ndarray, model: dict) -> dict:
+        return {"outliers": _outliers(codes, sign), "model": model}
+
+    def expit(x: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-x))
+
+    out: dict[str, dict] = {}
+
+    # Senior review: higher is better; the injected providers fall well below the standard of 0.90.
+    sign = inject(spec.review_outliers_worse, 0)
+    effect = np.where(sign != 0, spec.review_outlier_log_odds, rng.normal(0, spec.review_provider_sd, k))
+    c = SENIOR_REVIEW_COEFFICIENTS
+    p = expit(c["Intercept"] + c["urgency[emergency]"] * emergency + effect[provider_idx])
+    review = pd.array((rng.random(n) < p).astype(int), dtype="Int8")
+    review[rng.random(n) < 0.005] = pd.NA          # a few left blank
+    records["senior_review"] = review
+    out["senior_review"] = truth(sign, {"link": "logit", "coefficients": c, "standard": 0.90,
+                                        "provider_effect_sd": spec.review_provider_sd,
+                                        "outlier_log_odds": spec.review_outlier_log_odds})
+
+    # CT before surgery, emergency admissions only: higher is better. Emergencies are few (15%), so the injected
+    # providers are among the largest sixth by emergencies, where a better rate than 85% can be told from chance.
+    sign = inject(spec.ct_outliers_worse, spec.ct_outliers_better,
+                  np.bincount(provider_idx[emergency], minlength=k), share=6)
+    effect = np.where(sign != 0, -sign * spec.ct_outlier_log_odds, rng.normal(0, spec.ct_provider_sd, k))
+    p = expit(CT_COEFFICIENTS["Intercept"] + effect[provider_idx])
+    ct = pd.array((rng.random(n) < p).astype(int), dtype="Int8")
+    ct[~emergency | (rng.random(n) < 0.01)] = pd.NA   # blank outside emergencies, and a few within
+    records["ct_before_surgery"] = ct
+    out["ct_before_surgery"] = truth(sign, {"link": "logit", "coefficients": CT_COEFFICIENTS,
+                                            "eligible": "emergency admissions",
+                                            "provider_effect_sd": spec.ct_provider_sd,
+                                            "outlier_log_odds": spec.ct_outlier_log_odds})
+
+    # Length of stay: lower is better; the injected providers keep patients longer.
+    sign = inject(spec.los_outliers_worse, 0)
+    effect = np.where(sign != 0, spec.los_outlier_log_ratio, rng.normal(0, spec.los_provider_sd, k))
+    c = LOS_COEFFICIENTS
+    log_mu = (c["Intercept"] + c["age_per_10y_over_65"] * (age - 65) / 10
+              + sum(c.get(f"asa[{g}]", 0.0) * (asa == g) for g in "12345")
+              + c["urgency[urgent]"] * (urgency == "urgent") + c["urgency[emergency]"] * emergency
+              + sum(c.get(f"procedure_group[{g}]", 0.0) * (group == g) for g in "ABCDE")
+              + c["died_30d"] * died30 + effect[provider_idx])
+    lam = np.exp(log_mu) * rng.gamma(LOS_SHAPE, 1 / LOS_SHAPE, n)
+    los = pd.array(rng.poisson(lam), dtype="Int64")
+    los[rng.random(n) < 0.003] = pd.NA
+    records["los"] = los
+    model = {"link": "log", "distribution": f"negative binomial (gamma-Poisson, shape {LOS_SHAPE})",
+             "coefficients": c, "terms": {"age_per_10y_over_65": "(age - 65) / 10",
+                                          "died_30d": "death within 30 days of the procedure"},
+             "provider_effect_sd": spec.los_provider_sd, "outlier_log_ratio": spec.los_outlier_log_ratio}
+    out["los"] = truth(sign, model)
+    # Stays over 14 days follow from the same stays, so their injected providers are the same.
+    out["long_stay"] = truth(sign, {"event": "los > 14", "from": "los"})
+
+    # Hours from admission to surgery, urgent and emergency admissions: lower is better.
+    sign = inject(spec.hours_outliers_worse, 0, np.bincount(provider_idx[non_elective], minlength=k))
+    effect = np.where(sign != 0, spec.hours_outlier_log_ratio, rng.normal(0, spec.hours_provider_sd, k))
+    median = np.where(emergency, HOURS_MEDIAN["emergency"], HOURS_MEDIAN["urgent"])
+    sd = np.where(emergency, HOURS_LOG_SD["emergency"], HOURS_LOG_SD["urgent"])
+    hours = np.exp(np.log(median) + effect[provider_idx] + sd * rng.standard_normal(n)).round(1)
+    hours[~non_elective | (rng.random(n) < 0.01)] = np.nan
+    records["hours_to_surgery"] = hours
+    out["hours_to_surgery"] = truth(sign, {"distribution": "log-normal", "median_hours": HOURS_MEDIAN,
+                                           "log_sd": HOURS_LOG_SD, "eligible": "urgent and emergency admissions",
+                                           "provider_effect_sd": spec.hours_provider_sd,
+                                           "outlier_log_ratio": spec.hours_outlier_log_ratio})
+    return out
 
 
 def write(spec: SyntheticSpec, out_dir: str | Path, fmt: str = "parquet") -> dict[str, Path]:
