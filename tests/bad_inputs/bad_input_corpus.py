@@ -125,6 +125,8 @@ def _time_event_mode(a: Audit) -> None:
         for key in ("procedure_date", "death_date", "followup_end"):
             d["columns"].pop(key)
         d["columns"].update(time="days", event="died")
+        for measure in d["measures"]:
+            measure.pop("monitoring", None)  # without dates there is no order to monitor in
     a.edit_definition(definition)
 
 
@@ -266,10 +268,25 @@ CASES: list[Case] = [
     Case("every_patient_dead_nationally", _all_deaths_in("dead"), 3,
          ("risk model", "every patient died", "cannot be fitted")),
     # --- the definition (YAML) -----------------------------------------------------------------
-    Case("yaml_unknown_key", _definition(lambda d: d["outcome"].update(death_within_weeks=4)), 2,
-         ("audit.yaml", "key 'outcome.death_within_weeks'", "unknown key")),
-    Case("yaml_wrong_type", _definition(lambda d: d["outcome"].update(death_within_days="30 days")), 2,
-         ("audit.yaml", "key 'outcome.death_within_days'", "must be a whole number", "'30 days'")),
+    Case("yaml_unknown_key", _definition(lambda d: d["measures"][0].update(death_within_weeks=4)), 2,
+         ("audit.yaml", "key 'measures[0] (mortality).death_within_weeks'", "is not a key of a proportion measure")),
+    Case("yaml_wrong_type", _definition(lambda d: d["measures"][0].update(death_within_days="30 days")), 2,
+         ("audit.yaml", "key 'measures[0] (mortality).death_within_days'", "must be a whole number", "'30 days'")),
+    # --- the measures ---------------------------------------------------------------------------
+    Case("measure_id_used_twice", _definition(lambda d: d["measures"].append(dict(d["measures"][4]))), 2,
+         ("audit.yaml", "measures[7].id", "used twice")),
+    Case("measure_expression_names_unknown_column",
+         _definition(lambda d: _measure(d, "long_stay").update(event="length_of_stay > 14")), 3,
+         ("records.csv", "column 'length_of_stay'", "measures[4] (long_stay).event")),
+    Case("measure_event_not_0_or_1", _set([3], "senior_review", "2"), 3,
+         ("records.csv", "measures[2] (senior_review).event", "gives 0 or 1", "3")),
+    Case("eligibility_filter_selects_nobody",
+         _definition(lambda d: _measure(d, "ct_before_surgery").update(eligible='urgency == "never"')), 3,
+         ("records.csv", "measures[3] (ct_before_surgery).eligible", "selects at least one record")),
+    Case("measure_value_negative", _set([6], "los", "-2"), 3,
+         ("records.csv", "measures[5] (los).value", "not below 0", "6")),
+    Case("measure_value_not_a_number", _set([9], "los", "a week"), 3,
+         ("records.csv", "measures[5] (los).value", "gives a number", "9")),
     Case("yaml_missing_required_key", _definition(lambda d: d["columns"].pop("provider_code")), 2,
          ("audit.yaml", "key 'columns.provider_code'", "is required but missing")),
     Case("yaml_unknown_column_role", _definition(lambda d: d["columns"].update(surgeon="consultant_code")), 2,
@@ -280,6 +297,11 @@ CASES: list[Case] = [
     Case("yaml_threshold_boolean", _definition(lambda d: d["publication"].update(suppression_threshold=True)), 2,
          ("audit.yaml", "key 'publication.suppression_threshold'", "got a boolean")),
 ]
+
+
+def _measure(d: dict, measure_id: str) -> dict:
+    """The measure ``measure_id`` of a definition (to edit it in place)."""
+    return next(m for m in d["measures"] if m["id"] == measure_id)
 
 
 def _corrupt_parquet(a: Audit) -> None:
