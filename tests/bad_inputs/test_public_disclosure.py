@@ -14,6 +14,7 @@ import pytest
 from pypdf import PdfReader
 
 from auditreport.presentation.formatting import pct
+from .conftest import INTERNAL_MEASURE, small_definition
 
 pytestmark = pytest.mark.slow
 
@@ -99,10 +100,28 @@ def test_no_patient_identifier_in_public_files(texts, hostile_build):
         assert not pattern.search(text), (path, pattern.search(text).group(0))
 
 
+def test_internal_measure_only_in_confidential_reports(texts):
+    """A measure with ``published: false`` is in the bundle and the local reports, nowhere public: not on the
+    site, in its index, open data or data dictionary, nor in a public report."""
+    period, public, local = texts
+    internal = INTERNAL_MEASURE
+    bundle = pd.read_parquet(period / "bundle" / "indicators.parquet")
+    assert internal["id"] in set(bundle["measure"])
+    assert internal["label"] in " ".join(t for p, t in local.items() if p.suffix == ".html")  # positive control
+    for path, text in public.items():
+        assert internal["label"] not in text and internal["id"] not in text, path
+    published = {m["id"] for m in small_definition()["measures"]}
+    for path in (period / "indicators.csv", period / "site" / "indicators.csv"):
+        assert set(pd.read_csv(path)["measure"]) == published, path
+    dictionary = pd.read_csv(period / "site" / "data_dictionary.csv", keep_default_na=False)
+    assert list(dictionary.loc[dictionary["entry"] == "measure", "name"]) == list(dict.fromkeys(
+        m["id"] for m in small_definition()["measures"]))
+
+
 def test_small_counts_and_their_figures_are_not_public(texts):
     period, public, local = texts
     bundle = pd.read_parquet(period / "bundle" / "indicators.parquet")
-    crude = bundle[(bundle["level"] == "provider") & (bundle["indicator"] == "crude_mortality")]
+    crude = bundle[(bundle["level"] == "provider") & (bundle["measure"] == "mortality") & (bundle["statistic"] == "rate")]
     small = crude[(crude["numerator"] >= 1) & (crude["numerator"] <= 7)]
     assert len(small) >= 2, "the fixture should have providers with small death counts"
     site_csv = pd.read_csv(period / "site" / "indicators.csv", dtype={"unit_id": str})
@@ -113,9 +132,8 @@ def test_small_counts_and_their_figures_are_not_public(texts):
         deaths = f"with {int(row.numerator)} deaths within"
         assert interval in all_local and deaths in all_local  # positive control
         assert interval not in all_public and deaths not in all_public, row.unit_id
-        published = site_csv[(site_csv["unit_id"].str.lstrip("'") == row.unit_id)
-                             & (site_csv["indicator"].isin(["crude_mortality", "oe_ratio",
-                                                             "risk_adjusted_mortality"]))]
+        published = site_csv[(site_csv["unit_id"].str.lstrip("'") == row.unit_id) & (site_csv["measure"] == "mortality")
+                             & (site_csv["statistic"].isin(["rate", "oe_ratio", "adjusted_rate"]))]
         assert len(published) == 3 and published["suppressed"].all()
         assert published[["numerator", "observed", "value", "lower95", "upper95"]].isna().all().all()
     assert "with * deaths within" in all_public
@@ -135,7 +153,7 @@ def test_public_survival_figure_does_not_reveal_small_counts(hostile_build):
     _, summary = hostile_build
     bundle = summary.period_dir / "bundle"
     table = pd.read_parquet(bundle / "indicators.parquet")
-    surv = table[(table["level"] == "provider") & (table["indicator"] == "survival_30d")]
+    surv = table[(table["level"] == "provider") & (table["measure"] == "survival") & (table["statistic"] == "survival_30d")]
     leaks = []
     for row in surv[(surv["numerator"] >= 1) & (surv["numerator"] <= 7)].itertuples():
         section = survival_section(load_context(bundle, "public", row.unit_id))
