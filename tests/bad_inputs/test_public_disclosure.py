@@ -14,6 +14,7 @@ import pytest
 from pypdf import PdfReader
 
 from auditreport.presentation.formatting import pct
+
 from .conftest import INTERNAL_MEASURE, small_definition
 
 pytestmark = pytest.mark.slow
