@@ -6,22 +6,27 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import beta, binom, chi2, poisson
+from scipy.stats import beta, binom, chi2, norm, poisson
 
 from auditreport.rules import flags
 from auditreport.rules.flags import (
+    DIRECTIONS,
     FLAG_LABELS,
     FLAG_ORDER,
     FLAG_SHORT_LABELS,
     FLAGS,
     NOT_ASSESSED,
     PHE_LABELS,
+    flag_description,
+    flag_direction,
+    flag_short_words,
     flag_units,
+    flag_words,
     tail_probabilities,
 )
-from auditreport.stats.funnel import proportion_limits, ratio_limits
+from auditreport.stats.funnel import normal_limits, proportion_limits, ratio_limits
 from auditreport.stats.intervals import ratio_interval
-from auditreport.stats.overdispersion import Overdispersion
+from auditreport.stats.overdispersion import Overdispersion, estimate_mean
 
 
 def _prop_limits(target, n):
@@ -216,3 +221,107 @@ def test_errors():
         flag_units("ratio", [1], [2], 1.0, l95, l998, method="spc")
     with pytest.raises(ValueError, match="needs the funnel limits"):
         flag_units("ratio", [1], [2], 1.0, None, None)
+
+
+# ---------------------------------------------------------------- kind "mean": the normal funnel of a mean
+
+
+def _mean_case(seed=9, units=400):
+    rng = np.random.default_rng(seed)
+    n = rng.integers(2, 400, size=units).astype(float)
+    means = 8.0 + rng.normal(0, 0.6, size=units) + rng.normal(0, 5.0, size=units) / np.sqrt(n)
+    return means * n, n, means
+
+
+def _z_rule(z):
+    """Flag from z by HQIP's thresholds, written out: |z| beyond the 99.8% quantile alarm, the 95% one alert."""
+    z95, z998 = norm.ppf(0.975), norm.ppf(0.999)
+    return np.select([z > z998, z > z95, z < -z998, z < -z95], ["alarm_high", "alert_high", "alarm_low", "alert_low"],
+                     "as_expected")
+
+
+def test_mean_flags_equal_the_z_rule_without_overdispersion():
+    total, n, means = _mean_case()
+    sd, target = 5.0, 8.0
+    l95, l998 = normal_limits(target, sd, n, 0.95), normal_limits(target, sd, n, 0.998)
+    want = _z_rule((means - target) / (sd / np.sqrt(n)))
+    for method in ("discrete", "limits", "phe"):
+        got = flag_units("mean", total, n, target, l95, l998, method=method, sd=sd)
+        assert got.tolist() == want.tolist(), method
+    assert len(set(want)) == 5  # every flag occurs
+
+
+def test_mean_tails_are_normal_tails_of_the_mean():
+    total, n, means = _mean_case(units=30)
+    lower, upper = tail_probabilities("mean", total, n, 8.0, sd=5.0)
+    se = 5.0 / np.sqrt(n)
+    np.testing.assert_allclose(lower, norm.cdf(means, loc=8.0, scale=se), rtol=1e-12)
+    np.testing.assert_allclose(upper, norm.sf(means, loc=8.0, scale=se), rtol=1e-12)
+
+
+def test_mean_overdispersion_acts_through_the_limits():
+    total, n, means = _mean_case()
+    od = estimate_mean(means, n, 8.0, 5.0, "multiplicative")
+    assert od.phi > 1
+    l95, l998 = normal_limits(8.0, 5.0, n, 0.95, od), normal_limits(8.0, 5.0, n, 0.998, od)
+    got = flag_units("mean", total, n, 8.0, l95, l998, sd=5.0)
+    want = _z_rule((means - 8.0) / (5.0 / np.sqrt(n)) / od.inflation)
+    assert got.tolist() == want.tolist()
+    plain = flag_units("mean", total, n, 8.0, *(normal_limits(8.0, 5.0, n, lev) for lev in (0.95, 0.998)), sd=5.0)
+    assert sum(f != "as_expected" for f in got) < sum(f != "as_expected" for f in plain)
+
+
+def test_mean_edge_rules():
+    l95 = normal_limits(8.0, 5.0, [10, 0, 10], 0.95)
+    l998 = normal_limits(8.0, 5.0, [10, 0, 10], 0.998)
+    got = flag_units("mean", [80.0, 0.0, 80.0], [10, 0, 10], [8.0, 8.0, np.nan], l95, l998, sd=5.0)
+    assert got.tolist() == ["as_expected", "", ""]
+    # A mean need not be a whole number: no count rule.
+    assert flag_units("mean", [95.5], [10], 8.0, *(normal_limits(8.0, 1.0, 10, lev) for lev in (0.95, 0.998)),
+                      sd=1.0).tolist() == ["alarm_high"]
+    with pytest.raises(ValueError, match="standard deviation"):
+        flag_units("mean", [80.0], [10], 8.0, l95, l998)
+    with pytest.raises(ValueError, match="sd applies"):
+        flag_units("ratio", [3], [2.0], 1.0, l95, l998, sd=1.0)
+
+
+# ---------------------------------------------------------------- words by direction
+
+WORDS = {
+    ("alarm_high", "lower_is_better"): ("Alarm: worse than expected", "Alarm (worse)", "worse"),
+    ("alert_high", "lower_is_better"): ("Alert: worse than expected", "Alert (worse)", "worse"),
+    ("as_expected", "lower_is_better"): ("As expected", "As expected", "as_expected"),
+    ("alert_low", "lower_is_better"): ("Alert: better than expected", "Alert (better)", "better"),
+    ("alarm_low", "lower_is_better"): ("Alarm: better than expected", "Alarm (better)", "better"),
+    ("", "lower_is_better"): ("", "", ""),
+    ("alarm_high", "higher_is_better"): ("Alarm: better than expected", "Alarm (better)", "better"),
+    ("alert_high", "higher_is_better"): ("Alert: better than expected", "Alert (better)", "better"),
+    ("as_expected", "higher_is_better"): ("As expected", "As expected", "as_expected"),
+    ("alert_low", "higher_is_better"): ("Alert: worse than expected", "Alert (worse)", "worse"),
+    ("alarm_low", "higher_is_better"): ("Alarm: worse than expected", "Alarm (worse)", "worse"),
+    ("", "higher_is_better"): ("", "", ""),
+    ("alarm_high", None): ("Alarm: higher than expected", "Alarm (high)", "high"),
+    ("alert_low", None): ("Alert: lower than expected", "Alert (low)", "low"),
+}
+
+
+@pytest.mark.parametrize("flag, direction", sorted(WORDS, key=str))
+def test_words_for_every_flag_and_direction(flag, direction):
+    words, short, way = WORDS[(flag, direction)]
+    assert flag_words(flag, direction) == words
+    assert flag_short_words(flag, direction) == short
+    assert flag_direction(flag, direction) == way
+
+
+def test_words_cover_every_flag_and_description_names_the_limit():
+    assert {f for f, d in WORDS if d in DIRECTIONS} == {*FLAGS, NOT_ASSESSED}
+    assert set(DIRECTIONS) == {"lower_is_better", "higher_is_better"}
+    assert flag_description("alert_high", "lower_is_better") == "Alert: worse than expected (above the 95% limit)"
+    assert flag_description("alarm_low", "higher_is_better") == "Alarm: worse than expected (below the 99.8% limit)"
+    assert flag_description("", "higher_is_better") == ""
+    # Direction without it, the short words are the flag's short labels.
+    assert all(flag_short_words(f, None) == FLAG_SHORT_LABELS[f] for f in FLAGS)
+    with pytest.raises(ValueError, match="direction must be one of"):
+        flag_words("alarm_high", "up")
+    with pytest.raises(ValueError, match="unknown flag"):
+        flag_words("red", "lower_is_better")

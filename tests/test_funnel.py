@@ -7,6 +7,7 @@ from scipy.stats import chi2
 from auditreport.rules.flags import PHE_LABELS, flag_units
 from auditreport.stats.funnel import (
     funnel_curve,
+    normal_limits,
     phe_poisson_funnel,
     proportion_limits,
     ratio_limits,
@@ -235,3 +236,56 @@ def test_funnel_curve_errors():
         funnel_curve("rate", 1, 1, 10)
     with pytest.raises(ValueError):
         funnel_curve("ratio", 1, 0, 10)
+
+
+# ---------------------------------------------------------------- means: the normal funnel
+
+
+def test_normal_limits_are_target_plus_minus_z_standard_errors():
+    from scipy.stats import norm
+
+    n = np.array([1.0, 4.0, 25.0, 400.0])
+    for level in (0.95, 0.998):
+        z = norm.ppf(1 - (1 - level) / 2)
+        lo, hi = normal_limits(7.5, 3.0, n, level)
+        np.testing.assert_allclose(lo, 7.5 - z * 3.0 / np.sqrt(n), rtol=1e-14)
+        np.testing.assert_allclose(hi, 7.5 + z * 3.0 / np.sqrt(n), rtol=1e-14)
+
+
+def test_normal_limits_overdispersion():
+    n = np.array([10.0, 100.0])
+    se = 2.0 / np.sqrt(n)
+    plain = normal_limits(5.0, 2.0, n, 0.95)
+    mult = Overdispersion("multiplicative", phi=4.0, tau2=0.0, n_units=9, n_trimmed=2, chi2_p=0.01)
+    lo, hi = normal_limits(5.0, 2.0, n, 0.95, mult)
+    np.testing.assert_allclose(hi - 5.0, 2.0 * (plain[1] - 5.0))  # sqrt(phi) = 2
+    np.testing.assert_allclose(5.0 - lo, 2.0 * (5.0 - plain[0]))
+    shrink = Overdispersion("multiplicative", phi=0.5, tau2=0.0, n_units=9, n_trimmed=2, chi2_p=0.9)
+    np.testing.assert_allclose(normal_limits(5.0, 2.0, n, 0.95, shrink), plain)  # phi <= 1 never narrows
+    add = Overdispersion("additive", phi=3.0, tau2=0.25, n_units=9, n_trimmed=2, chi2_p=0.01)
+    lo, hi = normal_limits(5.0, 2.0, n, 0.998, add)
+    np.testing.assert_allclose(hi, 5.0 + 3.090232306167813 * np.sqrt(se**2 + 0.25), rtol=1e-12)
+    none_tau = Overdispersion("additive", phi=0.8, tau2=0.0, n_units=9, n_trimmed=2, chi2_p=0.7)
+    np.testing.assert_allclose(normal_limits(5.0, 2.0, n, 0.95, none_tau), plain)
+    with pytest.raises(ValueError, match="SHMI"):
+        normal_limits(5.0, 2.0, n, 0.95, Overdispersion("shmi", 2.0, 0.1, 9, 2, 0.01))
+
+
+def test_normal_limits_edge_rules():
+    lo, hi = normal_limits(1.0, [1.0, np.nan, 1.0, -1.0], [0, 5, np.nan, 5], 0.95)
+    assert np.isnan(lo).all() and np.isnan(hi).all()
+    lo, hi = normal_limits(1.0, 10.0, 1, 0.95)
+    assert float(lo) < 0  # not clipped
+
+
+def test_funnel_curve_mean_kind():
+    curve = funnel_curve("mean", 12.0, 2, 500, n_points=7, sd=6.0)
+    lo, hi = normal_limits(12.0, 6.0, curve["x"], 0.998)
+    np.testing.assert_allclose(curve["lower998"], lo)
+    np.testing.assert_allclose(curve["upper998"], hi)
+    with pytest.raises(ValueError, match="standard deviation"):
+        funnel_curve("mean", 12.0, 2, 500)
+    with pytest.raises(ValueError, match="sd applies"):
+        funnel_curve("ratio", 1.0, 2, 500, sd=3.0)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        funnel_curve("median", 1.0, 2, 500)

@@ -7,6 +7,7 @@ from auditreport.stats.overdispersion import (
     NONE,
     Overdispersion,
     dersimonian_laird_tau2,
+    estimate_mean,
     estimate_proportion,
     estimate_ratio,
     shmi_truncation_mask,
@@ -95,3 +96,32 @@ def test_invalid_method_and_dataclass():
     assert od.inflation == 1.5
     with pytest.raises(AttributeError):
         od.phi = 3.0  # frozen
+
+
+def test_estimate_mean_equals_the_z_score_definition():
+    """z = (mean - mu0) / (sd / sqrt n), winsorised 10%/90% (numpy type 7), phi = mean z^2, DL with w = n / sd^2."""
+    rng = np.random.default_rng(5)
+    n = rng.integers(5, 300, size=40).astype(float)
+    means = 10.0 + rng.normal(0, 1.5, size=40) + rng.normal(0, 4.0, size=40) / np.sqrt(n)
+    sd = 4.0
+    z = (means - 10.0) / (sd / np.sqrt(n))
+    lo, hi = np.quantile(z, [0.1, 0.9])
+    phi = np.mean(np.clip(z, lo, hi) ** 2)
+    w = n / sd**2
+    tau2 = max(0.0, (40 * phi - 39) / (w.sum() - (w**2).sum() / w.sum()))
+    for method in ("multiplicative", "additive"):
+        od = estimate_mean(means, n, 10.0, sd, method)
+        assert od.method == method and od.n_units == 40
+        assert od.phi == pytest.approx(phi, rel=1e-12)
+        assert od.tau2 == pytest.approx(tau2, rel=1e-12)
+        assert od.n_trimmed == int(np.sum((z < lo) | (z > hi)))
+    assert estimate_mean(means, n, 10.0, sd, "none") is NONE
+    with pytest.raises(ValueError, match="ratios"):
+        estimate_mean(means, n, 10.0, sd, "shmi")
+
+
+def test_estimate_mean_ignores_unusable_units_and_takes_per_unit_sd():
+    od = estimate_mean([9.0, 10.0, 11.0, np.nan, 12.0], [25, 25, 25, 25, 0], 10.0, [5.0, 5.0, 5.0, 5.0, 5.0],
+                       "multiplicative")
+    assert od.n_units == 3
+    assert od.phi == pytest.approx(np.mean(np.clip([-1.0, 0.0, 1.0], -0.8, 0.8) ** 2))

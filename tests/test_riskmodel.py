@@ -21,6 +21,7 @@ from auditreport.stats.riskmodel import (
     calibration_table,
     coefficient_table,
     design_matrix,
+    fit_log_glm,
     fit_logistic,
     fixed_model,
     imputation_values,
@@ -553,3 +554,126 @@ def test_pipeline_impute_fit_then_unit_predict():
     unit_data, unit_flags = back.impute(unit)
     pd.testing.assert_frame_equal(unit_flags, flags.head(300))
     np.testing.assert_array_equal(back.predict(unit_data), m.predict(data.loc[unit_data.index]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Log-link GLMs of a value (length of stay): Poisson and gamma
+
+LOS_TRUE = {
+    "Intercept": 0.2,
+    "age": 0.015,
+    "sex[M]": -0.05,
+    "asa[2]": 0.1,
+    "asa[3]": 0.3,
+    "asa[4]": 0.55,
+    "urgency[urgent]": 0.25,
+    "urgency[emergency]": 0.6,
+}
+
+FORMULA_RHS = (
+    "age + C(sex, Treatment('F')) + C(asa, Treatment('1'))"
+    " + C(urgency, Treatment('elective'), levels=['elective', 'urgent', 'emergency'])"
+)
+
+
+def _patsy_order(model: RiskModel, ref) -> list[str]:
+    order = []
+    for term in model.coefficients.index:
+        if "[" in term:
+            name, level = term.rstrip("]").split("[")
+            order.append(next(t for t in ref.params.index if t.startswith(f"C({name},") and t.endswith(f"[T.{level}]")))
+        else:
+            order.append(term)
+    return order
+
+
+@pytest.fixture(scope="module")
+def los_data(data: pd.DataFrame) -> pd.DataFrame:
+    rng = np.random.default_rng(77)
+    d = data.head(8000).copy()
+    mu = np.exp(design_matrix(d, FACTORS) @ np.array([LOS_TRUE[t] for t in term_names(FACTORS)]))
+    d["los_days"] = rng.poisson(mu).astype(float)  # counts of days, zeros included
+    d["los_hours"] = rng.gamma(shape=2.0, scale=mu * 24 / 2.0)  # positive, continuous
+    return d
+
+
+@pytest.mark.parametrize(
+    "family, outcome, sm_family",
+    [
+        ("poisson", "los_days", sm.families.Poisson()),
+        ("poisson", "los_hours", sm.families.Poisson()),  # non-integer values: the quasi-Poisson estimate
+        ("gamma", "los_hours", sm.families.Gamma(link=sm.families.links.Log())),
+    ],
+)
+def test_log_glm_equals_statsmodels_formula_glm(los_data, family, outcome, sm_family):
+    model = fit_log_glm(los_data, FACTORS, family=family, outcome=outcome)
+    d = los_data.assign(asa=los_data["asa"].astype(str))
+    ref = smf.glm(f"{outcome} ~ {FORMULA_RHS}", data=d, family=sm_family).fit(tol=1e-12)
+    order = _patsy_order(model, ref)
+    assert model.family == family and model.link == "log" and model.kind == "fitted" and model.converged
+    np.testing.assert_allclose(model.coefficients.to_numpy(), ref.params[order].to_numpy(), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(model.std_errors.to_numpy(), ref.bse[order].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(model.predict(los_data), ref.fittedvalues.to_numpy(), rtol=1e-7)
+    assert model.scale == pytest.approx(ref.scale, rel=1e-6)
+    assert model.n == len(los_data) and model.events == 0
+    assert model.outcome_total == pytest.approx(los_data[outcome].sum())
+    if family == "poisson":
+        # Canonical link with an intercept: fitted values sum to the observed total (national O/E = 1).
+        assert model.predict(los_data).sum() == pytest.approx(los_data[outcome].sum(), rel=1e-9)
+
+
+def test_log_glm_predicts_exp_of_linear_predictor_and_round_trips(los_data):
+    model = fit_log_glm(los_data, FACTORS, family="gamma", outcome="los_hours")
+    head = los_data.head(40)
+    np.testing.assert_allclose(model.predict(head), np.exp(model.linear_predictor(head)))
+    text = json.dumps(model.to_dict(), allow_nan=False)
+    assert json.loads(text)["family"] == "gamma" and json.loads(text)["link"] == "log"
+    back = RiskModel.from_dict(json.loads(text))
+    assert back.family == "gamma" and back.link == "log" and back.scale == model.scale
+    assert back.outcome_total == model.outcome_total
+    assert np.array_equal(back.predict(los_data), model.predict(los_data))
+
+
+def test_model_description_without_family_reads_as_logistic(model: RiskModel, data: pd.DataFrame):
+    old = model.to_dict()
+    for key in ("family", "link", "outcome_total", "scale"):
+        del old[key]
+    back = RiskModel.from_dict(old)
+    assert back.family == "binomial" and back.link == "logit"
+    np.testing.assert_array_equal(back.predict(data.head(100)), model.predict(data.head(100)))
+    bad = model.to_dict() | {"link": "log"}
+    with pytest.raises(ValueError, match="link"):
+        RiskModel.from_dict(bad)
+
+
+def test_log_glm_outcome_rules(los_data):
+    bad = los_data.head(200).copy()
+    bad.loc[bad.index[3], "los_days"] = -1.0
+    with pytest.raises(ValueError, match=r"'los_days' must be a number >= 0.*1 row"):
+        fit_log_glm(bad, FACTORS, "poisson", "los_days")
+    with pytest.raises(ValueError, match=r"> 0 .*gamma"):
+        fit_log_glm(los_data, FACTORS, "gamma", "los_days")  # has zeros
+    with pytest.raises(ValueError, match="family must be 'poisson' or 'gamma'"):
+        fit_log_glm(los_data, FACTORS, "binomial", "los_days")
+
+
+def test_log_glm_level_of_only_zeros_is_an_error(los_data):
+    d = los_data.copy()
+    d.loc[d["asa"] == 4, "los_days"] = 0.0
+    with pytest.raises(ValueError, match=r"cannot be fitted: asa\[4\] \(\d+ patients, every value 0\)"):
+        fit_log_glm(d, FACTORS, "poisson", "los_days")
+
+
+def test_fixed_log_model_intercept_recalibration(los_data):
+    # Published coefficients with the intercept 0.5 too low: recalibration-in-the-large restores it.
+    published = dict(LOS_TRUE, Intercept=LOS_TRUE["Intercept"] - 0.5)
+    fixed = fixed_model(published, FACTORS, family="poisson")
+    assert fixed.link == "log"
+    X = design_matrix(los_data, FACTORS)
+    np.testing.assert_allclose(fixed.predict(los_data), np.exp(X @ np.array(list(published.values()))))
+    recal = fixed_model(published, FACTORS, "intercept", los_data, "los_days", family="poisson")
+    ref = sm.GLM(los_data["los_days"].to_numpy(), np.ones((len(los_data), 1)), family=sm.families.Poisson(),
+                 offset=fixed.linear_predictor(los_data)).fit()
+    assert recal.recalibration["intercept"] == pytest.approx(float(ref.params[0]), abs=1e-9)
+    assert recal.predict(los_data).sum() == pytest.approx(los_data["los_days"].sum(), rel=1e-9)
+    assert recal.family == "poisson" and recal.events == 0

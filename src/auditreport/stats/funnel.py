@@ -42,6 +42,12 @@ Proportions (target p0), ``proportion_limits(p0, n, level, method)``:
   is evaluated through the regularised incomplete beta function so that
   non-integer n (points of a smooth curve) are allowed.
 
+Means (target mu0, the national mean or a fixed standard),
+``normal_limits(mu0, sd, n, level)``: mu0 -/+ z sd/sqrt(n), Spiegelhalter
+(2005, section 2.1 and Table 1: "normal" data with known sigma, precision n);
+sd is the national standard deviation of the records, so the funnel is one
+curve over n.
+
 Over-dispersion (an ``Overdispersion`` from ``overdispersion.py``):
 
 - "none": the limits above.
@@ -52,7 +58,7 @@ Over-dispersion (an ``Overdispersion`` from ``overdispersion.py``):
   small-sample asymmetry and makes phi <= 1 reduce to the unadjusted limits.
 - "additive" (DerSimonian-Laird random effects, natural scale):
   target +/- z sqrt(s^2 + tau^2) with s^2 = 1/E for ratios and
-  p0(1 - p0)/n for proportions.
+  p0(1 - p0)/n for proportions, sd^2/n for means.
 - "shmi" (ratios only; FunnelPlotR's SHMI option): log scale,
   exp(+/- z sqrt(1/E + tau^2)).
 - As in FunnelPlotR, when tau^2 == 0 the additive and SHMI options fall back
@@ -79,10 +85,14 @@ __all__ = [
     "funnel_curve",
     "phe_poisson_funnel",
     "phe_sigma_adjustment",
+    "normal_limits",
+    "FUNNEL_KINDS",
 ]
 
 RATIO_LIMIT_METHODS = ("exact", "phe")
 PROPORTION_LIMIT_METHODS = ("wilson", "exact")
+#: What a funnel is drawn for (``funnel_curve``'s kind): its precision axis is E, n (cases) and n (records).
+FUNNEL_KINDS = ("ratio", "proportion", "mean")
 
 
 def _bisect(f, lo: np.ndarray, hi: np.ndarray, n_iter: int = 80) -> np.ndarray:
@@ -296,6 +306,59 @@ def proportion_limits(
     return np.where(good, lo, np.nan), np.where(good, hi, np.nan)
 
 
+# ---------------------------------------------------------------- means
+
+
+def normal_limits(
+    target: float, sd, n, level: float, overdispersion: Overdispersion | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Funnel limits for a mean around ``target`` at ``n`` records: target -/+ z sd / sqrt(n).
+
+    Spiegelhalter (Stat Med 2005, section 2.1 and Table 1): for an indicator
+    whose records have (known) standard deviation ``sd``, the mean of n
+    records has standard error sd/sqrt(n) and the funnel is the normal one.
+    ``sd`` is normally the national standard deviation of the records (one
+    curve over n); an array of per-unit standard deviations is accepted too.
+    Over-dispersion as for the other kinds: "multiplicative" multiplies the
+    half-width by sqrt(phi) when phi > 1; "additive" uses
+    z sqrt(sd^2/n + tau^2), tau^2 on the scale of the values (from
+    ``overdispersion.estimate_mean``), falling back to the plain limits when
+    tau^2 = 0; "shmi" is a ratio method and is refused.
+
+    Edge rules: n <= 0, a NaN n or a NaN/negative sd gives NaN.  The limits
+    are not clipped (a lower limit below 0 is possible for small n; a
+    measure of values >= 0 simply has no low outliers there).
+
+    Returns
+    -------
+    (lower, upper) : float arrays broadcast from ``sd`` and ``n``.
+
+    Examples
+    --------
+    >>> lo, hi = normal_limits(10.0, 4.0, 16, 0.95)
+    >>> round(float(lo), 4), round(float(hi), 4)
+    (8.04, 11.96)
+    """
+    z = z_for_level(level)
+    mu0 = float(target)
+    s, n_arr = np.broadcast_arrays(np.asarray(sd, dtype=float), np.asarray(n, dtype=float))
+    good = np.isfinite(n_arr) & (n_arr > 0) & np.isfinite(s) & (s >= 0)
+    se = np.where(good, s, 0.0) / np.sqrt(np.where(good, n_arr, 1.0))
+    half = z * se
+    od = overdispersion
+    if od is not None and od.method != "none":
+        if od.method == "multiplicative":
+            half = half * od.inflation
+        elif od.method == "additive":
+            if od.tau2 > 0:
+                half = z * np.sqrt(se**2 + od.tau2)
+        elif od.method == "shmi":
+            raise ValueError("the SHMI over-dispersion method applies to ratios, not means")
+        else:
+            raise ValueError(f"unknown overdispersion method {od.method!r}")
+    return np.where(good, mu0 - half, np.nan), np.where(good, mu0 + half, np.nan)
+
+
 # ---------------------------------------------------------------- curves
 
 
@@ -307,16 +370,21 @@ def funnel_curve(
     n_points: int = 200,
     method: str | None = None,
     overdispersion: Overdispersion | None = None,
+    sd: float | None = None,
 ) -> pd.DataFrame:
     """Funnel limits on a log-spaced grid of the precision axis.
 
     Parameters
     ----------
     kind : "ratio" (x = expected deaths, limits for O/E, scaled by ``target``,
-        normally 1) or "proportion" (x = cases, limits are proportions around
-        ``target``).
+        normally 1), "proportion" (x = cases, limits are proportions around
+        ``target``) or "mean" (x = records n, limits ``normal_limits`` around
+        ``target`` with standard deviation ``sd``).
     x_min, x_max : range of the precision axis (x_min > 0).
-    method : limit method; default "exact" for ratios and "wilson" for proportions.
+    method : limit method; default "exact" for ratios and "wilson" for
+        proportions; means have one method (normal) and take none.
+    sd : the national standard deviation of the records; kind "mean" only,
+        where it is required.
 
     Returns
     -------
@@ -324,6 +392,15 @@ def funnel_curve(
     """
     if not (x_min > 0 and x_max > x_min):
         raise ValueError(f"need 0 < x_min < x_max, got {x_min!r}, {x_max!r}")
+    if kind not in FUNNEL_KINDS:
+        raise ValueError(f"kind must be one of {FUNNEL_KINDS}, got {kind!r}")
+    if kind == "mean":
+        if sd is None:
+            raise ValueError("a funnel for a mean needs the standard deviation of the records (sd)")
+        if method not in (None, "normal"):
+            raise ValueError(f"a funnel for a mean has one limit method, 'normal'; got {method!r}")
+    elif sd is not None:
+        raise ValueError(f"sd applies to a funnel for a mean, not kind {kind!r}")
     x = np.geomspace(float(x_min), float(x_max), int(n_points))
     out = {"x": x}
     for level, tag in ((0.95, "95"), (0.998, "998")):
@@ -333,7 +410,7 @@ def funnel_curve(
         elif kind == "proportion":
             lo, hi = proportion_limits(target, x, level, method or "wilson", overdispersion)
         else:
-            raise ValueError(f"kind must be 'ratio' or 'proportion', got {kind!r}")
+            lo, hi = normal_limits(target, sd, x, level, overdispersion)
         out[f"lower{tag}"] = lo
         out[f"upper{tag}"] = hi
     return pd.DataFrame(out, columns=["x", "lower95", "upper95", "lower998", "upper998"])

@@ -16,12 +16,21 @@ References
   and ``funnel_ratio_significance`` in R/utils.R: the "phe" rule below.
 - New York State Department of Health, "Adult Cardiac Surgery in New York
   State" (annual reports): the RAMR and its interval.
+- Student. The probable error of a mean. Biometrika 1908;6:1-25 (the t interval).
+- Conover WJ. Practical Nonparametric Statistics, 3rd ed. Wiley 1999,
+  section 3.2 (the distribution-free interval for a quantile from order
+  statistics); Hollander M, Wolfe DA, Chicken E. Nonparametric Statistical
+  Methods, 3rd ed. Wiley 2014, section 3.6 (the median as the sign test's
+  estimate and its interval).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import chi2, norm
+import pandas as pd
+from numpy.typing import ArrayLike
+from scipy.stats import binom, chi2, norm
+from scipy.stats import t as student_t
 
 __all__ = [
     "Z95",
@@ -34,6 +43,10 @@ __all__ = [
     "ratio_interval",
     "ramr",
     "RATIO_METHODS",
+    "t_interval",
+    "mean_sd_by_group",
+    "median_interval",
+    "median_rank_pair",
 ]
 
 Z95: float = float(norm.ppf(0.975))
@@ -192,3 +205,188 @@ def ramr(o, e, national_rate, level: float = 0.95, method: str = "exact") -> tup
         value = np.where(e_arr > 0, o_arr / np.where(e_arr > 0, e_arr, 1.0), np.nan) * rate
     lo, hi = ratio_interval(o_arr, e_arr, level, method)
     return np.asarray(value, dtype=float), np.asarray(lo * rate, dtype=float), np.asarray(hi * rate, dtype=float)
+
+
+# ---------------------------------------------------------------- continuous values
+
+
+def t_interval(mean: ArrayLike, sd: ArrayLike, n: ArrayLike, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Student's t interval for a mean: mean -/+ t(1 - a/2, n - 1) sd / sqrt(n).
+
+    The interval of R's ``t.test(x)$conf.int`` for a one-sample mean, computed
+    from the summary figures (``sd`` with denominator n - 1).  Vectorised over
+    ``mean``, ``sd`` and ``n``.  Edge rules: n < 2 (no standard deviation can be
+    estimated) or a NaN input gives NaN; sd = 0 gives the degenerate interval
+    (mean, mean).
+
+    Returns
+    -------
+    (lower, upper) : float arrays broadcast from the inputs.
+
+    Examples
+    --------
+    >>> lo, hi = t_interval(10.0, 2.0, 5)
+    >>> round(float(lo), 4), round(float(hi), 4)
+    (7.5167, 12.4833)
+    """
+    a = 1.0 - check_level(level)
+    m, s, n = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (mean, sd, n)))
+    good = n >= 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half = student_t.ppf(1.0 - a / 2.0, np.where(good, n - 1.0, 1.0)) * s / np.sqrt(np.where(good, n, 1.0))
+    lo = np.where(good, m - half, np.nan)
+    hi = np.where(good, m + half, np.nan)
+    return np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+
+
+def _sorted_by_group(values: ArrayLike, groups: ArrayLike) -> tuple[np.ndarray, np.ndarray, pd.Index, np.ndarray]:
+    """Values sorted within groups (one ``lexsort``), the group start offsets, the group labels and counts.
+
+    NaN values are dropped.  Groups are the distinct labels in sorted order; a
+    group whose every value is NaN is kept with count 0.
+    """
+    v = np.asarray(values, dtype=float).ravel()
+    g = np.asarray(groups).ravel()
+    if v.shape != g.shape:
+        raise ValueError(f"values and groups differ in length ({v.size} and {g.size})")
+    codes, labels = pd.factorize(pd.Series(g), sort=True)
+    if (codes < 0).any():
+        raise ValueError("groups must not be missing (NaN/None)")
+    keep = ~np.isnan(v)
+    v, codes = v[keep], codes[keep]
+    order = np.lexsort((v, codes))
+    counts = np.bincount(codes, minlength=len(labels))
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return v[order], starts, pd.Index(labels, name="group"), counts
+
+
+def mean_sd_by_group(values: ArrayLike, groups: ArrayLike) -> pd.DataFrame:
+    """Count, mean and standard deviation (denominator n - 1) of ``values`` in each group.
+
+    Computed with ``np.bincount`` (no per-group Python loop), two-pass (the
+    squared deviations from each group's own mean, not sum x^2 - n mean^2, which
+    loses precision for large values with small spread).  NaN values are
+    dropped; a group of one value has sd NaN, as R's ``sd``.
+
+    Returns
+    -------
+    DataFrame indexed by group (sorted) with columns ``n``, ``mean``, ``sd``.
+
+    Examples
+    --------
+    >>> mean_sd_by_group([1.0, 2.0, 3.0, 10.0], ["a", "a", "a", "b"]).round(3).to_dict("index")
+    {'a': {'n': 3.0, 'mean': 2.0, 'sd': 1.0}, 'b': {'n': 1.0, 'mean': 10.0, 'sd': nan}}
+    """
+    v = np.asarray(values, dtype=float).ravel()
+    g = np.asarray(groups).ravel()
+    if v.shape != g.shape:
+        raise ValueError(f"values and groups differ in length ({v.size} and {g.size})")
+    codes, labels = pd.factorize(pd.Series(g), sort=True)
+    if (codes < 0).any():
+        raise ValueError("groups must not be missing (NaN/None)")
+    keep = ~np.isnan(v)
+    v, codes = v[keep], codes[keep]
+    k = len(labels)
+    n = np.bincount(codes, minlength=k).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.bincount(codes, weights=v, minlength=k) / n
+        ss = np.bincount(codes, weights=(v - mean[codes]) ** 2, minlength=k)
+        sd = np.where(n >= 2, np.sqrt(ss / (n - 1.0)), np.nan)
+    mean = np.where(n > 0, mean, np.nan)
+    return pd.DataFrame({"n": n, "mean": mean, "sd": sd}, index=pd.Index(labels, name="group"))
+
+
+def median_rank_pair(n: ArrayLike, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ranks (j, k) of the order statistics that bound the exact median interval, and its coverage.
+
+    With B ~ binomial(n, 1/2), (x_(j), x_(k)) with k = n + 1 - j covers the
+    population median with probability 1 - 2 P(B <= j - 1), whatever the
+    (continuous) distribution (Conover 1999, section 3.2).  j is the largest
+    rank whose coverage is at least ``level`` (the shortest symmetric interval
+    that keeps the level).  That j is R's ``qbinom((1 - level)/2, n, 0.5)``,
+    the lower rank of ``DescTools::MedianCI(method = "exact")``, except when
+    P(B <= j) equals (1 - level)/2 exactly, where this j is one higher and the
+    coverage exactly ``level``.
+
+    Edge rule: when even (x_(1), x_(n)) covers with probability 1 - 2^(1 - n)
+    below ``level`` (n <= 5 at 95%, n <= 9 at 99.8%), no interval of the level
+    exists from the data: j = k = 0 and coverage NaN.
+
+    Returns
+    -------
+    (j, k, coverage) : 1-based ranks as int arrays (0 where no interval
+    exists) and the exact coverage as a float array.
+
+    Examples
+    --------
+    >>> j, k, cover = median_rank_pair([5, 6, 20])
+    >>> j.tolist(), k.tolist(), [round(c, 4) for c in cover.tolist()]
+    ([0, 1, 6], [0, 6, 15], [nan, 0.9688, 0.9586])
+    """
+    a = 1.0 - check_level(level)
+    n = np.asarray(n, dtype=float)
+    if not (np.isfinite(n) & (n >= 0) & (n == np.round(n))).all():
+        raise ValueError("n must be whole numbers >= 0")
+    ns = np.maximum(n, 1.0)
+    # q: the smallest count with P(B <= q) >= a/2; the largest m with P(B <= m) <= a/2 is q, or q - 1 when
+    # P(B <= q) exceeds a/2.  The relative tolerance keeps an exact tie (a/2 = P(B <= q)) on the side it is on.
+    q = binom.ppf(a / 2.0, ns, 0.5)
+    m = np.where(binom.cdf(q, ns, 0.5) <= (a / 2.0) * (1.0 + 1e-12), q, q - 1.0)
+    exists = (m >= 0) & (n > 0)
+    j = np.where(exists, m + 1.0, 0.0).astype(np.int64)
+    k = np.where(exists, n - j + 1.0, 0.0).astype(np.int64)
+    coverage = np.where(exists, 1.0 - 2.0 * binom.cdf(m, ns, 0.5), np.nan)
+    return j, k, np.asarray(coverage, dtype=float)
+
+
+def median_interval(values: ArrayLike, groups: ArrayLike, level: float = 0.95) -> pd.DataFrame:
+    """Median of each group with the exact distribution-free interval from order statistics.
+
+    The interval is (x_(j), x_(k)) of the group's ordered values, j and k from
+    the binomial(n, 1/2) distribution as in :func:`median_rank_pair` (Conover
+    1999, section 3.2; the interval that inverts the sign test).  Its coverage
+    is at least ``level`` for any continuous distribution; the achieved
+    coverage is returned too, since with ties or small n it exceeds the level.
+    The median is the usual one (mean of the two middle values for even n,
+    R's ``median``).
+
+    Vectorised: one ``lexsort`` of all values by (group, value), then the
+    order statistics are read at each group's offset; no per-group loop.
+
+    Edge rules: NaN values are dropped (n counts the rest).  A group too small
+    for an interval of the level (n <= 5 at 95%, n <= 9 at 99.8%) gets lower
+    and upper NaN and coverage NaN, not the extremes: (min, max) would claim
+    a level it does not have.  A group with no values has median NaN.
+
+    Returns
+    -------
+    DataFrame indexed by group (sorted) with columns ``n``, ``median``,
+    ``lower``, ``upper``, ``coverage``.
+
+    Examples
+    --------
+    >>> r = median_interval(range(1, 11), ["a"] * 10)
+    >>> r.loc["a", ["n", "median", "lower", "upper"]].tolist(), round(float(r.loc["a", "coverage"]), 4)
+    ([10.0, 5.5, 2.0, 9.0], 0.9785)
+    """
+    v, starts, labels, counts = _sorted_by_group(values, groups)
+    n = counts.astype(float)
+    has = counts > 0
+    # The middle order statistics (0-based within the group): (n-1)//2 and n//2.
+    lo_mid = starts + np.maximum(counts - 1, 0) // 2
+    hi_mid = starts + counts // 2
+    safe = np.minimum(np.where(has, lo_mid, 0), max(v.size - 1, 0))
+    safe_hi = np.minimum(np.where(has, hi_mid, 0), max(v.size - 1, 0))
+    if v.size:
+        median = np.where(has, 0.5 * (v[safe] + v[safe_hi]), np.nan)
+    else:
+        median = np.full(len(labels), np.nan)
+    j, k, coverage = median_rank_pair(counts, level)
+    exists = j > 0
+    if v.size:
+        lower = np.where(exists, v[np.where(exists, starts + j - 1, 0)], np.nan)
+        upper = np.where(exists, v[np.where(exists, starts + k - 1, 0)], np.nan)
+    else:
+        lower = upper = np.full(len(labels), np.nan)
+    return pd.DataFrame({"n": n, "median": median, "lower": lower, "upper": upper, "coverage": coverage},
+                        index=labels)

@@ -17,6 +17,9 @@ Scales used for the z-scores (and therefore for tau^2):
   z = (O - E)/sqrt(E) (Spiegelhalter 2005, Poisson on the natural scale).
 - "multiplicative" and "additive", proportions: y = x/n, s = sqrt(p0(1-p0)/n),
   z = (y - p0)/s (Spiegelhalter 2005, binomial on the natural scale).
+- "multiplicative" and "additive", means: y = mean, s = sd/sqrt(n) with sd
+  the national standard deviation of the records, z = (y - mu0)/s
+  (Spiegelhalter 2005, normal data); tau^2 is then on the scale of the values.
 - "shmi" (ratios only): E rounded to 2 dp, z = sqrt(E) ln(O/E), s = 1/sqrt(E);
   top and bottom 10% truncated (dropped) by FunnelPlotR's rank rule; tau^2
   computed from the kept units only (FunnelPlotR change of 29/11/2020).
@@ -35,6 +38,7 @@ __all__ = [
     "NONE",
     "estimate_ratio",
     "estimate_proportion",
+    "estimate_mean",
     "winsorise",
     "shmi_truncation_mask",
     "dersimonian_laird_tau2",
@@ -205,4 +209,40 @@ def estimate_proportion(events, n, target: float, method: str, trim: float = TRI
     x, d = _usable_units(events, n, "events and n")
     s = np.sqrt(p0 * (1.0 - p0) / d)
     z = (x / d - p0) / s
+    return _from_z(method, z, s, trim)
+
+
+def estimate_mean(means, n, target: float, sd, method: str, trim: float = TRIM) -> Overdispersion:
+    """Estimate over-dispersion of unit means around ``target``.
+
+    z = (mean - mu0) / (sd / sqrt(n)) (Spiegelhalter QSHC 2005, the normal
+    case), phi the mean of the z-scores squared after winsorising at 10%/90%,
+    tau^2 by DerSimonian-Laird with w = n / sd^2 (on the scale of the values,
+    what ``funnel.normal_limits`` adds to sd^2/n).  ``sd`` is the national
+    standard deviation of the records (a scalar) or one per unit.  "shmi" is a
+    ratio method and is rejected.  Units with n <= 0, or a NaN mean or sd, are
+    ignored.
+
+    Examples
+    --------
+    >>> od = estimate_mean([9.0, 10.0, 11.0, 14.0], [25, 25, 25, 25], 10.0, 5.0, "multiplicative")
+    >>> round(od.phi, 4), od.n_units
+    (2.775, 4)
+    """
+    _check_method(method)
+    if method == "none":
+        return NONE
+    if method == "shmi":
+        raise ValueError("the SHMI over-dispersion method applies to ratios (O/E), not means")
+    mu0 = float(target)
+    if not np.isfinite(mu0):
+        raise ValueError(f"target mean must be a finite number, got {target!r}")
+    m = np.asarray(means, dtype=float).ravel()
+    d = np.asarray(n, dtype=float).ravel()
+    if m.shape != d.shape:
+        raise ValueError("means and n must have the same length")
+    s_rec = np.broadcast_to(np.asarray(sd, dtype=float), m.shape).ravel()
+    keep = np.isfinite(m) & np.isfinite(d) & (d > 0) & np.isfinite(s_rec) & (s_rec > 0)
+    s = s_rec[keep] / np.sqrt(d[keep])
+    z = (m[keep] - mu0) / s
     return _from_z(method, z, s, trim)

@@ -1,7 +1,11 @@
-"""Risk adjustment: patient-level logistic risk models (METHODS.md section 5).
+"""Risk adjustment: patient-level risk models (METHODS.md sections 1 and 5).
 
-A risk model turns each patient's risk factors into a predicted probability of the outcome (death within the
-audit's window); a unit's expected deaths are the sum of its patients' predicted risks. The model is either
+A risk model turns each patient's risk factors into a prediction: for a 0/1 outcome (death within the audit's
+window, a process event) a probability from a logistic model; for a value >= 0 (length of stay, minutes to
+surgery) an expected value from a log-link GLM, Poisson or gamma (``fit_log_glm``; McCullagh & Nelder,
+*Generalized Linear Models*, 2nd ed., 1989, ch. 6 and 8), as SHMI-style length-of-stay indicators and
+FunnelPlotR's examples do. A unit's expected count (or expected total) is the sum of its patients' predictions.
+The logistic model is either
 
 * fitted on the national cohort of the period by maximum likelihood (``fit_logistic``), or
 * a published model given as fixed coefficients, as logistic EuroSCORE is (``fixed_model``), optionally
@@ -38,6 +42,9 @@ __all__ = [
     "coefficient_table",
     "design_matrix",
     "fit_logistic",
+    "fit_log_glm",
+    "FAMILIES",
+    "LINKS",
     "fixed_model",
     "imputation_values",
     "impute_missing",
@@ -53,6 +60,10 @@ _TRANSFORMS = (None, "centre")
 _MODEL_KINDS = ("fitted", "fixed", "fixed_recalibrated")
 _FORMAT = "auditreport.riskmodel"
 _FORMAT_VERSION = 1
+#: GLM families of a risk model: a 0/1 outcome (logistic), or a value >= 0 (log link).
+FAMILIES = ("binomial", "poisson", "gamma")
+#: The link of each family: logit for binomial, log for Poisson and gamma.
+LINKS = {"binomial": "logit", "poisson": "log", "gamma": "log"}
 
 
 class RiskFactorError(ValueError):
@@ -407,12 +418,16 @@ def _jsonify(obj: Any) -> Any:
 # eq=False: field-wise == on pandas objects raises "truth value is ambiguous"; compare to_dict() instead.
 @dataclass(eq=False)
 class RiskModel:
-    """A logistic risk model: ``logit p = X @ coefficients``.
+    """A risk model: ``g(mu) = X @ coefficients`` with g the link of ``family``.
 
-    ``coefficients`` are the ones predictions use. For ``fixed_recalibrated`` models they are the published
-    coefficients after recalibration (intercept ``a + b*b0``, others ``b*bj``); the published ones and the
-    recalibration fit are kept in ``recalibration``. ``n``/``events`` count the patients the model was fitted or
-    recalibrated on (0 for an unrecalibrated fixed model).
+    ``family`` "binomial" (the default) is logistic, ``logit p = X b``; "poisson" and "gamma" have the log link,
+    ``log mu = X b`` (``link`` says which, and is derived from the family). ``coefficients`` are the ones
+    predictions use. For ``fixed_recalibrated`` models they are the published coefficients after recalibration
+    (intercept ``a + b*b0``, others ``b*bj``); the published ones and the recalibration fit are kept in
+    ``recalibration``. ``n``/``events`` count the patients the model was fitted or recalibrated on and their
+    events (0 for an unrecalibrated fixed model; ``events`` is 0 for a log-link model, whose outcome total is
+    ``outcome_total``). ``scale`` is the GLM's dispersion (1 for binomial and Poisson; the Pearson estimate for
+    gamma, as statsmodels and R's ``summary.glm`` give it).
     """
 
     kind: str
@@ -427,10 +442,15 @@ class RiskModel:
     centres: dict[str, float] = field(default_factory=dict)
     p_values: pd.Series | None = None
     converged: bool | None = None
+    family: str = "binomial"
+    outcome_total: float | None = None
+    scale: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _MODEL_KINDS:
             raise ValueError(f"model kind must be one of {_MODEL_KINDS}, got {self.kind!r}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"model family must be one of {FAMILIES}, got {self.family!r}")
         self.factors = tuple(self.factors)
         expected = term_names(self.factors)
         if list(self.coefficients.index) != expected:
@@ -442,21 +462,28 @@ class RiskModel:
     def terms(self) -> list[str]:
         return list(self.coefficients.index)
 
+    @property
+    def link(self) -> str:
+        """"logit" (binomial) or "log" (Poisson, gamma)."""
+        return LINKS[self.family]
+
     def impute(self, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``impute_missing`` with this model's stored national fill values (when it has them)."""
         return impute_missing(df, self.factors, self.fill_values or None)
 
     def linear_predictor(self, df: pd.DataFrame) -> np.ndarray:
-        """Log-odds of the outcome for each row of already-imputed data."""
+        """``X b`` for each row of already-imputed data: the log-odds (logit link) or the log of the mean (log)."""
         X = design_matrix(df, self.factors, self.centres)
         return X @ self.coefficients.to_numpy(dtype=np.float64)
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
-        """Predicted probability of the outcome for each row of already-imputed data.
+        """The prediction for each row of already-imputed data: ``expit(X b)``, a probability, for the logit link;
+        ``exp(X b)``, an expected value, for the log link.
 
         Raises ``ValueError`` naming the factor for missing values or categories outside the configuration.
         """
-        return _expit(self.linear_predictor(df))
+        lp = self.linear_predictor(df)
+        return np.exp(lp) if self.link == "log" else _expit(lp)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe description; ``RiskModel.from_dict`` restores a model with identical predictions.
@@ -486,15 +513,25 @@ class RiskModel:
             "recalibration": _jsonify(self.recalibration),
             "fill_values": {k: _json_float(v) for k, v in self.fill_values.items()},
             "centres": {k: _json_float(v) for k, v in self.centres.items()},
+            "family": self.family,
+            "link": self.link,
+            "outcome_total": None if self.outcome_total is None else _json_float(self.outcome_total),
+            "scale": None if self.scale is None else _json_float(self.scale),
         }
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RiskModel:
+        """The model ``to_dict`` described; a description without ``family`` (written before log-link models
+        existed) is a logistic model."""
         if d.get("format", _FORMAT) != _FORMAT:
             raise ValueError(f"not a risk model description (format {d.get('format')!r})")
         if int(d.get("format_version", _FORMAT_VERSION)) > _FORMAT_VERSION:
             raise ValueError(f"risk model format version {d['format_version']} is newer than this code reads")
+        family = d.get("family", "binomial")
+        if family in LINKS and d.get("link", LINKS[family]) != LINKS[family]:
+            raise ValueError(f"risk model description: family {family!r} has link {LINKS[family]!r}, "
+                             f"not {d['link']!r}")
         factors = tuple(RiskFactor.from_dict(f) for f in d["factors"])
         terms = [t for t, _ in d["coefficients"]]
         coef = pd.Series([_from_json_float(v) for _, v in d["coefficients"]], index=terms, dtype=float)
@@ -530,6 +567,9 @@ class RiskModel:
             centres={k: float(v) for k, v in (d.get("centres") or {}).items()},
             p_values=pv,
             converged=d.get("converged"),
+            family=family,
+            outcome_total=None if d.get("outcome_total") is None else float(d["outcome_total"]),
+            scale=None if d.get("scale") is None else float(d["scale"]),
         )
 
 
@@ -557,6 +597,31 @@ def _outcome(df: pd.DataFrame, outcome: str) -> np.ndarray:
     return y
 
 
+def _fitting_design(df: pd.DataFrame, factors: tuple[RiskFactor, ...]) -> tuple[np.ndarray, list[str], dict]:
+    """Design matrix of the fitting data, its term names and the centres of centred factors (the data's means).
+
+    Raises ``ValueError`` when a term has no patients (its coefficient cannot be estimated).
+    """
+    centres: dict[str, float] = {}
+    for f in factors:
+        if f.transform == "centre":
+            centres[f.name] = float(_as_numeric(df[f.name], f.name).mean())
+    X = design_matrix(df, factors, centres)
+    names = term_names(factors)
+    empty = [names[j] for j in range(1, X.shape[1]) if not X[:, j].any()]
+    if empty:
+        raise ValueError(f"term(s) with no patients in the fitting data, cannot be estimated: {empty}")
+    return X, names, centres
+
+
+def _check_rank(rank: int, names: list[str]) -> None:
+    if rank < len(names):
+        raise ValueError(
+            f"the risk factors are collinear in the fitting data (design rank {rank} < {len(names)} terms {names}); "
+            "drop or merge factors/levels"
+        )
+
+
 def fit_logistic(
     df: pd.DataFrame,
     factors: Sequence[RiskFactor],
@@ -581,26 +646,14 @@ def fit_logistic(
 
     factors = tuple(factors)
     y = _outcome(df, outcome)
-    centres: dict[str, float] = {}
-    for f in factors:
-        if f.transform == "centre":
-            centres[f.name] = float(_as_numeric(df[f.name], f.name).mean())
-    X = design_matrix(df, factors, centres)
-    names = term_names(factors)
-    empty = [names[j] for j in range(1, X.shape[1]) if not X[:, j].any()]
-    if empty:
-        raise ValueError(f"term(s) with no patients in the fitting data, cannot be estimated: {empty}")
+    X, names, centres = _fitting_design(df, factors)
     # Newton-Raphson on the logit likelihood (statsmodels Logit) rather than GLM's IRLS: the same maximum
     # likelihood estimate (the logit link is canonical, so observed and expected information coincide), but each
     # step is one X'WX product instead of a least-squares solve, the cheaper step on a national cohort.
     logit_model = sm.Logit(y, X)
     # statsmodels has already computed the rank (one QR); a singular Hessian would otherwise surface as a bare
     # LinAlgError from inside Newton's method.
-    if int(logit_model.df_model) + 1 < X.shape[1]:
-        raise ValueError(
-            f"the risk factors are collinear in the fitting data (design rank {int(logit_model.df_model) + 1} "
-            f"< {X.shape[1]} terms {names}); drop or merge factors/levels"
-        )
+    _check_rank(int(logit_model.df_model) + 1, names)
     with warnings.catch_warnings():
         # statsmodels repeats its separation warning at every Newton step; one clear error below replaces them.
         warnings.filterwarnings("ignore", category=PerfectSeparationWarning)
@@ -641,6 +694,114 @@ def fit_logistic(
     )
 
 
+def _value_outcome(df: pd.DataFrame, outcome: str, family: str) -> np.ndarray:
+    """The outcome of a log-link model: numbers >= 0 (Poisson) or > 0 (gamma), none missing."""
+    if outcome not in df.columns:
+        raise ValueError(f"outcome column {outcome!r} not in the data")
+    y = pd.to_numeric(df[outcome], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(y) | (y <= 0 if family == "gamma" else y < 0)
+    if bad.any():
+        rule = "> 0 (a gamma model's values must be positive; use family poisson for values that can be 0)" \
+            if family == "gamma" else ">= 0"
+        rows = ", ".join(str(r) for r in df.index[bad][:5])
+        raise ValueError(f"outcome {outcome!r} must be a number {rule} with no missing values; {int(bad.sum())} "
+                         f"row(s) are not (index {rows}{' ...' if bad.sum() > 5 else ''})")
+    return y
+
+
+def _glm_family(family: str):
+    """The statsmodels family object with the log link, for "poisson" or "gamma"."""
+    import statsmodels.api as sm
+
+    if family == "poisson":
+        return sm.families.Poisson()
+    if family == "gamma":
+        return sm.families.Gamma(link=sm.families.links.Log())
+    raise ValueError(f"a log-link risk model's family must be 'poisson' or 'gamma', got {family!r}")
+
+
+def fit_log_glm(
+    df: pd.DataFrame,
+    factors: Sequence[RiskFactor],
+    family: str = "poisson",
+    outcome: str = "y",
+    *,
+    fill_values: Mapping[str, float] | None = None,
+) -> RiskModel:
+    """Fit a log-link GLM of a value >= 0 (length of stay, minutes) on the risk factors.
+
+    ``log E[y] = X b`` with a Poisson (``family="poisson"``: variance proportional to the mean; y may be any
+    number >= 0, the quasi-Poisson estimating equations, whose point estimates are the Poisson ones) or gamma
+    (``family="gamma"``: constant coefficient of variation; y > 0) family, fitted by IRLS in statsmodels
+    ``GLM`` (McCullagh & Nelder 1989, ch. 6 and 8); identical to R's ``glm(y ~ ..., family = poisson)`` and
+    ``glm(..., family = Gamma(link = "log"))`` and to ``smf.glm(..., family=Poisson())`` /
+    ``Gamma(link=Log())``. With an intercept and the canonical (Poisson) log link, the fitted values sum to the
+    observed total, so the national O/E is exactly 1; for gamma it is close to, not exactly, 1.
+
+    Standard errors, Wald intervals and p-values are statsmodels' (gamma: scaled by the Pearson dispersion,
+    kept in ``scale``). Categorical factors are treatment-coded; ``df`` must already be imputed
+    (``impute_missing``); ``fill_values`` are stored as in ``fit_logistic``.
+
+    ``ValueError`` is raised for an outcome outside the family's range (naming the rows), a configured level
+    with no patients, a level whose values are all 0 (its coefficient would be minus infinity), collinear
+    terms, or a fit that does not converge.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"los": [2.0, 3.0, 4.0, 8.0, 9.0, 7.0], "urgent": ["no", "no", "no", "yes", "yes", "yes"]})
+    >>> m = fit_log_glm(df, [RiskFactor("urgent", "categorical", ("no", "yes"))], "poisson", "los")
+    >>> m.link, [round(float(v), 4) for v in m.predict(df)]
+    ('log', [3.0, 3.0, 3.0, 8.0, 8.0, 8.0])
+    """
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
+
+    fam = _glm_family(family)
+    factors = tuple(factors)
+    y = _value_outcome(df, outcome, family)
+    X, names, centres = _fitting_design(df, factors)
+    # A level whose values are all 0 has its Poisson coefficient at minus infinity (IRLS stops at a large
+    # negative number and calls it converged), and predicts 0 for its patients: refuse it, as separation is.
+    all_zero = [f"{t} ({int((X[:, j] == 1).sum())} patients, every value 0)"
+                for j, t in enumerate(names[1:], start=1)
+                if np.isin(X[:, j], (0.0, 1.0)).all() and not y[X[:, j] == 1].any()]
+    if all_zero or not y.any():
+        raise ValueError(f"the {family} risk model cannot be fitted: {', '.join(all_zero) or 'every value is 0'}; "
+                         "its coefficient would be minus infinity. Merge rare levels in the audit's configuration.")
+    model = sm.GLM(y, X, family=fam)
+    _check_rank(int(model.df_model) + 1, names)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=PerfectSeparationWarning)
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        # A Poisson family given non-integer values warns on every call of its log-likelihood; the estimating
+        # equations (quasi-Poisson) are what is wanted here.
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        res = model.fit(maxiter=100)
+    converged = bool(getattr(res, "converged", True))
+    if not converged or not np.all(np.isfinite(res.params)):
+        raise ValueError(f"the {family} risk model did not converge (terms {names}); merge rare levels or drop "
+                         "factors in the audit's configuration.")
+    ci = np.asarray(res.conf_int(alpha=0.05))
+    return RiskModel(
+        kind="fitted",
+        factors=factors,
+        coefficients=pd.Series(np.asarray(res.params), index=names, dtype=float),
+        std_errors=pd.Series(np.asarray(res.bse), index=names, dtype=float),
+        conf_int=pd.DataFrame(ci, index=names, columns=["lower", "upper"]),
+        p_values=pd.Series(np.asarray(res.pvalues), index=names, dtype=float),
+        n=int(len(y)),
+        events=0,
+        recalibration=None,
+        fill_values=dict(fill_values or {}),
+        centres=centres,
+        converged=converged,
+        family=family,
+        outcome_total=float(y.sum()),
+        scale=float(res.scale),
+    )
+
+
 def fixed_model(
     coefficients: Mapping[str, float],
     factors: Sequence[RiskFactor],
@@ -650,8 +811,12 @@ def fixed_model(
     *,
     centres: Mapping[str, float] | None = None,
     fill_values: Mapping[str, float] | None = None,
+    family: str = "binomial",
 ) -> RiskModel:
     """A published model given as fixed coefficients (as logistic EuroSCORE is), optionally recalibrated.
+
+    ``family`` "binomial" (default) is a logistic model; "poisson" or "gamma" a published log-link model of a
+    value, recalibrated the same way on the log scale (``log mu = a + b*lp``) with that family's GLM.
 
     ``coefficients`` must name exactly the terms of ``term_names(factors)``. ``recalibrate``:
 
@@ -681,8 +846,11 @@ def fixed_model(
     for f in factors:
         if f.transform == "centre" and f.name not in centres:
             raise ValueError(f"risk factor {f.name!r} is centred: give the published centre in `centres`")
+    if family not in FAMILIES:
+        raise ValueError(f"model family must be one of {FAMILIES}, got {family!r}")
     base = RiskModel(
-        kind="fixed", factors=factors, coefficients=coef, centres=centres, fill_values=dict(fill_values or {})
+        kind="fixed", factors=factors, coefficients=coef, centres=centres, fill_values=dict(fill_values or {}),
+        family=family,
     )
     if recalibrate is None:
         return base
@@ -690,14 +858,22 @@ def fixed_model(
         raise ValueError(f"recalibrate must be None, 'intercept' or 'intercept_slope', got {recalibrate!r}")
     if df is None:
         raise ValueError("recalibration needs the current data: pass df")
-    y = _outcome(df, outcome)
+    if family == "binomial":
+        y, glm_family = _outcome(df, outcome), sm.families.Binomial()
+    else:
+        y, glm_family = _value_outcome(df, outcome, family), _glm_family(family)
     lp = base.linear_predictor(df)
+    with warnings.catch_warnings():
+        # Poisson with non-integer values: see fit_log_glm.
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        if recalibrate == "intercept":
+            res = sm.GLM(y, np.ones((len(y), 1)), family=glm_family, offset=lp).fit()
+        else:
+            res = sm.GLM(y, np.column_stack([np.ones(len(y)), lp]), family=glm_family).fit()
     if recalibrate == "intercept":
-        res = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=lp).fit()
         a, b = float(res.params[0]), 1.0
         se_a, se_b = float(res.bse[0]), None
     else:
-        res = sm.GLM(y, np.column_stack([np.ones(len(y)), lp]), family=sm.families.Binomial()).fit()
         a, b = float(res.params[0]), float(res.params[1])
         se_a, se_b = float(res.bse[0]), float(res.bse[1])
     new = coef * b
@@ -709,7 +885,7 @@ def fixed_model(
         "intercept_se": se_a,
         "slope_se": se_b,
         "n": int(len(y)),
-        "events": int(y.sum()),
+        "events": int(y.sum()) if family == "binomial" else 0,
         "published_coefficients": {t: float(v) for t, v in coef.items()},
     }
     return RiskModel(
@@ -717,11 +893,14 @@ def fixed_model(
         factors=factors,
         coefficients=new,
         n=int(len(y)),
-        events=int(y.sum()),
+        events=int(y.sum()) if family == "binomial" else 0,
         recalibration=recal,
         fill_values=dict(fill_values or {}),
         centres=centres,
         converged=bool(res.converged),
+        family=family,
+        outcome_total=None if family == "binomial" else float(y.sum()),
+        scale=None if family == "binomial" else float(res.scale),
     )
 
 
