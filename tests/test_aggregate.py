@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import poisson
 
 from auditreport.aggregate import AggregateInputError, AggregateOptionError, run_aggregate
-from auditreport.analysis import indicators
+from auditreport.analysis import measures
 from auditreport.rules.flags import PHE_LABELS
 from auditreport.stats.funnel import proportion_limits, ratio_limits
 from auditreport.stats.intervals import ratio_interval, wilson
@@ -41,7 +41,7 @@ def test_literal_ratio(tmp_path, literal_csv):
     assert list(res.columns) == ["unit", "observed", "expected", "value", "lower95", "upper95", "lower998",
                                  "upper998", "target", "limit_lower95", "limit_upper95", "limit_lower998",
                                  "limit_upper998", "flag", "method"]
-    assert set(res.columns) <= set(indicators.INDICATOR_COLUMNS) | {"unit"}
+    assert set(res.columns) <= set(measures.INDICATOR_COLUMNS) | {"unit"}
     written = pd.read_csv(out_csv)
     assert written["unit"].tolist() == list("ABCDEF")
     np.testing.assert_allclose(written["value"], LITERAL["deaths"] / LITERAL["expected"])
@@ -190,7 +190,7 @@ def test_same_flags_as_the_national_stage(tmp_path, overdispersion):
     rate = table["deaths"].sum() / table["cases"].sum()
     o, n, e = (totals[c].to_numpy(float) for c in ("observed", "cases", "expected"))
 
-    national = indicators.crude_mortality(totals, rate, estimate_proportion(o, n, rate, overdispersion))
+    national = measures.rate_statistics(totals, rate, estimate_proportion(o, n, rate, overdispersion))
     agg = run_aggregate(src, tmp_path / "p.csv", unit_col="unit", observed_col="deaths", denominator_col="cases",
                         overdispersion=overdispersion)
     assert agg.attrs["target"] == rate
@@ -201,7 +201,7 @@ def test_same_flags_as_the_national_stage(tmp_path, overdispersion):
                 "limit_lower998", "limit_upper998"):
         np.testing.assert_allclose(agg[col], national[col], rtol=1e-12, err_msg=col)
 
-    national = indicators.oe_ratio(totals, estimate_ratio(o, e, overdispersion))
+    national = measures.oe_statistics(totals, estimate_ratio(o, e, overdispersion))
     agg = run_aggregate(src, tmp_path / "r.csv", unit_col="unit", observed_col="deaths", expected_col="expected",
                         overdispersion=overdispersion)
     assert agg["flag"].tolist() == national["flag"].tolist()
@@ -216,7 +216,7 @@ def test_three_of_three_at_20_percent_is_an_alert_not_an_alarm(tmp_path):
     src = tmp_path / "units.csv"
     table.to_csv(src, index=False)
     totals = table.set_index("unit").rename(columns={"deaths": "observed"})[["cases", "observed", "expected"]]
-    national = indicators.crude_mortality(totals, 0.2, None).set_index("unit_id")["flag"]
+    national = measures.rate_statistics(totals, 0.2, None).set_index("unit_id")["flag"]
     flags = {}
     for method in ("discrete", "limits", "phe"):
         res = run_aggregate(src, tmp_path / f"{method}.csv", unit_col="unit", observed_col="deaths",

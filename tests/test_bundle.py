@@ -42,11 +42,18 @@ def test_every_declared_table_is_written_and_read_back_unchanged(results, tmp_pa
     for name, table in results.tables().items():
         pd.testing.assert_frame_equal(getattr(bundle, name), table.reset_index(drop=True), check_exact=True)
     code = results.risk["provider_code"].iat[0]
-    pd.testing.assert_frame_equal(bundle.provider_risk(code),
-                                  results.risk[results.risk["provider_code"] == code].reset_index(drop=True))
-    mon = results.monitoring
-    pd.testing.assert_frame_equal(bundle.provider_monitoring(code),
-                                  mon[mon["provider_code"] == code].reset_index(drop=True))
+    risk, mon = results.risk, results.monitoring
+    pd.testing.assert_frame_equal(bundle.provider_risk(code, "mortality"),
+                                  risk[(risk["provider_code"] == code) & (risk["measure"] == "mortality")]
+                                  .reset_index(drop=True))
+    pd.testing.assert_frame_equal(bundle.provider_monitoring(code, "mortality"),
+                                  mon[(mon["provider_code"] == code) & (mon["measure"] == "mortality")]
+                                  .reset_index(drop=True))
+    assert bundle.provider_risk(code, "survival").empty  # no predicted risks: a survival measure
+    excluded = results.exclusions
+    pd.testing.assert_frame_equal(bundle.measure_exclusions("mortality"),
+                                  excluded[excluded["measure"] == "mortality"].reset_index(drop=True))
+    assert bundle.monitoring_signals("survival").empty
 
 
 @pytest.mark.parametrize(("found", "word"), [(FORMAT_VERSION - 1, "older"), (FORMAT_VERSION + 1, "newer"),
@@ -109,6 +116,20 @@ def test_per_audit_columns_need_a_declared_prefix(results, tmp_path):
     assert table_problems("quality", results.quality.assign(**{"complete: frailty": 1.0})) == []
 
 
+def test_measures_that_disagree_are_refused(results, tmp_path):
+    """Tables, metadata and models must name the same measures: a table row of an undeclared measure, a model of
+    one, a missing wording are each refused before anything is written."""
+    metadata = {**results.metadata, "measures": [m for m in results.metadata["measures"] if m["id"] != "survival"]}
+    del metadata["wording"]
+    _refused(replace(results, metadata=metadata), tmp_path, [
+        "table 'km': measure 'survival' is not in metadata 'measures'",
+        "table 'indicators': measure 'survival' is not in metadata 'measures'",
+        "model.json: measure 'survival' is not in metadata 'measures'",
+        "metadata 'wording' missing"])
+    twice = {**results.metadata, "measures": results.metadata["measures"] * 2}
+    _refused(replace(results, metadata=twice), tmp_path, ["metadata 'measures': an id is given twice"])
+
+
 def test_text_column_with_a_number_among_its_codes_is_refused(results):
     risk = results.risk.astype({"provider_code": object})
     risk.loc[0, "provider_code"] = 30001  # a code read as a number loses its leading zeros
@@ -119,4 +140,4 @@ def test_text_column_with_a_number_among_its_codes_is_refused(results):
 def test_empty_table_is_checked_for_its_columns_only():
     columns = list(TABLES["monitoring"].columns)
     assert table_problems("monitoring", pd.DataFrame(columns=columns)) == []
-    assert table_problems("monitoring", pd.DataFrame(columns=columns[1:])) == ["column 'provider_code' missing"]
+    assert table_problems("monitoring", pd.DataFrame(columns=columns[1:])) == ["column 'measure' missing"]

@@ -157,7 +157,7 @@ def test_suppress_indicators_leaves_nothing_recoverable():
     rows = [("national", "national", "", 100, 1000)] + [
         ("provider", p, "", d, n) for p, d, n in [("P1", 3, 100), ("P2", 40, 400), ("P3", 25, 250), ("P4", 32, 250)]]
     table = pd.DataFrame(rows, columns=["level", "unit_id", "parent_id", "numerator", "denominator"])
-    table["indicator"] = "crude_mortality"
+    table["measure"], table["statistic"] = "mortality", "rate"
     for col in ("observed", "value", "lower95", "upper95", "lower998", "upper998"):
         table[col] = table["numerator"] / (table["denominator"] if col != "observed" else 1)
     out = suppress_indicators(table, 7).set_index("unit_id")
@@ -293,7 +293,7 @@ def test_small_denominator_takes_a_complement_with_it():
     rows = [("national", "national", "", 50, 1000)] + [
         ("provider", p, "", d, n) for p, d, n in [("P1", 0, 5), ("P2", 20, 395), ("P3", 10, 100), ("P4", 20, 500)]]
     table = pd.DataFrame(rows, columns=["level", "unit_id", "parent_id", "numerator", "denominator"])
-    table["indicator"] = "crude_mortality"
+    table["measure"], table["statistic"] = "mortality", "rate"
     out = suppress_indicators(table, 7).set_index("unit_id")
     assert out.loc["P1", "denominator"] != out.loc["P1", "denominator"]  # NaN: small
     assert out["denominator"].isna().sum() == 2  # and the next smallest (P3) with it

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from oracles import cusum_recursion, logrank_vs_rest
 
-from auditreport.analysis.indicators import INDICATOR_COLUMNS
+from auditreport.analysis.measures import INDICATOR_COLUMNS
 from auditreport.analysis.national import run_national
 from auditreport.analysis.survival_monitoring import fit_national_cox, monitoring_table
 from auditreport.bundle import load_bundle, write_bundle
@@ -53,15 +53,20 @@ def lung_bundle(tmp_path_factory):
     return load_bundle(write_bundle(folder / "out", run_national(config)))
 
 
-def _national(bundle, indicator):
+def _national(bundle, statistic, measure="survival"):
     t = bundle.indicators
-    return t[(t["level"] == "national") & (t["indicator"] == indicator)].iloc[0]
+    return t[(t["level"] == "national") & (t["measure"] == measure) & (t["statistic"] == statistic)].iloc[0]
+
+
+def _measure(bundle, measure_id):
+    return next(m for m in bundle.metadata["measures"] if m["id"] == measure_id)
 
 
 def test_lung_reproduces_r_reference_figures(lung_bundle):
     """METHODS.md section 6: median 310 (285-363, "log"), S(180) = 0.722, S(365) = 0.409 (0.3447-0.486)."""
-    assert lung_bundle.metadata["survival"]["ci_transform"] == "log"
+    assert _measure(lung_bundle, "survival")["survival"]["ci_transform"] == "log"
     nat = lung_bundle.survival_tests.set_index("unit_id").loc["national"]
+    assert nat["measure"] == "survival"
     assert nat["patients"] == 228 and nat["deaths"] == 165  # the patient without an institution counts nationally
     assert (nat["median"], nat["median_lower"], nat["median_upper"]) == (310, 285, 363)
     assert "midpoint" in nat["median_convention"]
@@ -74,7 +79,7 @@ def test_lung_reproduces_r_reference_figures(lung_bundle):
 def test_lung_cox_age_sex_matches_r(tmp_path):
     """R: coxph(Surv(time, status) ~ age + sex, lung): 0.017045, -0.513219, log-likelihood -742.8482."""
     config = load_config(_lung_audit(tmp_path, risk_model={"covariates": ["age", "sex"]}))
-    cox = load_bundle(write_bundle(tmp_path / "out", run_national(config))).model["cox"]
+    cox = load_bundle(write_bundle(tmp_path / "out", run_national(config))).model["measures"]["survival"]["cox"]
     coef = {c["term"]: c["coef"] for c in cox["coefficients"]}
     assert round(coef["age"], 6) == 0.017045
     assert round(coef["sex[2]"], 6) == -0.513219  # female against male: R's numeric sex (1, 2) has the same slope
@@ -82,10 +87,10 @@ def test_lung_cox_age_sex_matches_r(tmp_path):
     assert cox["fitted_on"] == 228 and {r["term"] for r in cox["ph_test"]} == {"age", "sex[2]", "GLOBAL"}
 
 
-def test_lung_bundle_survival_tests_cox_and_monitoring(lung_bundle):
+def test_lung_bundle_survival_tests_cox_and_no_monitoring_without_dates(lung_bundle):
     t = lung_bundle.indicators
     assert list(t.columns) == INDICATOR_COLUMNS
-    cox = t[t["indicator"] == "cox_oe_ratio"]
+    cox = t[(t["measure"] == "survival") & (t["statistic"] == "cox_oe_ratio")]
     nat = cox[cox["level"] == "national"].iloc[0]
     assert nat["value"] == pytest.approx(1.0) and nat["observed"] == 165  # Breslow baseline: national E = O
     prov = cox[cox["level"] == "provider"].set_index("unit_id")
@@ -94,7 +99,8 @@ def test_lung_bundle_survival_tests_cox_and_monitoring(lung_bundle):
     tiny = prov.loc["33"]  # two patients, one death: a very wide interval, but numbers
     assert tiny["denominator"] == 2 and tiny["upper95"] / tiny["lower95"] > 100
     assert ((prov["lower95"] <= prov["value"]) & (prov["value"] <= prov["upper95"])).all()
-    assert not lung_bundle.funnels[lung_bundle.funnels["indicator"] == "cox_oe_ratio"].empty
+    assert not lung_bundle.funnels[lung_bundle.funnels["statistic"] == "cox_oe_ratio"].empty
+    assert _measure(lung_bundle, "survival")["headline"] == "cox_oe_ratio"
 
     tests = lung_bundle.survival_tests.set_index("unit_id")
     # The bundle's log-rank agrees with the one-unit reference implementation (itself checked against R).
@@ -107,12 +113,11 @@ def test_lung_bundle_survival_tests_cox_and_monitoring(lung_bundle):
     q = lung_bundle.quality.set_index("unit_id")
     assert q.loc["national", "no provider code"] == 1
 
-    mon = pd.read_parquet(lung_bundle.path / "monitoring.parquet")
-    assert set(mon["provider_code"]) == set(prov.index)
-    assert (mon["s_upper"] >= 0).all() and (mon["s_lower"] <= 0).all()
-    info = lung_bundle.metadata["monitoring"]
-    assert info["source"] == "simulated" and info["target_arl"] == 500 and info["h_upper"] > 0
-    assert "extract" in info["order"]  # no procedure dates: the extract's order, said so
+    # No procedure dates: RA-CUSUM in the order of the file's rows would say nothing about time, so there is none,
+    # and the metadata says why.
+    assert lung_bundle.monitoring.empty
+    mortality = _measure(lung_bundle, "mortality")
+    assert mortality["cusum"] is None and "no procedure dates" in mortality["monitoring_note"]
 
 
 def test_monitoring_table_is_each_providers_chart():
@@ -155,19 +160,24 @@ def test_monitoring_config_keys(tmp_path):
         load_config(_lung_audit(tmp_path, monitoring={"h": 4}))
 
 
-def test_cusum_detects_doubled_odds_on_national_risks(lung_bundle):
+def test_cusum_detects_doubled_odds_on_national_risks(small_audit, tmp_path):
     """The national stage's h, on the audit's own case mix, catches a provider with doubled odds of death.
 
-    The same zero-state simulation as tests/test_monitoring.py, applied to the bundle's figures; run with
-    ``pytest -s`` to see the median delay.
+    The same zero-state simulation as tests/test_monitoring.py, applied to the bundle's figures of the small
+    synthetic audit (which has procedure dates to order its charts by); run with ``pytest -s`` to see the median
+    delay.
     """
-    info = lung_bundle.metadata["monitoring"]
-    risk = pd.read_parquet(lung_bundle.path / "risk.parquet")
+    bundle = load_bundle(write_bundle(tmp_path, run_national(load_config(small_audit))))
+    info = _measure(bundle, "mortality")["cusum"]
+    assert info["source"] == "simulated" and info["h_upper"] > 0 and "procedure-date order" in info["order"]
+    mon = bundle.monitoring
+    assert set(mon["measure"]) == {"mortality"} and (mon["s_upper"] >= 0).all() and (mon["s_lower"] <= 0).all()
+    risk = bundle.risk
     delay = detection_delay(risk["p"].to_numpy(), info["h_upper"], odds_ratio=2, true_odds_ratio=2, n_sim=1000,
                             seed=3)
     assert delay["proportion_signalled"] == 1.0
     assert delay["median_patients"] < info["target_arl"] / 5
-    print(f"\nlung audit: h = {info['h_upper']:.2f} (in-control ARL {info['target_arl']}); doubled odds: median "
+    print(f"\nsmall synthetic audit: h = {info['h_upper']:.2f} (in-control ARL {info['target_arl']}); doubled odds: median "
           f"delay {delay['median_patients']:.0f} patients (IQR {delay['q25_patients']:.0f}-"
           f"{delay['q75_patients']:.0f}); bundle figure {info['delay_doubled_odds']['median_patients']:.0f}")
 
@@ -194,7 +204,7 @@ def test_lung_audit_end_to_end(tmp_path):
     assert summary.counts() == {"built": 1 + 4 * 2}
     out = summary.period_dir
     data = pd.read_csv(out / "indicators.csv", dtype={"unit_id": str})
-    assert {"survival_180d", "survival_365d", "cox_oe_ratio"} <= set(data["indicator"])
+    assert {"survival_180d", "survival_365d", "cox_oe_ratio"} <= set(data["statistic"])
     small = data[(data["unit_id"] == "33") & (data["level"] == "provider")]
     assert small["value"].isna().all()  # two patients: suppressed in open data (threshold 7)
 
@@ -203,16 +213,16 @@ def test_lung_audit_end_to_end(tmp_path):
 
     national = text(out / "national" / "national.pdf")
     assert "310 days" in national and "285 days to 363 days" in national
-    assert "Proportional-hazards check" in national and "RA-CUSUM signals" in national
+    assert "Proportional-hazards check" in national and "RA-CUSUM" not in national  # no dates: no monitoring
     local = text(out / "providers" / "21" / "local.pdf")
     assert "Log-rank test against the rest of the country" in local and "p = 0.007" in local
-    assert "Cox O/E" in local and "RA-CUSUM" in local
+    assert "Cox O/E" in local and "RA-CUSUM" not in local
     public_small = text(out / "providers" / "33" / "public.pdf")
     assert "too small to publish" in public_small
     single = text(out / "providers" / "99" / "local.pdf")
-    assert "Institution 99" in single and "Cox O/E" in single and "RA-CUSUM" in single
+    assert "Institution 99" in single and "Cox O/E" in single
     html = (out / "providers" / "21" / "local.html").read_text()
-    assert html.count("data:image/png;base64,") >= 5  # funnels, KM, Cox funnel, CUSUM, VLAD
+    assert html.count("data:image/png;base64,") >= 3  # funnels, KM, Cox funnel
     assert json.loads((out / "manifest.json").read_text())["reports"]["failed"] == []
     shutil.rmtree(out / "bundle", ignore_errors=True)
 
@@ -231,7 +241,7 @@ def test_cox_drops_a_category_nobody_has_and_keeps_national_e_equal_o():
 
 
 def test_provider_with_only_early_censored_patients_gets_rows(tmp_path):
-    """Its patient has survival data but no 180-day outcome: mortality rows with 0 cases, not a missing row."""
+    """Its patient has survival data but no 180-day outcome: mortality rows with 0 records, not a missing row."""
     audit = _lung_audit(tmp_path)
     records = pd.read_csv(tmp_path / "data" / "records.csv", dtype=str)
     one = records.index[(records["status"] == "0") & (records["time"].astype(int) < 180)][0]
@@ -240,7 +250,8 @@ def test_provider_with_only_early_censored_patients_gets_rows(tmp_path):
     with open(tmp_path / "data" / "providers.csv", "a") as fh:
         fh.write("98,Institution 98\n")
     table = run_national(load_config(audit)).indicators
-    rows = table[(table["level"] == "provider") & (table["unit_id"] == "98")].set_index("indicator")
-    assert rows.loc["crude_mortality", "denominator"] == 0 and np.isnan(rows.loc["crude_mortality", "value"])
-    assert rows.loc["risk_adjusted_mortality", "flag"] == ""
-    assert rows.loc["survival_180d", "denominator"] == 1
+    rows = table[(table["level"] == "provider") & (table["unit_id"] == "98")].set_index(["measure", "statistic"])
+    assert rows.loc[("mortality", "rate"), "denominator"] == 0 and np.isnan(rows.loc[("mortality", "rate"), "value"])
+    assert rows.loc[("mortality", "adjusted_rate"), "flag"] == ""
+    assert np.isnan(rows.loc[("mortality", "adjusted_rate"), "value"])
+    assert rows.loc[("survival", "survival_180d"), "denominator"] == 1

@@ -55,20 +55,28 @@ def main(verbose: bool) -> None:
 def validate(audit: Path) -> None:
     """Check an audit definition and its data without writing anything."""
     from auditreport.config import load_config
+    from auditreport.data.measures import check_measures
     from auditreport.data.validation import load_validated
 
     config = load_config(audit)
     data = load_validated(config)
-    p = data.patients
-    cohort = p[p["exclusion"] == ""]
-    if not cohort.empty:  # the risk model must be fittable too, or 'run' would fail after 'valid'
-        from auditreport.analysis.national import fit_risk
+    measures = check_measures(config, data)
+    # Every risk model must fit too, or 'run' would fail after 'valid'.
+    from auditreport.analysis.national import check_risk_models
 
-        fit_risk(config, cohort)
+    check_risk_models(config, data)
+    p = data.patients
     reasons = p.loc[p["exclusion"] != "", "exclusion"].value_counts()
     why = " (" + "; ".join(f"{reason}: {n:,}" for reason, n in reasons.items()) + ")" if len(reasons) else ""
-    click.echo(f"{config.path.name}: valid. {data.n_submitted:,} records from {p['provider_code'].nunique()} "
-               f"providers; {int(reasons.sum()):,} to be excluded{why}.")
+    words = config.wording
+    click.echo(f"{config.path.name}: valid. {data.n_submitted:,} {words.activity} from "
+               f"{p['provider_code'].nunique()} {words.providers}; {int(reasons.sum()):,} to be excluded{why}.")
+    for measure in config.measures:
+        recs = measures[measure.id]
+        national = recs.exclusions[recs.exclusions["unit_id"] == "national"]
+        left_out = "; ".join(f"{r.reason}: {r.records:,}" for r in national.itertuples())
+        click.echo(f"  {measure.id} ({measure.kind}): {len(recs.records):,} records analysed"
+                   + (f"; left out: {left_out}" if left_out else ""))
     for warning in data.warnings:
         click.echo(f"  warning: {warning}")
 

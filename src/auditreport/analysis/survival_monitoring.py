@@ -16,10 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from auditreport.analysis import indicators as ind
 from auditreport.config import AuditConfig
 from auditreport.stats import monitoring, riskmodel, survival
-from auditreport.stats.overdispersion import estimate_ratio
 
 #: Largest cohort the Cox model is fitted on. The cost of lifelines' fit and, above all, of its scaled Schoenfeld
 #: residuals grows faster than linearly with the number of patients, so larger cohorts are fitted on a seeded
@@ -34,6 +32,7 @@ ARL_SEED = 20241
 
 MONITORING_COLUMNS = ["provider_code", "index", "procedure_date", "outcome", "p", "s_upper", "s_lower", "vlad",
                       "signal_upper", "signal_lower"]
+KM_COLUMNS = ["unit_id", "time", "at_risk", "events", "censored", "survival", "lower", "upper"]
 SURVIVAL_TEST_COLUMNS = ["level", "unit_id", "patients", "deaths", "median", "median_lower", "median_upper",
                          "median_convention", "logrank_observed", "logrank_expected", "logrank_chi2",
                          "logrank_p"]
@@ -150,30 +149,6 @@ def fit_national_cox(factors: list[riskmodel.RiskFactor], surv_cohort: pd.DataFr
         "seconds": round(time.perf_counter() - started, 3),
     }
     return result, patients, info
-
-
-def cox_indicator_rows(patients: pd.DataFrame, overdispersion_method: str) -> tuple[pd.DataFrame, dict]:
-    """Rows of the indicator table for ``cox_oe_ratio``: national and per provider.
-
-    O = deaths during follow-up, E = sum of Cox-expected deaths; exact Poisson (Garwood) interval on O divided
-    by E, exact Poisson funnel limits and HQIP flag, exactly as the logistic O/E (``indicators.oe_ratio``).
-    """
-    rows = []
-    by_unit = survival.cox_oe_by_unit(patients["cox_expected"], patients["event"], patients["provider_code"])
-    totals = by_unit[["n", "observed", "expected"]].rename(columns={"n": "cases"})
-    od = (estimate_ratio(totals["observed"].to_numpy(float), totals["expected"].to_numpy(float),
-                         overdispersion_method) if len(totals) >= 2 else estimate_ratio([1.0], [1.0], "none"))
-    nat = pd.DataFrame({"cases": [len(patients)], "observed": [float(patients["event"].sum())],
-                        "expected": [float(patients["cox_expected"].sum())]}, index=pd.Index(["national"]))
-    for level, frame, od_used in (("national", nat, None), ("provider", totals, od)):
-        r = ind.oe_ratio(frame, od_used)
-        r["indicator"] = "cox_oe_ratio"
-        r["method"] = ("Cox PH (national) expected deaths over follow-up; " + r["method"])
-        r["level"] = level
-        if level == "national":
-            r["flag"] = ""
-        rows.append(r)
-    return pd.concat(rows, ignore_index=True), od.to_dict()
 
 
 # ---------------------------------------------------------------------------------------------------------------

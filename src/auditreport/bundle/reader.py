@@ -28,7 +28,7 @@ class Bundle:
 
     ``metadata`` and ``model`` are read on load (and the format version checked); each table is read from
     its Parquet file the first time it is used, then kept. ``provider_monitoring`` and ``provider_risk``
-    read one provider's rows only (the patient-level tables are the bundle's largest).
+    read one provider's rows of one measure only (the patient-level tables are the bundle's largest).
     """
 
     def __init__(self, path: Path, metadata: dict[str, Any], model: dict[str, Any]):
@@ -41,7 +41,7 @@ class Bundle:
 
     @cached_property
     def indicators(self) -> pd.DataFrame:
-        """Every unit's indicators, intervals, funnel limits and flags, with full counts (confidential)."""
+        """Every unit's statistics per measure: intervals, funnel limits and flags, with full counts (confidential)."""
         return self._table("indicators")
 
     @cached_property
@@ -51,12 +51,12 @@ class Bundle:
 
     @cached_property
     def funnels(self) -> pd.DataFrame:
-        """Funnel limit curves per level and indicator."""
+        """Funnel limit curves per measure, statistic and level."""
         return self._table("funnels")
 
     @cached_property
     def km(self) -> pd.DataFrame:
-        """Kaplan-Meier curves per provider and nationally."""
+        """Kaplan-Meier curves per survival measure, provider and nationally."""
         return self._table("km")
 
     @cached_property
@@ -71,31 +71,45 @@ class Bundle:
 
     @cached_property
     def survival_tests(self) -> pd.DataFrame:
-        """Median survival and log-rank tests per provider."""
+        """Median survival and log-rank tests per survival measure and provider."""
         return self._table("survival_tests")
 
     @cached_property
     def risk(self) -> pd.DataFrame:
-        """Every analysed patient's predicted risk and outcome (patient level: confidential)."""
+        """Every analysed record's predicted risk and outcome per adjusted proportion (patient level: confidential)."""
         return self._table("risk")
 
     @cached_property
     def monitoring(self) -> pd.DataFrame:
-        """Every provider's RA-CUSUM and VLAD series (patient level: confidential)."""
+        """Every monitored measure's RA-CUSUM and VLAD series per provider (patient level: confidential)."""
         return self._table("monitoring")
 
-    def provider_monitoring(self, provider_code: str) -> pd.DataFrame:
-        """One provider's RA-CUSUM and VLAD series, in procedure order."""
-        return pd.read_parquet(self.path / "monitoring.parquet", filters=[("provider_code", "==", provider_code)])
+    @cached_property
+    def exclusions(self) -> pd.DataFrame:
+        """Every record each measure leaves out, by reason, per provider and nationally."""
+        return self._table("exclusions")
 
-    def monitoring_signals(self) -> pd.DataFrame:
-        """Every RA-CUSUM signal of the period: one row per patient at whom an upper or lower chart signalled."""
+    def measure_exclusions(self, measure: str) -> pd.DataFrame:
+        """The records one measure leaves out, by reason, per provider and nationally."""
+        table = self.exclusions
+        return table[table["measure"] == measure].reset_index(drop=True)
+
+    def provider_monitoring(self, provider_code: str, measure: str) -> pd.DataFrame:
+        """One provider's RA-CUSUM and VLAD series of one measure, in procedure order (empty: not monitored)."""
         return pd.read_parquet(self.path / "monitoring.parquet",
-                               filters=[[("signal_upper", "==", True)], [("signal_lower", "==", True)]])
+                               filters=[("measure", "==", measure), ("provider_code", "==", provider_code)])
 
-    def provider_risk(self, provider_code: str) -> pd.DataFrame:
-        """One provider's patients' predicted risks and outcomes, by procedure date."""
-        return pd.read_parquet(self.path / "risk.parquet", filters=[("provider_code", "==", provider_code)])
+    def monitoring_signals(self, measure: str | None = None) -> pd.DataFrame:
+        """Every RA-CUSUM signal of the period (of one measure, if given): one row per record at which an upper or
+        lower chart signalled."""
+        of = [("measure", "==", measure)] if measure is not None else []
+        return pd.read_parquet(self.path / "monitoring.parquet",
+                               filters=[[*of, ("signal_upper", "==", True)], [*of, ("signal_lower", "==", True)]])
+
+    def provider_risk(self, provider_code: str, measure: str) -> pd.DataFrame:
+        """One provider's records' predicted risks and outcomes for one adjusted proportion, by procedure date."""
+        return pd.read_parquet(self.path / "risk.parquet",
+                               filters=[("measure", "==", measure), ("provider_code", "==", provider_code)])
 
 
 def bundle_path(path: str | Path) -> Path:

@@ -17,16 +17,17 @@ from dataclasses import dataclass, field
 import pandas as pd
 from pandas.api import types
 
-#: Version of the bundle format this code writes and reads (1: the first versioned format).
-FORMAT_VERSION = 1
+#: Version of the bundle format this code writes and reads (1: the first versioned format; 2: measures, issue
+#: #14: rows per measure and statistic, ``measure`` in every per-measure table, the exclusions table).
+FORMAT_VERSION = 2
 
 #: Column kinds and the pandas dtypes each accepts. "text" is str values (NaN/NA allowed for a missing code).
 KINDS = ("text", "float", "int", "bool", "datetime")
 
-#: The indicator table's columns (one row per unit and indicator), shared by the public copy.
+#: The indicator table's columns (one row per unit, measure and statistic), shared by the public copy.
 _INDICATOR_COLUMNS = {
-    "audit": "text", "period": "text", "level": "text", "unit_id": "text", "unit_name": "text",
-    "parent_id": "text", "indicator": "text", "numerator": "float", "denominator": "float",
+    "audit": "text", "period": "text", "measure": "text", "statistic": "text", "level": "text",
+    "unit_id": "text", "unit_name": "text", "parent_id": "text", "numerator": "float", "denominator": "float",
     "observed": "float", "expected": "float", "value": "float", "lower95": "float", "upper95": "float",
     "lower998": "float", "upper998": "float", "target": "float", "limit_lower95": "float",
     "limit_upper95": "float", "limit_lower998": "float", "limit_upper998": "float", "flag": "text",
@@ -59,11 +60,11 @@ TABLES: dict[str, TableSchema] = {t.name: t for t in (
                 dict(_INDICATOR_COLUMNS)),
     TableSchema("indicators_public", "the indicator table after disclosure control (small counts blanked)",
                 {**_INDICATOR_COLUMNS, "suppressed": "bool"}),
-    TableSchema("funnels", "smooth 95% and 99.8% funnel limit curves per level and indicator",
-                {"x": "float", "lower95": "float", "upper95": "float", "lower998": "float",
-                 "upper998": "float", "level": "text", "indicator": "text", "target": "float"}),
-    TableSchema("km", "Kaplan-Meier curves per provider and nationally",
-                {"unit_id": "text", "time": "float", "at_risk": "int", "events": "int", "censored": "int",
+    TableSchema("funnels", "smooth 95% and 99.8% funnel limit curves per measure, statistic and level",
+                {"measure": "text", "statistic": "text", "level": "text", "x": "float", "lower95": "float",
+                 "upper95": "float", "lower998": "float", "upper998": "float", "target": "float"}),
+    TableSchema("km", "Kaplan-Meier curves per survival measure, provider and nationally",
+                {"measure": "text", "unit_id": "text", "time": "float", "at_risk": "int", "events": "int", "censored": "int",
                  "survival": "float", "lower": "float", "upper": "float"}),
     TableSchema("casemix", "share of each risk factor's categories per provider and nationally",
                 {"unit_id": "text", "variable": "text", "category": "text", "n": "int", "share": "float"}),
@@ -71,18 +72,20 @@ TABLES: dict[str, TableSchema] = {t.name: t for t in (
                 {"unit_id": "text", "records_submitted": "int", "records_analysed": "int",
                  "records_excluded": "int", "no provider code": "int"},
                 prefixed={"excluded: ": "int", "complete: ": "float", "imputed: ": "int"}),
-    TableSchema("risk", "each analysed patient's predicted risk and outcome, by provider and date",
-                {"provider_code": "text", "consultant_code": "text", "procedure_date": "datetime",
-                 "time": "float", "event": "int", "outcome": "float", "p": "float"}),
+    TableSchema("risk", "each analysed record's predicted risk and 0/1 outcome per adjusted proportion measure",
+                {"measure": "text", "provider_code": "text", "consultant_code": "text",
+                 "procedure_date": "datetime", "y": "float", "p": "float"}),
     TableSchema("survival_tests", "median survival and log-rank test of each provider against the rest",
-                {"level": "text", "unit_id": "text", "patients": "int", "deaths": "int", "median": "float",
+                {"measure": "text", "level": "text", "unit_id": "text", "patients": "int", "deaths": "int", "median": "float",
                  "median_lower": "float", "median_upper": "float", "median_convention": "text",
                  "logrank_observed": "float", "logrank_expected": "float", "logrank_chi2": "float",
                  "logrank_p": "float"}),
-    TableSchema("monitoring", "RA-CUSUM and VLAD series of every provider, patient by patient",
-                {"provider_code": "text", "index": "int", "procedure_date": "datetime", "outcome": "int",
+    TableSchema("monitoring", "RA-CUSUM and VLAD series of every monitored measure and provider, record by record",
+                {"measure": "text", "provider_code": "text", "index": "int", "procedure_date": "datetime", "outcome": "int",
                  "p": "float", "s_upper": "float", "s_lower": "float", "vlad": "float", "signal_upper": "bool",
                  "signal_lower": "bool"}),
+    TableSchema("exclusions", "every record a measure leaves out, by reason, per provider and nationally",
+                {"measure": "text", "unit_id": "text", "reason": "text", "records": "int"}),
 )}
 
 

@@ -114,11 +114,26 @@ def _measure_index(config: AuditConfig, measure: Measure) -> int:
 
 
 def _expression_frame(config: AuditConfig, validated: ValidatedData) -> pd.DataFrame:
-    """The names an expression may read: the extract's columns, then the risk factors (which win)."""
+    """The names an expression may read: the extract's columns, then the risk factors (which win).
+
+    A categorical factor whose categories are all numbers (ASA grade 1-5, a 0/1 flag) is given as numbers, so
+    that ``asa >= 4`` and ``age80 == 1`` mean what they say; other categories are text (``type == "emergency"``).
+    """
     frame = validated.measure_inputs.copy()
-    for name in config.factor_names:
-        frame[name] = validated.patients[name]
+    for factor in config.risk_factors:
+        values = validated.patients[factor.name]
+        if factor.kind == "categorical" and all(_is_number(c) for c in factor.categories):
+            values = pd.to_numeric(values, errors="coerce")
+        frame[factor.name] = values
     return frame
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _evaluate(frame: pd.DataFrame, text: str | None, key: str, failures: list[dict], want: str,

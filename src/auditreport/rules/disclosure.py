@@ -33,7 +33,8 @@ import pandas as pd
 SUPPRESSED = "*"
 #: Columns recomputable from a unit's numerator, blanked with it.
 DERIVED = ("numerator", "observed", "value", "lower95", "upper95", "lower998", "upper998")
-MORTALITY = ("crude_mortality", "oe_ratio", "risk_adjusted_mortality")
+#: A proportion measure's statistics that share one event count: hidden together.
+SHARED_COUNT = ("rate", "oe_ratio", "adjusted_rate")
 
 
 def is_small(count: pd.Series | np.ndarray | float, threshold: int) -> np.ndarray:
@@ -67,42 +68,42 @@ def secondary_suppress(counts: Mapping[Hashable, float], primary: set, threshold
 
 
 def suppress_indicators(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
-    """Blank every figure of a unit-indicator row that is small or could reveal a small one.
+    """Blank every figure of a unit's statistic that is small or could reveal a small one.
 
-    Primary: a row is suppressed when its numerator (deaths) or denominator
-    (cases) is between 1 and ``threshold``; where a unit's cases are small every
-    indicator of that unit goes, since the others would bound the count. The
-    mortality indicators of one unit share one death count, and any other
-    indicator of the unit with the same numerator (30-day survival counts the
-    same deaths) goes with them. Secondary: within each level and indicator,
-    provider rows add up to the national row and a provider's consultants to
-    (about) the provider, so ``secondary_suppress`` is applied to each such
-    group's numerators, and separately to the provider denominators. The
-    result keeps the flag (which discloses no count) and a ``suppressed``
-    column.
+    ``table`` has one row per unit (``level``, ``unit_id``, ``parent_id``), ``measure`` and ``statistic``.
+    Primary: a row is suppressed when its numerator (events) or denominator (records) is between 1 and
+    ``threshold``; where a unit's records in a measure are few every statistic of that measure goes for that
+    unit, since the others would bound the count. A proportion's rate, O/E and adjusted rate share one event
+    count and go together, and any other statistic of the unit with the same numerator (30-day survival counts
+    the same deaths as 30-day mortality) goes with them. Secondary: within each level, measure and statistic,
+    provider rows add up to the national row and a provider's consultants to (about) the provider, so
+    ``secondary_suppress`` is applied to each such group's numerators, and separately to each measure's
+    provider (and consultant) denominators. The result keeps the flag (which discloses no count) and a
+    ``suppressed`` column.
     """
     out = table.copy().reset_index(drop=True)
     num = out["numerator"].astype(float)
     den = out["denominator"].astype(float)
     key = out["level"].astype(str) + "|" + out["unit_id"].astype(str)
+    unit_measure = key + "|" + out["measure"].astype(str)
     small = pd.Series(is_small(num, threshold) | is_small(den, threshold), index=out.index)
-    small_den_units = set(key[is_small(den, threshold)])
+    small_den_units = set(unit_measure[is_small(den, threshold)])
+    shared = out["statistic"].isin(SHARED_COUNT)
 
     def propagate(mask: pd.Series) -> pd.Series:
-        """Spread suppression within a unit: small cases, a shared death count, an equal numerator."""
-        mask = mask | key.isin(small_den_units)
-        mortality = out["indicator"].isin(MORTALITY)
-        mask = mask | (mortality & key.isin(set(key[mask & mortality])))
-        hidden_numerators = set(zip(key[mask], num[mask], strict=True))
-        mask = mask | pd.Series([(k, n) in hidden_numerators for k, n in zip(key, num, strict=True)],
-                                index=out.index)
-        return mask
+        """Spread suppression within a unit: few records, a shared event count, an equal numerator."""
+        mask = mask | unit_measure.isin(small_den_units)
+        mask = mask | (shared & unit_measure.isin(set(unit_measure[mask & shared])))
+        counted = num.notna()
+        hidden_numerators = pd.MultiIndex.from_arrays([key[mask & counted], num[mask & counted]])
+        same = pd.MultiIndex.from_arrays([key, num]).isin(hidden_numerators) & counted.to_numpy()
+        return mask | pd.Series(same, index=out.index)
 
     small = propagate(small)
     # Secondary suppression of numerators, group by group, until nothing changes.
     for _ in range(10):
         before = small.copy()
-        for (level, _indicator), group in out.groupby(["level", "indicator"]):
+        for (level, _measure, _statistic), group in out.groupby(["level", "measure", "statistic"], sort=False):
             if level == "national":
                 continue
             parents = group["parent_id"].fillna("") if level == "consultant" else pd.Series("", index=group.index)
@@ -113,24 +114,26 @@ def suppress_indicators(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
         small = propagate(small)
         if small.equals(before):
             break
-    # Provider cases add up to the national cases, consultants' to their provider's: one blanked
-    # denominator must not be recoverable by subtraction either.
+    # Provider records add up to the national records, consultants' to their provider's, measure by measure:
+    # one blanked denominator must not be recoverable by subtraction either. Every statistic of a measure has
+    # the same denominator at a unit, so the first statistic's rows stand for the measure's.
     hide_den = pd.Series(is_small(den, threshold), index=out.index)
-    cases = out[(out["level"] != "national") & (out["indicator"] == "crude_mortality")]
-    parents = cases["level"].astype(str) + "|" + cases["parent_id"].fillna("").astype(str).where(
-        cases["level"] == "consultant", "")
+    first = out.groupby("measure", sort=False)["statistic"].transform("first")
+    cases = out[(out["level"] != "national") & (out["statistic"] == first)]
+    parents = (cases["measure"].astype(str) + "|" + cases["level"].astype(str) + "|"
+               + cases["parent_id"].fillna("").astype(str).where(cases["level"] == "consultant", ""))
     for _, group in cases.groupby(parents):
-        den_counts = {key[i]: den[i] for i in group.index}
+        den_counts = {unit_measure[i]: den[i] for i in group.index}
         hidden = secondary_suppress(den_counts, {k for k, v in den_counts.items() if is_small(v, threshold)},
                                     threshold)
-        hide_den |= key.isin(hidden)
+        hide_den |= unit_measure.isin(hidden)
 
     out["suppressed"] = small.to_numpy() | hide_den.to_numpy()
     for col in DERIVED:
         if col in out:
             out[col] = out[col].astype(float).where(~out["suppressed"])
     out["denominator"] = den.where(~hide_den)
-    # Expected deaths are not a count of patients, but with the O/E ratio they bound the death count;
+    # Expected events are not a count of patients, but with the O/E ratio they bound the event count;
     # the ratio is blanked above, so expected stays (it is needed to place the unit on the funnel).
     return out
 
