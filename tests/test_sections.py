@@ -1,20 +1,31 @@
-"""Report sections from a real bundle: every section of both reports renders for both audiences, text is
-escaped by the templates, public output passes the disclosure checker, and the capture API collects what
-a notebook would show."""
+"""Report sections from real bundles: every measure's section of both reports renders for both audiences,
+words come from the audit's definition, sections with nothing behind them are left out, text is escaped
+by the templates, public output passes the disclosure checker, the capture API collects what a notebook
+would show, and the reading API's examples run."""
 
 from __future__ import annotations
 
+import doctest
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+import yaml
 
 from auditreport.analysis.national import run_national
 from auditreport.bundle import write_bundle
 from auditreport.config import load_config
-from auditreport.presentation import national_sections, provider_sections, shared_sections, survival_sections
+from auditreport.data.synthetic import SyntheticSpec, write
+from auditreport.presentation import (
+    context,
+    measure_sections,
+    national_sections,
+    provider_sections,
+    shared_sections,
+)
 from auditreport.presentation.blocks import (
     Chart,
     Count,
@@ -28,29 +39,99 @@ from auditreport.presentation.blocks import (
 )
 from auditreport.presentation.context import ReportContext, load_context
 from auditreport.presentation.display import capture, outputs, show
+from auditreport.presentation.measure_sections import measure_section
 from auditreport.presentation.tables import block_html
 from auditreport.presentation.tables import table as html_table
 from auditreport.publication.checker import check_html
 from auditreport.rules.flags import FLAG_SHORT_LABELS
 
+from conftest import SYNTHETIC_PARAMS
+
 HOSTILE = "<script>alert('name')</script> & Sons"
 
-PROVIDER_REPORT = (shared_sections.cover, provider_sections.at_a_glance, provider_sections.funnel_section,
-                   survival_sections.survival_section, survival_sections.median_logrank_section,
-                   survival_sections.cox_provider_section, survival_sections.monitoring_section,
-                   provider_sections.case_mix_section, provider_sections.consultant_section,
-                   provider_sections.quality_section, provider_sections.next_steps, shared_sections.methods)
-NATIONAL_REPORT = (shared_sections.cover, national_sections.summary, national_sections.outlier_list,
-                   national_sections.funnel_plots, national_sections.ranked_table, national_sections.risk_model,
-                   national_sections.overdispersion, survival_sections.survival_section,
-                   survival_sections.national_survival_tests, survival_sections.cox_national_section,
-                   survival_sections.monitoring_national, national_sections.quality_by_provider,
-                   shared_sections.methods)
+
+def provider_report(ctx: ReportContext) -> list[Section | None]:
+    """The provider notebook's sections, in its order."""
+    return [shared_sections.cover(ctx), provider_sections.at_a_glance(ctx),
+            *(measure_section(ctx, m["id"]) for m in ctx.measures), provider_sections.case_mix_section(ctx),
+            provider_sections.quality_section(ctx), provider_sections.next_steps(ctx), shared_sections.methods(ctx)]
+
+
+def national_report(ctx: ReportContext) -> list[Section | None]:
+    """The national notebook's sections, in its order."""
+    return [shared_sections.cover(ctx), national_sections.summary(ctx),
+            *(measure_section(ctx, m["id"]) for m in ctx.measures), national_sections.quality_by_provider(ctx),
+            shared_sections.methods(ctx)]
+
+
+#: An audit in a hospital's words with a measure of every kind: an adjusted proportion with monitoring,
+#: survival, a process proportion against a fixed standard, an internal process mean with an eligibility
+#: filter, and a risk-adjusted ratio.
+WORDS = {"activity": "admissions", "activity_singular": "admission", "provider": "hospital",
+         "providers": "hospitals", "population": "Wales"}
+MEASURES = [
+    {"id": "mortality", "label": "30-day mortality", "kind": "proportion", "death_within_days": 30,
+     "direction": "lower_is_better", "risk_model": {"method": "fit", "covariates": ["age", "asa", "urgency"]},
+     "monitoring": True},
+    {"id": "survival", "label": "Survival", "kind": "survival", "horizons": [30, 365], "ci_transform": "log-log",
+     "risk_model": {"method": "fit", "covariates": ["age", "asa", "urgency"]}},
+    {"id": "elderly", "label": "Admissions aged 80 or over", "kind": "proportion", "type": "process",
+     "event": "age >= 80", "direction": "lower_is_better", "target": 0.15},
+    {"id": "emergency_age", "label": "Mean age of emergency admissions", "kind": "mean", "type": "process",
+     "value": "age", "value_unit": "years", "eligible": 'urgency == "emergency"', "direction": "lower_is_better",
+     "published": False},
+    {"id": "age_ratio", "label": "Age, observed / expected", "kind": "ratio", "value": "age", "value_unit": "years",
+     "risk_model": {"method": "fit", "family": "poisson", "covariates": ["asa", "urgency", "sex"]},
+     "overdispersion": "shmi"},
+]
+
+
+def _definition(folder: Path, spec: SyntheticSpec, records: pd.DataFrame | None = None, **sections) -> Path:
+    """The synthetic audit's definition with its measures and wording replaced by ``sections``."""
+    paths = write(spec, folder / "data")
+    if records is not None:
+        records.to_parquet(paths["records"], index=False)
+    definition = yaml.safe_load(SYNTHETIC_PARAMS.read_text())
+    for old in ("outcome", "risk_model", "survival", "measures", "wording"):
+        definition.pop(old, None)
+    definition["data"]["source"] = str(paths["records"])
+    definition["data"]["providers"] = str(paths["providers"])
+    definition.update(sections)
+    out = folder / "audit.yaml"
+    out.write_text(yaml.safe_dump(definition, sort_keys=False))
+    return out
+
+
+SPEC = SyntheticSpec(records=3000, providers=6, consultants=18, outliers_high=1, outliers_low=0, seed=7)
 
 
 @pytest.fixture(scope="module")
-def bundle(small_audit, tmp_path_factory) -> Path:
-    return write_bundle(tmp_path_factory.mktemp("sections"), run_national(load_config(small_audit)))
+def bundle(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("sections")
+    audit = _definition(folder, SPEC, wording=WORDS, measures=MEASURES)
+    return write_bundle(folder / "out", run_national(load_config(audit)))
+
+
+@pytest.fixture(scope="module")
+def undated_bundle(tmp_path_factory) -> Path:
+    """The audit of the issue's real extract: a 0/1 death column, no dates, no consultants mapped."""
+    folder = tmp_path_factory.mktemp("undated")
+    from auditreport.data.synthetic import generate
+
+    records = generate(SPEC)[0]
+    days = (pd.to_datetime(records["death_date"]) - pd.to_datetime(records["procedure_date"])).dt.days
+    records["died"] = (days <= 30).astype(int)
+    records = records.drop(columns=["procedure_date", "death_date", "followup_end", "consultant_code"])
+    audit = _definition(folder, SPEC, records, wording=WORDS, measures=[
+        {"id": "mortality", "label": "In-hospital mortality", "kind": "proportion", "event": "died",
+         "direction": "lower_is_better", "risk_model": {"method": "fit", "covariates": ["age", "asa", "urgency"]}},
+        {"id": "old", "label": "Aged 80 or over", "kind": "proportion", "event": "age >= 80",
+         "direction": "lower_is_better"}])
+    definition = yaml.safe_load(audit.read_text())
+    definition["columns"] = {k: v for k, v in definition["columns"].items()
+                             if k in ("patient_id", "provider_code", "provider_name")}
+    audit.write_text(yaml.safe_dump(definition, sort_keys=False))
+    return write_bundle(folder / "out", run_national(load_config(audit)))
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +180,8 @@ class _Page(HTMLParser):
             self._heading += data
 
 
-def _render(ctx: ReportContext, builders) -> tuple[str, list[Chart], list[Section]]:
-    sections = [s for s in (build(ctx) for build in builders) if s is not None]
+def _render(ctx: ReportContext, report) -> tuple[str, list[Chart], list[Section]]:
+    sections = [s for s in report(ctx) if s is not None]
     parts = outputs(*sections)
     charts = [p for p in parts if isinstance(p, Chart)]
     for c in charts:
@@ -120,43 +201,121 @@ def _check_page(html: str, sections: list[Section]) -> _Page:
     return page
 
 
+def _text(html: str) -> str:
+    """The visible text of a page (tags dropped, entities read, spaces collapsed)."""
+    import html as html_lib
+
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
 @pytest.mark.parametrize("audience", ["local", "public"])
-def test_every_provider_section_renders(bundle, providers, audience):
+def test_every_measure_has_its_section_in_a_provider_report(bundle, providers, audience):
+    """A proportion (adjusted and against a standard), survival, a mean and a ratio: each measure's section,
+    its statistics and funnel; the internal measure in the confidential report only."""
     for provider in providers:
         ctx = load_context(bundle, audience, provider)
-        html, charts, sections = _render(ctx, PROVIDER_REPORT)
-        _check_page(html, sections)
+        html, charts, sections = _render(ctx, provider_report)
+        page = _check_page(html, sections)
+        shown = [m for m in MEASURES if audience == "local" or m.get("published", True)]
+        assert [m["id"] for m in ctx.measures] == [m["id"] for m in shown]
+        for m in shown:
+            assert m["label"] in page.headings, (provider, m["id"])
+        if audience == "public":
+            assert "Mean age of emergency admissions" not in html
+        text = _text(html)
+        assert "Crude rate" in text and "Risk-adjusted rate" in text  # the adjusted proportion's statistics
+        assert "Mean (years)" in text and "Median (years)" in text  # the mean's and the ratio's
+        assert "Observed / expected (O/E)" in text
+        assert "around the standard of 15.0%" in text or "15.0%" in text  # the fixed standard
+        assert {"At a glance", "Case mix", "Data quality", "Methods", "Survival",
+                "Monitoring over time: RA-CUSUM and VLAD"} <= set(page.headings)
         assert all(c.alt and c.alt != "Chart" for c in charts)
-        assert len(charts) >= 6  # funnel, survival, Cox funnel, case mix, calibration, and more
-        assert ctx.provider_name in html and f"Provider code {provider}" in html
-        for heading in ("At a glance", "Case mix", "Data quality", "Methods", "Survival"):
-            assert f">{heading}</h2>" in html
+        # a funnel per measure with one (4 or 5), Kaplan-Meier, CUSUM and VLAD, case mix, calibration
+        assert len(charts) >= len(shown) + 5
+        assert ctx.provider_name in html and f"Hospital code {provider}" in html
     assert not plt.get_fignums()
 
 
+def test_at_a_glance_lists_every_measure_with_the_crude_rate_as_context(bundle, providers):
+    ctx = load_context(bundle, "local", providers[0])
+    glance = provider_sections.at_a_glance(ctx)
+    rows = next(b for b in glance.blocks if hasattr(b, "rows")).rows
+    labels = [r[0] for r in rows]
+    assert [m["label"] for m in MEASURES] == [x for x in labels if "context" not in x]
+    crude = next(r for r in rows if r[0] == "30-day mortality: crude rate (context)")
+    assert crude[-1] == "Context (no status)"  # the crude rate of an adjusted measure never carries a flag
+    headline = next(r for r in rows if r[0] == "30-day mortality")
+    assert isinstance(headline[-1], Flag) and headline[-1].direction == "lower_is_better"
+    assert headline[1] == "Risk-adjusted rate"
+
+
 @pytest.mark.parametrize("audience", ["local", "public"])
-def test_national_report_sections_render(bundle, audience):
-    html, charts, sections = _render(load_context(bundle, audience), NATIONAL_REPORT)
+def test_national_report_has_each_measures_sections(bundle, audience):
+    ctx = load_context(bundle, audience)
+    html, charts, sections = _render(ctx, national_report)
     page = _check_page(html, sections)
     assert page.headings[0] == "National report"
-    assert {"Summary", "Funnel plots", "All providers", "Risk model", "Over-dispersion",
-            "Data completeness by provider"} <= set(page.headings)
-    assert len(charts) >= 5  # three funnels, calibration, survival, the Cox funnel
+    assert {"Summary", "Data completeness", "Methods"} <= set(page.headings)
+    for m in ctx.measures:
+        assert m["label"] in page.headings
+    # per measure with a status: funnel, outliers, ranked table, over-dispersion; per adjusted: the risk model
+    status = [m for m in ctx.measures if m["carries_status"]]
+    assert page.headings.count("Funnel plot") == len([m for m in ctx.measures if not ctx.funnel_curve(m["id"]).empty])
+    assert page.headings.count("All hospitals") == len(ctx.measures)
+    assert page.headings.count("Alerts and alarms") == len(status)
+    assert page.headings.count("Over-dispersion") == len(status)
+    assert page.headings.count("Risk model") == len([m for m in ctx.measures if m["adjusted"] and
+                                                    m["kind"] != "survival"])
+    assert "Cox proportional hazards" in page.headings and "Monitoring: RA-CUSUM signals" in page.headings
+    assert sum("calibration of the risk model" in c.alt for c in charts) == 1  # drawn once, in its measure
+    assert len(charts) >= len(ctx.measures) + 2
+
+
+@pytest.mark.parametrize("audience", ["local", "public"])
+def test_words_come_from_the_definition(bundle, providers, audience):
+    """An audit whose wording says admissions, hospital and Wales shows no procedures, provider or England."""
+    pages = [_render(load_context(bundle, audience), national_report)[0]]
+    pages += [_render(load_context(bundle, audience, p), provider_report)[0] for p in providers]
+    for html in pages:
+        text = _text(html)
+        for word in (r"\bprocedures\b", r"\bproviders?\b", r"\bEngland\b", r"deaths within"):
+            found = re.findall(rf".{{0,60}}{word}.{{0,60}}", text, flags=re.IGNORECASE)
+            assert not found, found
+        assert "Wales (all hospitals)" in text and "admissions" in text
+
+
+def test_undated_audit_has_no_survival_monitoring_or_consultants(undated_bundle):
+    """No dates: no survival, no monitoring; no consultant mapped: no consultants, and no completeness row
+    for a field never mapped."""
+    codes = sorted(pd.read_parquet(undated_bundle / "indicators.parquet").query("level == 'provider'")["unit_id"]
+                   .unique())
+    for audience in ("local", "public"):
+        for ctx in [load_context(undated_bundle, audience)] + [load_context(undated_bundle, audience, codes[0])]:
+            report = provider_report if ctx.provider else national_report
+            html, _, sections = _render(ctx, report)
+            page = _check_page(html, sections)
+            assert {"In-hospital mortality", "Aged 80 or over"} <= set(page.headings)
+            for absent in ("Survival", "Monitoring over time: RA-CUSUM and VLAD", "Monitoring: RA-CUSUM signals",
+                           "Consultants", "Median survival", "Cox proportional hazards"):
+                assert absent not in page.headings
+            text = _text(html)
+            assert "consultant_code" not in text and "1 days" not in text
+            assert "No status (not risk-adjusted)" in text or ctx.provider is None
 
 
 def test_public_sections_pass_the_disclosure_checker(bundle, providers, tmp_path):
     """What the checker reads in published HTML (count cells, count sentences) holds no small number."""
     threshold = int(load_context(bundle, "public").threshold)
-    pages = {"national": _render(load_context(bundle, "public"), NATIONAL_REPORT)[0]}
+    pages = {"national": _render(load_context(bundle, "public"), national_report)[0]}
     for provider in providers:
-        pages[provider] = _render(load_context(bundle, "public", provider), PROVIDER_REPORT)[0]
+        pages[provider] = _render(load_context(bundle, "public", provider), provider_report)[0]
     for name, html in pages.items():
         path = tmp_path / f"{name}.html"
         path.write_text(html, encoding="utf-8")
         findings, cells = check_html(path, threshold)
         assert not findings, findings
     # and the confidential reports do show small counts, so the check above had something to find
-    local = "".join(_render(load_context(bundle, "local", p), PROVIDER_REPORT)[0] for p in providers)
+    local = "".join(_render(load_context(bundle, "local", p), provider_report)[0] for p in providers)
     (tmp_path / "local.html").write_text(local, encoding="utf-8")
     assert check_html(tmp_path / "local.html", threshold)[0]
 
@@ -166,12 +325,33 @@ def test_hostile_provider_name_is_escaped(bundle, providers):
     for name in ("indicators", "indicators_public"):
         t = getattr(ctx.bundle, name)
         setattr(ctx.bundle, name, t.assign(unit_name=t["unit_name"].where(t["unit_id"] != providers[0], HOSTILE)))
-    html, _, sections = _render(ctx, PROVIDER_REPORT)
+    html, _, sections = _render(ctx, provider_report)
     _check_page(html, sections)
     assert "<script>" not in html
     assert "&lt;script&gt;alert(&#39;name&#39;)&lt;/script&gt; &amp; Sons" in html
-    national, _, _ = _render(load_context(bundle, "local"), NATIONAL_REPORT)
+    national, _, _ = _render(load_context(bundle, "local"), national_report)
     assert "<script>" not in national
+
+
+def test_reading_api_examples_run(bundle, providers):
+    """The docstring examples statisticians copy into their own notebooks run against a real bundle."""
+    globs = {"bundle_dir": bundle, "provider": providers[0], "load_context": load_context}
+    globs["ctx"] = load_context(bundle, "local", providers[0])
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    ran = 0
+    for module in (context, measure_sections):
+        for test in finder.find(module, globs={**vars(module), **globs}):
+            runner.run(test)
+            ran += len(test.examples)
+    plt.close("all")
+    assert ran >= 10 and runner.failures == 0, runner.summarize()
+
+
+def test_flag_badge_words_follow_the_direction():
+    worse = block_html(paragraph(Flag("alarm_high", "lower_is_better")))
+    better = block_html(paragraph(Flag("alarm_high", "higher_is_better")))
+    assert "Alarm: worse than expected" in worse and "Alarm: better than expected" in better
+    assert FLAG_SHORT_LABELS["alarm_high"] in block_html(paragraph(Flag("alarm_high")))  # no direction: the side
 
 
 def test_blocks_escape_text_and_keep_inline_spacing():
@@ -212,9 +392,11 @@ def test_group_cannot_hold_a_chart_and_sections_render_in_order():
 def test_capture_collects_html_and_closes_charts(bundle, providers):
     ctx = load_context(bundle, "public", providers[0])
     with capture() as html:
-        show(provider_sections.funnel_section(ctx), provider_sections.next_steps(ctx))
+        show(measure_section(ctx, "elderly"), provider_sections.next_steps(ctx))
         with capture() as inner:
             show(provider_sections.quality_section(ctx))
-    assert len(html) == 2 and "Risk-adjusted mortality: funnel plot" in html[0] and "What a flag means" in html[1]
+    # the measure's text, its funnel, its consultants' text and funnel, then what a flag means
+    assert html[0].startswith("<h2>Admissions aged 80 or over</h2>") and "What a flag means" in html[-1]
+    assert not any("Data quality" in h for h in html)
     assert len(inner) == 1 and "Data quality" in inner[0]
     assert not plt.get_fignums()

@@ -43,9 +43,14 @@ class Code:
 
 @dataclass(frozen=True)
 class Flag:
-    """An outlier flag as a badge: its words carry the meaning, colour only reinforces it."""
+    """An outlier flag as a badge: its words carry the meaning, colour only reinforces it.
+
+    ``direction`` is the measure's (``"lower_is_better"`` or ``"higher_is_better"``): with it the badge
+    says "worse" or "better than expected" (``rules.flags.flag_words``); without it, "high" or "low".
+    """
 
     flag: str
+    direction: str = ""
 
 
 Inline = str | Count | Strong | Code | Flag
@@ -127,8 +132,9 @@ class Cover:
     audit_name: str
     heading: str
     provider_code: str | None
+    code_label: str
     period: str
-    outcome: str
+    measures: str
     produced: str
     package_version: str
     commit: str

@@ -23,9 +23,44 @@ AUDIENCES = ("local", "public")
 AUDIENCE_LABEL = {"local": "Confidential: local feedback", "public": "For publication"}
 
 
+#: Words a report uses where the audit definition gives none (``metadata["wording"]``).
+DEFAULT_WORDING = {"activity": "records", "activity_singular": "record", "provider": "provider",
+                   "providers": "providers", "population": "National"}
+
+
 @dataclass
 class ReportContext:
-    """One report's bundle, audience (``"local"`` or ``"public"``) and provider (``None``: national)."""
+    """One report's bundle, audience (``"local"`` or ``"public"``) and provider (``None``: national).
+
+    This is the reading API of the report notebooks, the audit's own notebooks included: the audit's
+    measures and words, each unit's figures and each measure's tables and curves, as this audience may
+    see them. Every method reads the bundle and never refits anything. In the examples ``bundle_dir``
+    is a results bundle (``reports/<audit>/<period>/bundle``) and ``provider`` one of its provider codes.
+
+    Examples
+    --------
+    >>> ctx = load_context(bundle_dir, "local", provider)
+    >>> m = ctx.measure("mortality")
+    >>> m["kind"], m["headline"]
+    ('proportion', 'adjusted_rate')
+    >>> rows = ctx.unit_rows("provider", provider, "mortality")     # one row per statistic
+    >>> sorted(rows.index)                                           # doctest: +ELLIPSIS
+    ['adjusted_rate', 'oe_ratio', 'rate']
+    >>> table = ctx.measure_table("mortality")                       # every provider's headline
+    >>> provider in set(table["unit_id"])
+    True
+
+    A measure's section, or only its funnel, as a report shows them:
+
+    >>> from auditreport.presentation.display import show
+    >>> from auditreport.presentation.measure_sections import measure_section
+    >>> from auditreport.presentation.measure_parts import funnel_chart
+    >>> section = measure_section(ctx, "mortality")
+    >>> section.title == m["label"]
+    True
+    >>> chart = funnel_chart(ctx, "mortality")                       # a Chart: figure and alt text
+    >>> show(chart)                                                  # doctest: +SKIP
+    """
 
     bundle: Bundle
     audience: str
@@ -44,16 +79,62 @@ class ReportContext:
         """Counts from 1 to this are suppressed in public outputs (the audit's configuration)."""
         return int(self.meta["publication"]["suppression_threshold"])
 
+    # The audit's words and measures -------------------------------------------------------------------
+
+    @cached_property
+    def wording(self) -> dict[str, str]:
+        """The audit's words: ``activity`` ("admissions"), ``activity_singular``, ``provider`` ("hospital"),
+        ``providers``, ``population`` ("England") and ``national_unit_name`` ("England (all hospitals)").
+
+        >>> ctx.wording["national_unit_name"] == f"{ctx.wording['population']} (all {ctx.wording['providers']})"
+        True
+        """
+        words = {**DEFAULT_WORDING, **(self.meta.get("wording") or {})}
+        words.setdefault("national_unit_name", f"{words['population']} (all {words['providers']})")
+        return words
+
+    @cached_property
+    def measures(self) -> list[dict]:
+        """The audit's measures in declaration order (the bundle's metadata entries, dicts).
+
+        A public report lists only the published ones. Each has ``id``, ``label``, ``description``,
+        ``kind`` (proportion, mean, ratio, survival), ``type``, ``direction``, ``target`` and ``target_kind``
+        ("national" or "standard"), ``adjusted``, ``carries_status``, ``headline`` (the statistic that
+        carries the status), ``statistics``, ``levels``, ``value_unit``, ``method``, ``national``,
+        ``horizons`` and ``cusum``.
+
+        >>> [m["id"] for m in ctx.measures]                              # doctest: +ELLIPSIS
+        ['mortality', ...]
+        """
+        every = list(self.meta.get("measures") or [])
+        return [m for m in every if m.get("published", True)] if self.public else every
+
+    def measure(self, measure_id: str) -> dict:
+        """One measure's metadata entry; ``KeyError`` naming the measures this report has.
+
+        >>> ctx.measure("mortality")["label"]                            # doctest: +ELLIPSIS
+        '...'
+        """
+        for m in self.measures:
+            if m["id"] == measure_id:
+                return m
+        known = ", ".join(m["id"] for m in self.measures) or "none"
+        raise KeyError(f"measure {measure_id!r} is not in this {self.audience} report of {self.bundle.path} "
+                       f"(its measures: {known})")
+
+    # Units and their figures -----------------------------------------------------------------------------
+
     @cached_property
     def indicators(self) -> pd.DataFrame:
-        """The indicator table as this audience may see it.
+        """The indicator table as this audience may see it (one row per unit, measure and statistic).
 
         The public one is the table the national stage suppressed once for every report and the open
-        data, so reports and ``indicators.csv`` hide the same cells.
+        data, so reports and ``indicators.csv`` hide the same cells; it holds published measures only.
         """
         if not self.public:
             return self.bundle.indicators.assign(suppressed=False)
-        return self.bundle.indicators_public
+        t = self.bundle.indicators_public
+        return t[t["measure"].isin([m["id"] for m in self.measures])]
 
     @property
     def provider_name(self) -> str:
@@ -66,20 +147,85 @@ class ReportContext:
         """Each unit's name by its code."""
         return self.indicators.drop_duplicates("unit_id").set_index("unit_id")["unit_name"]
 
-    def unit_rows(self, level: str, unit: str | None) -> pd.DataFrame:
-        """One unit's indicator rows (this audience's), indexed by indicator."""
-        t = self.indicators
-        return t[(t["level"] == level) & (t["unit_id"] == unit)].set_index("indicator")
+    def units(self, level: str = "provider") -> pd.DataFrame:
+        """The units of a level with results: ``unit_id``, ``unit_name`` and ``parent_id`` (a consultant's
+        provider), by code.
 
-    @cached_property
-    def survival_tests(self) -> pd.DataFrame:
-        """Median survival and log-rank results by unit code (empty when the audit has no survival)."""
+        >>> provider in set(ctx.units("provider")["unit_id"])
+        True
+        """
+        t = self.indicators
+        rows = t.loc[t["level"] == level, ["unit_id", "unit_name", "parent_id"]].drop_duplicates("unit_id")
+        return rows.sort_values("unit_id").reset_index(drop=True)
+
+    def unit_rows(self, level: str, unit: str | None, measure: str) -> pd.DataFrame:
+        """One unit's rows of one measure (this audience's), indexed by statistic.
+
+        ``level`` is "national" (``unit`` "national"), "provider" or "consultant".
+
+        >>> national = ctx.unit_rows("national", "national", "mortality")
+        >>> bool(0 < national.loc["rate", "value"] < 1)
+        True
+        """
+        t = self.indicators
+        rows = t[(t["level"] == level) & (t["unit_id"] == unit) & (t["measure"] == measure)]
+        return rows.set_index("statistic")
+
+    def measure_table(self, measure_id: str, level: str = "provider", statistic: str | None = None) -> pd.DataFrame:
+        """Every unit of ``level`` on one statistic of a measure (its headline unless named), by unit code.
+
+        >>> t = ctx.measure_table("mortality", "provider", "rate")
+        >>> list(t.columns[:4])
+        ['unit_id', 'unit_name', 'parent_id', 'numerator']
+        """
+        statistic = statistic or self.measure(measure_id)["headline"]
+        t = self.indicators
+        rows = t[(t["level"] == level) & (t["measure"] == measure_id) & (t["statistic"] == statistic)]
+        keep = ["unit_id", "unit_name", "parent_id"] + [c for c in rows.columns if c not in (
+            "unit_id", "unit_name", "parent_id", "audit", "period", "measure", "statistic", "level")]
+        return rows[keep].sort_values("unit_id").reset_index(drop=True)
+
+    def funnel_curve(self, measure_id: str, level: str = "provider") -> pd.DataFrame:
+        """A measure's funnel limits at ``level``: columns statistic, x, lower95, upper95, lower998, upper998
+        and target (empty when the measure has no funnel at that level).
+
+        >>> set(ctx.funnel_curve("mortality")["statistic"]) <= {"oe_ratio", "adjusted_rate"}
+        True
+        """
+        f = self.bundle.funnels
+        curve = f[(f["measure"] == measure_id) & (f["level"] == level)]
+        return curve.drop(columns=["measure", "level"]).sort_values("x").reset_index(drop=True)
+
+    def model(self, measure_id: str) -> dict:
+        """A measure's risk model document (``model.json``): model, performance, calibration, coefficients and
+        family, or ``{"cox": ...}`` for a survival measure; empty for a measure with none."""
+        return (self.bundle.model.get("measures") or {}).get(measure_id) or {}
+
+    def km(self, measure_id: str) -> pd.DataFrame:
+        """A survival measure's Kaplan-Meier step tables, every unit (``unit_id`` "national" too)."""
+        km = self.bundle.km
+        return km[km["measure"] == measure_id]
+
+    def survival_tests(self, measure_id: str) -> pd.DataFrame:
+        """Median survival and log-rank results of a survival measure by unit code (empty when none)."""
         tests = self.bundle.survival_tests
+        tests = tests[tests["measure"] == measure_id]
         return tests.set_index("unit_id") if len(tests) else pd.DataFrame()
 
-    def monitoring_signals(self) -> pd.DataFrame:
-        """Every RA-CUSUM signal of the period (one row per signalling patient)."""
-        return self.bundle.monitoring_signals()
+    def monitoring(self, measure_id: str, provider: str) -> pd.DataFrame:
+        """One provider's RA-CUSUM and VLAD series of a measure, in order."""
+        return self.bundle.provider_monitoring(provider, measure_id).reset_index(drop=True)
+
+    def monitoring_signals(self, measure_id: str) -> pd.DataFrame:
+        """Every RA-CUSUM signal of a measure in the period (one row per signalling record)."""
+        return self.bundle.monitoring_signals(measure_id)
+
+    def exclusions(self, measure_id: str, unit: str | None = None) -> pd.DataFrame:
+        """Records a measure left out, by reason: columns unit_id, reason, records (one unit, or every one)."""
+        ex = self.bundle.measure_exclusions(measure_id)
+        if unit is not None:
+            ex = ex[ex["unit_id"] == unit]
+        return ex.drop(columns="measure").reset_index(drop=True)
 
     # Disclosure decisions, all by auditreport.rules.disclosure --------------------------------------------
 

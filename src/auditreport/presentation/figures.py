@@ -89,11 +89,14 @@ def _alt(fig: Figure, text: str) -> Figure:
 def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: str, y: str,
                 xlabel: str, ylabel: str, title: str, highlight: str | None = None,
                 highlight_label: str | None = None, percent: bool = False,
-                highlight_set: set[str] | None = None) -> Figure:
+                highlight_set: set[str] | None = None, target_label: str = "national",
+                x_words: str = "") -> Figure:
     """Funnel plot: ``units`` has columns unit_id, flag and the ``x`` and ``y`` columns.
 
     ``highlight`` is one unit (a diamond labelled with its name); ``highlight_set``
-    several (diamonds, one legend entry), e.g. a provider's consultants.
+    several (diamonds, one legend entry), e.g. a provider's consultants. ``target_label`` names the
+    target line in the legend ("national", "standard 90%"); ``x_words`` says what x counts in the alt
+    text ("admissions", "expected days").
     """
     apply_style()
     fig, ax = plt.subplots(figsize=(7.0, 4.3))
@@ -102,7 +105,7 @@ def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: s
     ax.plot(curve["x"], curve["lower998"] * scale, color=LIMIT998, lw=1.1)
     ax.plot(curve["x"], curve["upper95"] * scale, color=LIMIT95, lw=1.1, ls="--", label="95% limits")
     ax.plot(curve["x"], curve["lower95"] * scale, color=LIMIT95, lw=1.1, ls="--")
-    ax.axhline(target * scale, color=NATIONAL, lw=1.0, ls=":", label="national")
+    ax.axhline(target * scale, color=NATIONAL, lw=1.0, ls=":", label=target_label)
     chosen = set(highlight_set or ()) | ({highlight} if highlight else set())
     others = units[~units["unit_id"].isin(chosen)]
     colours = others["flag"].map(FLAG_COLOURS).fillna(OTHERS)
@@ -138,10 +141,10 @@ def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: s
     where = ""
     if highlight and len(me) == 1:
         where = (f" {highlight_label or highlight} is shown as a blue diamond at {px:.3g} "
-                 f"{'cases' if x == 'denominator' else 'expected deaths'}, {py:.1f}{'%' if percent else ''}.")
+                 f"{x_words or x}, {py:.{1 if percent else 2}f}{'%' if percent else ''}.")
     return _alt(fig, f"{title}. Funnel plot of {n} units: {ylabel} against {xlabel}, with 95% (dashed) and 99.8% "
-                     f"(solid) control limits around the national value ({target * scale:.2f}"
-                     f"{'%' if percent else ''}).{where}")
+                     f"(solid) control limits around the {target_label.removesuffix(' (as expected)')} "
+                     f"({target * scale:.2f}{'%' if percent else ''}).{where}")
 
 
 class InViewLocator(matplotlib.ticker.Locator):
@@ -204,7 +207,7 @@ def _short(label: str, width: int = 34) -> str:
 
 def km_plot(national: pd.DataFrame, unit: pd.DataFrame | None, *, unit_label: str, horizon_max: float,
             title: str, at_risk_times: list[float] | None = None,
-            at_risk_format: Callable[[int], str] = str) -> Figure:
+            at_risk_format: Callable[[int], str] = str, xlabel: str = "Days") -> Figure:
     """Kaplan-Meier curves (unit against national) with CIs and a numbers-at-risk table below.
 
     The numbers at risk are shown at the x-axis ticks, under them, with the row
@@ -240,12 +243,12 @@ def km_plot(national: pd.DataFrame, unit: pd.DataFrame | None, *, unit_label: st
             tab.text(t, yy, at_risk_format(at_risk(km, t)), ha="center", va="center", fontsize=7.5, color=colour)
     tab.set_ylim(-0.4, 1.1)
     tab.set_title("Number at risk", loc="left", fontsize=8)
-    ax.set_xlabel("Days since procedure")
+    ax.set_xlabel(xlabel)
     ax.xaxis.set_tick_params(labelbottom=True)
     # Room on the left for the numbers-at-risk row labels, and between the panels for the x axis.
     gap = 0.8
     _margins(fig, left=2.1, right=0.4, bottom=0.1, hspace=gap / ((fig.get_figheight() - 0.45 - gap) / 2))
-    return _alt(fig, f"{title}: survival (%) against days since procedure, "
+    return _alt(fig, f"{title}: survival (%) against {xlabel.lower()}, "
                      + " and ".join(lbl for lbl, *_ in series) + f", to {horizon_max:g} days, with 95% intervals "
                      "and the number at risk below.")
 def at_risk(km: pd.DataFrame, t: float) -> int:
@@ -327,8 +330,10 @@ def case_mix_chart(mix: pd.DataFrame, *, unit_label: str) -> Figure:
                      + ", ".join(variables) + ", beside the national share; the table below gives the figures.")
 
 
-def calibration_plot(cal: pd.DataFrame, *, c_statistic: float | None = None, slope: float | None = None) -> Figure:
-    """Observed against expected mortality by tenth of predicted risk, with 95% intervals and the identity line.
+def calibration_plot(cal: pd.DataFrame, *, c_statistic: float | None = None, slope: float | None = None,
+                     what: str = "rate", title: str = "Calibration of the risk model") -> Figure:
+    """Observed against expected ``what`` (a rate: "30-day mortality") by tenth of predicted risk, with 95%
+    intervals and the identity line.
 
     ``cal`` has columns group, expected_rate, observed_rate, lower95, upper95
     (observed values may be NaN where withheld under the small-numbers rule).
@@ -337,7 +342,7 @@ def calibration_plot(cal: pd.DataFrame, *, c_statistic: float | None = None, slo
     fig, ax = plt.subplots(figsize=(7.0, 3.6))
     if cal.empty:
         ax.text(0.5, 0.5, "No calibration table in the results", ha="center", transform=ax.transAxes)
-        return _alt(fig, "Calibration plot: no calibration table")
+        return _alt(fig, f"{title}: no calibration table")
     e, o = cal["expected_rate"] * 100, cal["observed_rate"] * 100
     top = float(np.nanmax(np.concatenate([e.to_numpy(), (cal["upper95"] * 100).to_numpy()]))) * 1.05
     ax.plot([0, top], [0, top], color=LIMIT95, ls="--", lw=1, label="perfect calibration")
@@ -346,9 +351,9 @@ def calibration_plot(cal: pd.DataFrame, *, c_statistic: float | None = None, slo
                 fmt="o", color=HIGHLIGHT, ms=5, capsize=2, lw=1, label="observed (95% CI)")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
-    ax.set_xlabel("Expected mortality (%), by tenth of predicted risk")
-    ax.set_ylabel("Observed mortality (%)")
-    ax.set_title("Calibration of the risk model", loc="left")
+    ax.set_xlabel(f"Expected {what} (%), by tenth of predicted risk")
+    ax.set_ylabel(f"Observed {what} (%)")
+    ax.set_title(title, loc="left")
     notes = []
     if c_statistic is not None:
         notes.append(f"c-statistic {c_statistic:.3f}")
@@ -360,7 +365,7 @@ def calibration_plot(cal: pd.DataFrame, *, c_statistic: float | None = None, slo
         ax.text(0.02, 0.97, "; ".join(notes), transform=ax.transAxes, va="top", fontsize=7.5, color=NATIONAL)
     ax.legend(loc="lower right")
     _margins(fig)
-    return _alt(fig, "Calibration of the risk model: observed against expected mortality (%) in each tenth of "
+    return _alt(fig, f"{title}: observed against expected {what} (%) in each tenth of "
                      "predicted risk, with 95% intervals; points on the dashed diagonal mean the model is well "
                      "calibrated. " + "; ".join(notes))
 
@@ -369,12 +374,12 @@ SIGNAL_HIGH = FLAG_COLOURS[ALARM_HIGH]
 SIGNAL_LOW = FLAG_COLOURS[ALARM_LOW]
 
 
-def _x_axis(series: pd.DataFrame) -> tuple[pd.Series, str]:
-    """Procedure date where the audit has dates, otherwise the patient's position in the provider's series."""
+def _x_axis(series: pd.DataFrame, order_label: str) -> tuple[pd.Series, str]:
+    """The record's date where the audit has dates, otherwise its position in the provider's series."""
     dates = series["procedure_date"] if "procedure_date" in series else None
     if dates is not None and dates.notna().all() and len(series):
-        return pd.to_datetime(dates), "Procedure date"
-    return series["index"] + 1, "Patients, in order"
+        return pd.to_datetime(dates), "Date"
+    return series["index"] + 1, order_label
 
 
 def _from_origin(x: pd.Series, y: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -383,7 +388,8 @@ def _from_origin(x: pd.Series, y: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.r_[np.asarray([x0], dtype=np.asarray(x).dtype), np.asarray(x)], np.r_[0.0, np.asarray(y, float)]
 
 
-def cusum_plot(series: pd.DataFrame, *, h_upper: float, h_lower: float, title: str) -> Figure:
+def cusum_plot(series: pd.DataFrame, *, h_upper: float, h_lower: float, title: str,
+               order_label: str = "Records, in order") -> Figure:
     """Upper (R = 2) and lower (R = 1/2) RA-CUSUM of one provider, control limits dashed, signals marked.
 
     ``series`` is a provider's slice of the bundle's ``monitoring`` table. The lower chart is drawn below zero
@@ -391,7 +397,7 @@ def cusum_plot(series: pd.DataFrame, *, h_upper: float, h_lower: float, title: s
     """
     apply_style()
     fig, ax = plt.subplots(figsize=(7.0, 3.6))
-    x, xlabel = _x_axis(series)
+    x, xlabel = _x_axis(series, order_label)
     ax.step(*_from_origin(x, series["s_upper"]), where="pre", color=HIGHLIGHT, lw=1.2,
             label="Upper CUSUM (detects odds x2)")
     ax.step(*_from_origin(x, series["s_lower"]), where="pre", color=NATIONAL, lw=1.2, ls="--",
@@ -417,12 +423,13 @@ def cusum_plot(series: pd.DataFrame, *, h_upper: float, h_lower: float, title: s
     return fig
 
 
-def vlad_plot(series: pd.DataFrame, *, title: str) -> Figure:
-    """VLAD of one provider: cumulative expected minus observed deaths, with CUSUM signals marked."""
+def vlad_plot(series: pd.DataFrame, *, title: str, order_label: str = "Records, in order",
+              events: str = "events") -> Figure:
+    """VLAD of one provider: cumulative expected minus observed ``events``, with CUSUM signals marked."""
     apply_style()
     fig, ax = plt.subplots(figsize=(7.0, 3.2))
-    x, xlabel = _x_axis(series)
-    ax.step(*_from_origin(x, series["vlad"]), where="pre", color=HIGHLIGHT, lw=1.3, label="statistical lives gained")
+    x, xlabel = _x_axis(series, order_label)
+    ax.step(*_from_origin(x, series["vlad"]), where="pre", color=HIGHLIGHT, lw=1.3, label=f"expected minus observed {events}")
     ax.axhline(0, color=NATIONAL, lw=0.9, ls=":", label="as predicted")
     for column, colour, marker, label in (("signal_upper", SIGNAL_HIGH, "^", "upper CUSUM signal"),
                                           ("signal_lower", SIGNAL_LOW, "v", "lower CUSUM signal")):
@@ -430,10 +437,10 @@ def vlad_plot(series: pd.DataFrame, *, title: str) -> Figure:
         if hit.any():
             ax.scatter(x[hit], series.loc[hit, "vlad"], marker=marker, s=55, color=colour, zorder=5, label=label)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("Expected - observed deaths")
+    ax.set_ylabel(f"Expected - observed {events}")
     ax.set_title(title, loc="left")
     ax.legend(loc="best")
     _margins(fig)
     last = float(series["vlad"].iloc[-1]) if len(series) else 0.0
-    fig.alt_text = f"{title}: the running total of expected minus observed deaths ends at {last:+.1f}."
+    fig.alt_text = f"{title}: the running total of expected minus observed {events} ends at {last:+.1f}."
     return fig

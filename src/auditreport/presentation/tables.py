@@ -15,17 +15,22 @@ import jinja2
 from markupsafe import Markup
 
 from auditreport.presentation.blocks import Code, Count, Cover, Flag, Group, Paragraph, Section, Strong, Table
-from auditreport.rules.flags import FLAG_LABELS, FLAG_ORDER, FLAG_SHORT_LABELS
+from auditreport.rules.flags import FLAG_LABELS, FLAG_ORDER, FLAG_SHORT_LABELS, flag_description, flag_words
 
 #: Tables this short are kept on one page; longer ones may break between rows (headers repeat).
 KEEP_TOGETHER_ROWS = 14
 
 
-def _flag_info(flag: str | None) -> dict[str, object]:
+def _flag_info(flag: str | None, direction: str = "") -> dict[str, object]:
+    """How a flag badge reads: by the measure's direction where given ("Alarm: worse than expected"),
+    otherwise by side ("Alarm (high)")."""
     flag = flag or ""
-    label = FLAG_SHORT_LABELS.get(flag, flag)
-    return {"css": flag or "none", "label": label, "rank": FLAG_ORDER.get(flag, len(FLAG_ORDER)),
-            "title": FLAG_LABELS.get(flag, label) if flag else "No comparison is made for this indicator"}
+    if direction and flag:
+        label, title = flag_words(flag, direction), flag_description(flag, direction)
+    else:
+        label = FLAG_SHORT_LABELS.get(flag, flag)
+        title = FLAG_LABELS.get(flag, label) if flag else "No comparison is made for this measure"
+    return {"css": flag or "none", "label": label, "rank": FLAG_ORDER.get(flag, len(FLAG_ORDER)), "title": title}
 
 
 def _column_kinds(t: Table) -> list[str]:
@@ -90,6 +95,8 @@ def count(text: str, tag: str = "strong") -> str:
     return str(_MACROS.count(text, tag))
 
 
-def flag_badge(flag: str) -> str:
-    """The flag in words and colour as HTML (the words carry the meaning; colour only reinforces it)."""
-    return str(_MACROS.flag_badge(flag))
+def flag_badge(flag: str, direction: str = "") -> str:
+    """The flag in words and colour as HTML (the words carry the meaning; colour only reinforces it).
+
+    With the measure's ``direction`` the words say "worse" or "better than expected"."""
+    return str(_MACROS.flag_badge(flag, direction))
