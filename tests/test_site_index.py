@@ -112,16 +112,16 @@ def test_index_lists_every_published_measure_of_every_provider():
     # The headline of each published measure, in declaration order: crude rates of adjusted measures,
     # means and medians of ratios are context, not on the index.
     assert [h for h in headers[3:] if not h.endswith(": status")] == [
-        "30-day mortality (risk-adjusted rate)", "Senior review within 14 hours (rate)", "Stays over 14 days (rate)",
-        "Length of stay (observed / expected)", "Survival (observed / expected, Cox model)",
-        "Survival (survival at 30 days)", "Survival (survival at 365 days)"]
+        "30-day mortality: Risk-adjusted rate", "Senior review within 14 hours: Rate", "Stays over 14 days: Rate",
+        "Length of stay: Observed / expected (O/E)", "Survival: Cox observed / expected (Cox O/E)",
+        "Survival: Survival at 30 days", "Survival: Survival at 365 days"]
     alpha, beta = rows["A1"], rows["B2"]
-    assert alpha["30-day mortality (risk-adjusted rate)"] == "21.4%"
-    assert alpha["Senior review within 14 hours (rate)"] == "97.0%"
-    assert beta["Length of stay (observed / expected)"] == "0.87"
-    assert alpha["Survival (survival at 365 days)"] == "90.9%"  # 1 - 365 / 4000
+    assert alpha["30-day mortality: Risk-adjusted rate"] == "21.4%"
+    assert alpha["Senior review within 14 hours: Rate"] == "97.0%"
+    assert beta["Length of stay: Observed / expected (O/E)"] == "0.87"
+    assert alpha["Survival: Survival at 365 days"] == "90.9%"  # 1 - 365 / 4000
     # Beta's survival figures are suppressed: shown as *, never as a number.
-    assert beta["Survival (observed / expected, Cox model)"] == "*" and beta["Survival (survival at 30 days)"] == "*"
+    assert beta["Survival: Cox observed / expected (Cox O/E)"] == "*" and beta["Survival: Survival at 30 days"] == "*"
     assert alpha["Cases"] == "120" and beta["Cases"] == "95"  # the denominator of mortality (no eligibility filter)
     assert "<th scope='col' class='num'>Cases</th>" in page and "data-count>120<" in page
 
@@ -152,9 +152,9 @@ def test_internal_measure_appears_nowhere_on_the_site():
 def test_survival_columns_in_order_of_time():
     """Horizons of 730 and 1825 days: 730 first (as text, 'survival_1825d' sorts before 'survival_730d')."""
     headers, rows = _index_table(_page((1825, 730, 30)))
-    survival = [h for h in headers if "survival at" in h]
-    assert survival == ["Survival (survival at 30 days)", "Survival (survival at 730 days)",
-                        "Survival (survival at 1825 days)"]
+    survival = [h for h in headers if "Survival at" in h]
+    assert survival == ["Survival: Survival at 30 days", "Survival: Survival at 730 days",
+                        "Survival: Survival at 1825 days"]
     assert [rows["A1"][h] for h in survival] == ["99.2%", "81.8%", "54.4%"]
 
 

@@ -28,12 +28,12 @@ from auditreport.config import AuditConfig
 from auditreport.data.loading import file_sha256
 from auditreport.execution.report_job import JobResult, ReportJob, safe_name
 from auditreport.files import atomic_write_text
-from auditreport.presentation.formatting import num, pct
-from auditreport.presentation.tables import esc, table
+from auditreport.presentation.measure_parts import statistic_label, target_text, value_text
+from auditreport.presentation.tables import esc, flag_badge, table
 from auditreport.provenance import code_version, now_utc
 from auditreport.rendering.html import SORT_SCRIPT, stylesheet
 from auditreport.rules.disclosure import SUPPRESSED
-from auditreport.rules.flags import FLAG_ORDER, FLAGS, flag_direction, flag_words
+from auditreport.rules.flags import FLAGS
 
 OPEN_COLUMNS = ["audit", "period", "measure", "statistic", "level", "unit_id", "unit_name", "parent_id",
                 "numerator", "denominator", "observed", "expected", "value", "lower95", "upper95", "lower998",
@@ -211,32 +211,14 @@ def _build_site(config: AuditConfig, out: Path, data: pd.DataFrame, public_jobs:
         raise
 
 
-#: How each statistic is named in a column heading.
-_STATISTIC_WORDS = {"rate": "rate", "oe_ratio": "observed / expected", "adjusted_rate": "risk-adjusted rate",
-                    "mean": "mean", "median": "median", "cox_oe_ratio": "observed / expected, Cox model"}
-
-
-def statistic_words(statistic: str, unit: str = "") -> str:
-    """A statistic in words for a heading: "adjusted_rate" -> "risk-adjusted rate", "survival_30d" ->
-    "survival at 30 days"; means and medians carry the measure's unit ("mean, hours")."""
-    if statistic.startswith("survival_"):
-        return f"survival at {_days(statistic)} days"
-    words = _STATISTIC_WORDS.get(statistic, statistic)
-    return f"{words}, {unit}" if unit and statistic in ("mean", "median") else words
-
-
-def format_value(value: float, statistic: str, suppressed: bool = False) -> str:
-    """A statistic's value as the site shows it: rates and survival as percentages, O/E to two decimals,
-    means and medians to one; "*" where suppressed, "n/a" where there is no value."""
+def format_value(measure: dict, statistic: str, value: float, suppressed: bool = False) -> str:
+    """A statistic's value as the reports write it (``presentation.measure_parts.value_text``): "*" where
+    suppressed, "n/a" where there is no value (no eligible records, or not estimable)."""
     if suppressed:
         return SUPPRESSED
     if value != value:
         return "n/a"
-    if statistic in ("rate", "adjusted_rate") or statistic.startswith("survival_"):
-        return pct(value)
-    if statistic in ("oe_ratio", "cox_oe_ratio"):
-        return num(value)
-    return num(value, 1)
+    return value_text(measure, statistic, value)
 
 
 @dataclass(frozen=True)
@@ -251,7 +233,7 @@ class _Column:
     def heading(self) -> str:
         if self.status:
             return f"{self.measure['label']}: status"
-        return f"{self.measure['label']} ({statistic_words(self.statistic, self.measure.get('value_unit') or '')})"
+        return f"{self.measure['label']}: {statistic_label(self.measure, self.statistic)}"
 
 
 def index_columns(measures: Sequence[dict], statistics: set[str]) -> list[_Column]:
@@ -267,16 +249,6 @@ def index_columns(measures: Sequence[dict], statistics: set[str]) -> list[_Colum
                                and s in statistics), key=_statistic_order)
             columns += [_Column(m, s) for s in horizons]
     return columns
-
-
-def _status_badge(flag: str, direction: str) -> str:
-    """The status in words by the measure's direction, coloured by whether it is worse or better."""
-    words = flag_words(flag, direction) if flag else "Not assessed"
-    side = flag_direction(flag, direction)
-    # The badge's colour follows worse / better (the colours of high / low under lower_is_better).
-    css = {"worse": flag.replace("_low", "_high"), "better": flag.replace("_high", "_low")}.get(side, flag or "none")
-    rank = FLAG_ORDER.get(css if side in ("worse", "better") else flag, len(FLAG_ORDER))
-    return f"<span class='flag flag-{esc(css)}' title='{esc(words)}' data-sort='{rank}'>{esc(words)}</span>"
 
 
 def _page(title: str, body: str, sortable: bool = True) -> str:
@@ -304,13 +276,11 @@ def _measures_table(measures: Sequence[dict], data: pd.DataFrame, wording: dict)
     national = data[data["level"] == "national"].set_index(["measure", "statistic"])
     rows = []
     for m in measures:
-        shown = statistic_words(m["headline"], m.get("value_unit") or "")
+        shown = statistic_label(m, m["headline"])
         key = (m["id"], m["headline"])
-        value = (format_value(national.at[key, "value"], m["headline"], bool(national.at[key, "suppressed"]))
+        value = (format_value(m, m["headline"], national.at[key, "value"], bool(national.at[key, "suppressed"]))
                  if key in national.index else "n/a")
-        target = ("what was expected for the case mix (O / E = 1)" if m["adjusted"]
-                  else "the national value" if m["target_kind"] == "national"
-                  else format_value(m["target"], "rate" if m["kind"] == "proportion" else "mean"))
+        target = "what was expected for the case mix (O/E = 1)" if m["adjusted"] else target_text(m)
         status = (f"beyond the 95% (alert) or 99.8% (alarm) limits around {target}" if m["carries_status"]
                   else "none (context only)")
         rows.append([esc(m["label"]), esc(m["description"]), esc(shown), esc(direction_words(m["direction"])),
@@ -352,9 +322,10 @@ def _site_index(config: AuditConfig, data: pd.DataFrame, links: dict[str, str],
                 row.append("" if col.status else "n/a")
             elif col.status:
                 flag = cells.at[key, "flag"]
-                row.append(_status_badge(flag if isinstance(flag, str) else "", col.measure["direction"]))
+                row.append(flag_badge(flag if isinstance(flag, str) else "", col.measure["direction"]))
             else:
-                row.append(esc(format_value(cells.at[key, "value"], col.statistic, bool(cells.at[key, "suppressed"]))))
+                row.append(esc(format_value(col.measure, col.statistic, cells.at[key, "value"],
+                                            bool(cells.at[key, "suppressed"]))))
         rows.append(row)
     headers = [provider_word.capitalize(), "Code", "Cases"] + [c.heading for c in columns]
     numeric = tuple(i + 3 for i, c in enumerate(columns) if not c.status)
