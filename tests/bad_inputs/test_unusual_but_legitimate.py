@@ -60,7 +60,7 @@ def test_provider_listed_but_without_records(audit_copy, tmp_path):
     assert "RZZ0" not in set(result.indicators["unit_id"])  # no results, so no report
     assert result.metadata["national"]["providers_without_cases"] == [
         {"provider_code": "RZZ0", "provider_name": "Silent Valley NHS Trust", "records_submitted": 0}]
-    assert "1 provider(s) had no cases to analyse" in pages[("national", "public")]
+    assert "1 provider(s) had no records to analyse" in pages[("national", "public")]
     assert "Silent Valley NHS Trust (RZZ0)" in pages[("national", "public")]
 
 
@@ -89,7 +89,7 @@ def test_provider_with_one_case(audit_copy, tmp_path):
     assert "reported 1 procedures" in local and "the result should be read with caution" in local
     public = pages[(code, "public")]
     assert "reported * procedures" in public
-    assert "Some figures are shown as * because they involve between 1 and 7 patients" in public
+    assert "Some figures are shown as * because they involve between 1 and 7 procedures" in public
 
 
 def test_provider_where_every_patient_lived(audit_copy, tmp_path):
@@ -105,7 +105,7 @@ def test_provider_where_every_patient_lived(audit_copy, tmp_path):
     assert np.isfinite([oe["limit_lower95"], oe["limit_upper95"], oe["limit_lower998"], oe["limit_upper998"]]).all()
     assert oe["flag"] in ("as_expected", "alert_low", "alarm_low")
     assert _row(result, code, "survival", "survival_30d")["value"] == 1.0
-    assert "Risk-adjusted mortality" in pages[(code, "local")]
+    assert "30-day mortality" in pages[(code, "local")] and "Risk-adjusted rate" in pages[(code, "local")]
 
 
 def test_provider_where_every_patient_died(audit_copy, tmp_path):
@@ -123,7 +123,7 @@ def test_provider_where_every_patient_died(audit_copy, tmp_path):
     # module's rule (no estimate beyond the last follow-up time) survival at 30 days is not estimated.
     surv = _row(result, code, "survival", "survival_30d")["value"]
     assert surv == 0.0 or np.isnan(surv)
-    assert "much higher than expected" in pages[(code, "local")]
+    assert "Alarm: worse than expected" in pages[(code, "local")]
 
 
 def test_provider_missing_every_risk_factor(audit_copy, tmp_path):
