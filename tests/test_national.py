@@ -392,3 +392,30 @@ def test_national_stage_on_default_synthetic_audit(default_audit, tmp_path):
     assert bundle.model["measures"]["mortality"]["model"]["kind"] == "fitted"
     risk = bundle.provider_risk(truth(default_audit)["outliers"]["high"][0], "mortality")
     assert len(risk) > 100 and risk["procedure_date"].is_monotonic_increasing
+
+
+def test_public_table_suppresses_each_measure_by_its_own_counts(measures_run):
+    """Small numbers are blanked per measure: a unit's few eligible records hide that measure's figures only, a
+    proportion's rate, O/E and adjusted rate go together, and a mean (no count) is hidden by its records alone."""
+    from auditreport.rules.disclosure import suppress_indicators
+
+    _, results, _ = measures_run
+    table = results.indicators.copy()
+    few = (table["unit_id"] == "H07") & (table["measure"] == "time_to_surgery")
+    table.loc[few, "denominator"] = 5.0  # five eligible records at H07
+    death = (table["unit_id"] == "H08") & (table["measure"] == "mortality") & (table["level"] == "provider")
+    table.loc[death & (table["statistic"] == "oe_ratio"), ["numerator", "observed"]] = 3.0
+    public = suppress_indicators(table, 7)
+    hidden = public[public["suppressed"]]
+    at_h07 = hidden[(hidden["unit_id"] == "H07") & (hidden["level"] == "provider")]
+    assert set(at_h07["measure"]) == {"time_to_surgery"} and set(at_h07["statistic"]) == {"mean", "median"}
+    assert public.loc[few & (public["level"] == "provider"), ["value", "lower95", "denominator"]].isna().all().all()
+    at_h08 = hidden[(hidden["unit_id"] == "H08") & (hidden["measure"] == "mortality")]
+    assert {"rate", "oe_ratio", "adjusted_rate"} <= set(at_h08["statistic"])
+    # A hidden denominator is not recoverable: another provider's records of the measure are hidden with it.
+    means = public[(public["measure"] == "time_to_surgery") & (public["statistic"] == "mean")
+                   & (public["level"] == "provider")]
+    assert means["denominator"].isna().sum() >= 2
+    # Measures without small numbers keep every provider's figures.
+    los = public[(public["measure"] == "los") & (public["level"] == "provider")]
+    assert not los["suppressed"].any()

@@ -26,6 +26,7 @@ from auditreport.data.examples import write_example
 from auditreport.errors import ConfigError
 from auditreport.stats.monitoring import cusum_weights, detection_delay
 from auditreport.stats.riskmodel import RiskFactor
+from auditreport.stats.survival import survival_at, survival_at_by_group
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -255,3 +256,23 @@ def test_provider_with_only_early_censored_patients_gets_rows(tmp_path):
     assert rows.loc[("mortality", "adjusted_rate"), "flag"] == ""
     assert np.isnan(rows.loc[("mortality", "adjusted_rate"), "value"])
     assert rows.loc[("survival", "survival_180d"), "denominator"] == 1
+
+
+@pytest.mark.parametrize("transform", ["log", "log-log", "plain"])
+def test_survival_at_by_group_is_survival_at_of_each_group(transform):
+    """Every unit at once (what the national stage reads for each level) against one group at a time: ties,
+    deaths at time 0, a group whose curve reaches 0 (NaN interval) and a horizon beyond a group's follow-up."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    t = rng.integers(0, 400, n).astype(float)
+    e = rng.integers(0, 2, n)
+    g = rng.choice([f"u{i:02d}" for i in range(25)], n).astype(object)
+    g[:3], t[:3], e[:3] = "all die", [5.0, 5.0, 10.0], 1
+    horizons = [0, 30, 365, 420]
+    table = survival_at_by_group(t, e, g, horizons, alpha=0.002, ci_transform=transform)
+    for code in sorted(set(g)):
+        mask = g == code
+        ref = survival_at(t[mask], e[mask], horizons, alpha=0.002, ci_transform=transform)
+        mine = table[table["group"] == code].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine[ref.columns], ref, check_dtype=False, rtol=1e-12)
+    assert table.loc[table["group"] == "all die", "lower"].isna().iloc[-1]

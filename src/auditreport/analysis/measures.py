@@ -728,30 +728,43 @@ def survival_measure(config: AuditConfig, measure: Measure, records: pd.DataFram
 def _km_rows(measure: Measure, records: pd.DataFrame, providers: pd.Index) -> tuple[list[pd.DataFrame], pd.DataFrame]:
     """Kaplan-Meier survival at the horizons per unit of each level and nationally, and the curves to plot.
 
-    Curves (the ``km`` table) are drawn nationally and per provider; a consultant gets its survival at the
-    horizons only.
+    Survival at the horizons comes from :func:`stats.survival.survival_at_by_group` (every unit of a level in one
+    pass); curves (the ``km`` table) are drawn nationally and per provider, a consultant has its figures only.
     """
-    groups: list[tuple[str, str, pd.DataFrame]] = [("national", "national", records)]
-    for level in measure.levels:
-        key = LEVEL_KEYS[level]
-        codes = records[key].astype("string")
-        groups += [(level, str(code), grp) for code, grp in records.groupby(codes, sort=True) if pd.notna(code)]
     horizons = sorted(measure.horizons)
     method = f"Kaplan-Meier, Greenwood variance, {measure.ci_transform} transform"
-    out, curves = [], []
-    for level, unit, grp in groups:
-        t, e = grp["time"].to_numpy(float), grp["event"].to_numpy(int)
-        if level != "consultant":
-            km = survival.kaplan_meier(t, e, alpha=0.05, ci_transform=measure.ci_transform)
-            km.insert(0, "unit_id", unit)
-            curves.append(km)
-        at95 = survival.survival_at(t, e, horizons, alpha=0.05, ci_transform=measure.ci_transform)
-        at998 = survival.survival_at(t, e, horizons, alpha=0.002, ci_transform=measure.ci_transform)
-        deaths = [float(((e == 1) & (t <= h)).sum()) for h in horizons]
+    t_all, e_all = records["time"].to_numpy(float), records["event"].to_numpy(int)
+    curves = []
+    for unit, t, e in [("national", t_all, e_all)] + [
+            (str(code), grp["time"].to_numpy(float), grp["event"].to_numpy(int))
+            for code, grp in records.groupby(records["provider_code"].astype("string"), sort=True)
+            if pd.notna(code)]:
+        km = survival.kaplan_meier(t, e, alpha=0.05, ci_transform=measure.ci_transform)
+        km.insert(0, "unit_id", unit)
+        curves.append(km)
+    out = []
+    for level in ("national", *measure.levels):
+        key = LEVEL_KEYS[level]
+        sub = records if key is None else records[records[key].notna()]
+        if sub.empty:
+            continue
+        groups = (np.full(len(sub), "national", dtype=object) if key is None
+                  else sub[key].astype(str).to_numpy(dtype=object))
+        t, e = sub["time"].to_numpy(float), sub["event"].to_numpy(int)
+        at = {level_: survival.survival_at_by_group(t, e, groups, horizons, alpha=1 - level_,
+                                                    ci_transform=measure.ci_transform)
+              for level_ in (0.95, 0.998)}
+        at95, at998 = at[0.95], at[0.998]
+        cases = pd.Series(groups).value_counts()
+        deaths = pd.DataFrame({"g": groups, "t": t, "e": e})
+        deaths_by = {h: deaths[(deaths["e"] == 1) & (deaths["t"] <= h)].groupby("g").size() for h in horizons}
+        unit = at95["group"].astype(str)
+        dead = np.array([deaths_by[int(h)].get(u, 0) for u, h in zip(unit, at95["horizon"], strict=True)], float)
         out.append(pd.DataFrame({
-            "measure": measure.id, "statistic": [f"survival_{h}d" for h in horizons], "level": level,
-            "unit_id": unit, "numerator": deaths, "denominator": float(len(grp)), "observed": deaths,
-            "expected": np.nan, "value": at95["survival"].to_numpy(), "lower95": at95["lower"].to_numpy(),
+            "measure": measure.id, "statistic": [f"survival_{int(h)}d" for h in at95["horizon"]], "level": level,
+            "unit_id": unit.to_numpy(dtype=object), "numerator": dead,
+            "denominator": unit.map(cases).to_numpy(float), "observed": dead, "expected": np.nan,
+            "value": at95["survival"].to_numpy(), "lower95": at95["lower"].to_numpy(),
             "upper95": at95["upper"].to_numpy(), "lower998": at998["lower"].to_numpy(),
             "upper998": at998["upper"].to_numpy(), "target": np.nan, "limit_lower95": np.nan,
             "limit_upper95": np.nan, "limit_lower998": np.nan, "limit_upper998": np.nan, "flag": NOT_ASSESSED,

@@ -78,9 +78,11 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
     ``metadata["timings"]``.
     """
     started = time.perf_counter()
-    validated = validated or load_validated(config)
-    patients = validated.patients
     timings: dict[str, Any] = {}
+    if validated is None:
+        validated = load_validated(config)
+        timings["load_and_validate"] = round(time.perf_counter() - started, 3)
+    patients = validated.patients
     t0 = time.perf_counter()
     selected = {m.id: measure_records(config, m, validated) for m in config.measures}
     timings["records"] = round(time.perf_counter() - t0, 3)
@@ -101,9 +103,11 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
     t0 = time.perf_counter()
     monitoring, cusum = monitoring_tables(config, results)
     timings["monitoring"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
     table = indicator_table(config, [r.rows for r in results], patients)
     # Disclosure control runs here, once, so every public report and the open data show one table.
     public = suppress_indicators(table, config.suppression_threshold)
+    timings["indicator_table_and_disclosure"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     quality = data_quality(config, patients)
     mix = case_mix(config, patients, _primary_risk(results))

@@ -82,57 +82,76 @@ def suppress_indicators(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
     ``suppressed`` column.
     """
     out = table.copy().reset_index(drop=True)
-    num = out["numerator"].astype(float)
-    den = out["denominator"].astype(float)
+    num = out["numerator"].to_numpy(dtype=float)
+    den = out["denominator"].to_numpy(dtype=float)
     key = out["level"].astype(str) + "|" + out["unit_id"].astype(str)
-    unit_measure = key + "|" + out["measure"].astype(str)
-    small = pd.Series(is_small(num, threshold) | is_small(den, threshold), index=out.index)
-    small_den_units = set(unit_measure[is_small(den, threshold)])
-    shared = out["statistic"].isin(SHARED_COUNT)
+    unit_measure = (key + "|" + out["measure"].astype(str)).to_numpy()
+    # Integer codes, so that spreading suppression within a unit is array indexing, not set lookups.
+    unit_code = pd.factorize(key)[0]
+    um_code, um_labels = pd.factorize(unit_measure)
+    counted = ~np.isnan(num)
+    pair_code = np.full(len(out), -1)
+    pair_code[counted] = pd.factorize(pd.MultiIndex.from_arrays([unit_code[counted], num[counted]]))[0]
+    shared = out["statistic"].isin(SHARED_COUNT).to_numpy()
+    small_den = is_small(den, threshold)
+    few_records = np.zeros(len(um_labels), bool)
+    few_records[um_code[small_den]] = True
 
-    def propagate(mask: pd.Series) -> pd.Series:
+    def spread(mask: np.ndarray, codes: np.ndarray, within: np.ndarray, size: int) -> np.ndarray:
+        """Rows (of ``within``) whose code is the code of a masked row of ``within``."""
+        hit = np.zeros(size, bool)
+        hit[codes[mask & within]] = True
+        return mask | (within & hit[np.where(codes >= 0, codes, 0)])
+
+    def propagate(mask: np.ndarray) -> np.ndarray:
         """Spread suppression within a unit: few records, a shared event count, an equal numerator."""
-        mask = mask | unit_measure.isin(small_den_units)
-        mask = mask | (shared & unit_measure.isin(set(unit_measure[mask & shared])))
-        counted = num.notna()
-        hidden_numerators = pd.MultiIndex.from_arrays([key[mask & counted], num[mask & counted]])
-        same = pd.MultiIndex.from_arrays([key, num]).isin(hidden_numerators) & counted.to_numpy()
-        return mask | pd.Series(same, index=out.index)
+        mask = mask | few_records[um_code]
+        mask = spread(mask, um_code, shared, len(um_labels))
+        return spread(mask, pair_code, counted, int(pair_code.max()) + 1 if counted.any() else 1)
 
-    small = propagate(small)
-    # Secondary suppression of numerators, group by group, until nothing changes.
+    small = propagate(is_small(num, threshold) | small_den)
+    # Secondary suppression of numerators, group by group (level, measure, statistic; a consultant's provider),
+    # until nothing changes. Rows without a count (a mean, a ratio of sums) are no group's cells.
+    grouping = out["level"].astype(str) + "|" + out["measure"].astype(str) + "|" + out["statistic"].astype(str) + \
+        "|" + out["parent_id"].fillna("").astype(str).where(out["level"] == "consultant", "")
+    eligible = (out["level"] != "national").to_numpy() & counted
+    groups = [np.flatnonzero(eligible & (codes == c)) for codes in [pd.factorize(grouping)[0]]
+              for c in np.unique(codes[eligible])]
     for _ in range(10):
         before = small.copy()
-        for (level, _measure, _statistic), group in out.groupby(["level", "measure", "statistic"], sort=False):
-            if level == "national":
+        for cells in groups:
+            if not small[cells].any():
                 continue
-            parents = group["parent_id"].fillna("") if level == "consultant" else pd.Series("", index=group.index)
-            for _, cells in group.groupby(parents):
-                counts = {i: num[i] for i in cells.index}
-                hide = secondary_suppress(counts, {i for i in cells.index if small[i]}, threshold)
-                small.loc[list(hide)] = True
+            counts = {int(i): num[i] for i in cells}
+            hide = secondary_suppress(counts, {int(i) for i in cells if small[i]}, threshold)
+            small[list(hide)] = True
         small = propagate(small)
-        if small.equals(before):
+        if (small == before).all():
             break
     # Provider records add up to the national records, consultants' to their provider's, measure by measure:
     # one blanked denominator must not be recoverable by subtraction either. Every statistic of a measure has
     # the same denominator at a unit, so the first statistic's rows stand for the measure's.
-    hide_den = pd.Series(is_small(den, threshold), index=out.index)
-    first = out.groupby("measure", sort=False)["statistic"].transform("first")
-    cases = out[(out["level"] != "national") & (out["statistic"] == first)]
+    hide_den = small_den.copy()
+    first = (out["statistic"] == out.groupby("measure", sort=False)["statistic"].transform("first")).to_numpy()
+    cases = out[(out["level"] != "national").to_numpy() & first]
     parents = (cases["measure"].astype(str) + "|" + cases["level"].astype(str) + "|"
                + cases["parent_id"].fillna("").astype(str).where(cases["level"] == "consultant", ""))
-    for _, group in cases.groupby(parents):
-        den_counts = {unit_measure[i]: den[i] for i in group.index}
+    hidden_units = np.zeros(len(um_labels), bool)
+    for _, group in cases.groupby(parents, sort=False):
+        rows = group.index.to_numpy()
+        if not small_den[rows].any():
+            continue
+        den_counts = {int(um_code[i]): den[i] for i in rows}
         hidden = secondary_suppress(den_counts, {k for k, v in den_counts.items() if is_small(v, threshold)},
                                     threshold)
-        hide_den |= unit_measure.isin(hidden)
+        hidden_units[list(hidden)] = True
+    hide_den |= hidden_units[um_code]
 
-    out["suppressed"] = small.to_numpy() | hide_den.to_numpy()
+    out["suppressed"] = small | hide_den
     for col in DERIVED:
         if col in out:
             out[col] = out[col].astype(float).where(~out["suppressed"])
-    out["denominator"] = den.where(~hide_den)
+    out["denominator"] = pd.Series(den, index=out.index).where(~hide_den)
     # Expected events are not a count of patients, but with the O/E ratio they bound the event count;
     # the ratio is blanked above, so expected stays (it is needed to place the unit on the funnel).
     return out
