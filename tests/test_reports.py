@@ -3,6 +3,7 @@ the publication site in a real browser, and PDF pages rendered for eyeballing (t
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from html.parser import HTMLParser
@@ -20,20 +21,20 @@ from conftest import skip_outside_ci
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 
-# REPORTS.md "Provider feedback report" sections 1-5 and 7-10 as headings or fixed text in the report.
+# The provider report's fixed sections as headings or fixed text; each measure's section is found by its label.
 PROVIDER_SECTIONS = {
-    "1 cover": "Data fingerprint",
-    "2 at a glance": "At a glance",
-    "3 case mix": "Case mix",
-    "4 mortality": "Risk-adjusted mortality: funnel plot",
-    "5 survival": "Survival",
-    "7 consultants": "Consultants",
-    "8 data quality": "Data quality",
-    "9 next steps": "What a flag means and what happens next",
-    "10 methods": "Methods",
+    "cover": "Data fingerprint",
+    "at a glance": "At a glance",
+    "a measure's statistics": "statistics",
+    "survival": "Kaplan-Meier survival",
+    "consultants": "Consultants",
+    "case mix": "Case mix",
+    "data quality": "Data quality",
+    "next steps": "What a flag means and what happens next",
+    "methods": "Methods",
 }
-NATIONAL_SECTIONS = ["Summary", "Funnel plots", "All providers", "Alert and alarm providers", "Risk model",
-                     "Calibration", "Over-dispersion", "Survival", "Data completeness by provider"]
+NATIONAL_SECTIONS = ["Summary", "Funnel plot", "All providers", "Alerts and alarms", "Risk model",
+                     "Calibration", "Over-dispersion", "Kaplan-Meier survival", "Data completeness"]
 
 
 def _html_text(path: Path) -> str:
@@ -69,18 +70,28 @@ def out(built_small_audit) -> Path:
 
 @pytest.fixture(scope="module")
 def biggest(out) -> str:
-    data = pd.read_csv(out / "indicators.csv", dtype={"unit_id": str})
-    rows = data[(data["level"] == "provider") & (data["indicator"] == "crude_mortality")]
+    data = pd.read_parquet(out / "bundle" / "indicators.parquet")
+    rows = data[(data["level"] == "provider") & (data["measure"] == "mortality") & (data["statistic"] == "rate")]
     return str(rows.sort_values("denominator").iloc[-1]["unit_id"])
+
+
+@pytest.fixture(scope="module")
+def measures(out) -> list[dict]:
+    return json.loads((out / "bundle" / "metadata.json").read_text())["measures"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("audience", ["local", "public"])
-def test_every_provider_section_in_html_and_pdf(out, biggest, audience):
+def test_every_provider_section_in_html_and_pdf(out, biggest, measures, audience):
     for suffix, text_of in ((".html", _html_text), (".pdf", lambda p: _flat(pdf_text(p)))):
         text = text_of(out / "providers" / biggest / f"{audience}{suffix}")
         missing = [name for name, marker in PROVIDER_SECTIONS.items() if marker not in text]
         assert not missing, f"{audience}{suffix} lacks {missing}"
+        shown = [m for m in measures if audience == "local" or m["published"]]
+        absent = [m["label"] for m in shown if f"{m['label']}: statistics" not in text]
+        assert not absent, f"{audience}{suffix} lacks the sections of {absent}"
+        hidden = [m["label"] for m in measures if m not in shown and f"{m['label']}: statistics" in text]
+        assert not hidden, f"{audience}{suffix} shows internal measures {hidden}"
         label = "Confidential: local feedback" if audience == "local" else "For publication"
         assert label in text
 
@@ -91,16 +102,19 @@ def test_monitoring_section_in_provider_report(out, biggest):
 
 
 @pytest.mark.slow
-def test_every_national_section_in_html_and_pdf(out):
+def test_every_national_section_in_html_and_pdf(out, measures):
     for text in (_html_text(out / "national" / "national.html"), _flat(pdf_text(out / "national" / "national.pdf"))):
         missing = [s for s in NATIONAL_SECTIONS if s not in text]
+        missing += [m["label"] for m in measures if m["published"] and m["label"] not in text]
         assert not missing, missing
 
 
 @pytest.mark.slow
-def test_national_report_shows_the_calibration_plot_once(out):
+def test_national_report_shows_each_calibration_plot_once(out, measures):
     html = (out / "national" / "national.html").read_text(encoding="utf-8")
-    assert len(re.findall(r'alt="Calibration', html)) == 1
+    adjusted = [m for m in measures if m["published"] and m["kind"] == "proportion" and m["adjusted"]]
+    for m in adjusted:
+        assert len(re.findall(rf'alt="{re.escape(m["label"])}: calibration of the risk model', html)) == 1
 
 
 @pytest.mark.slow

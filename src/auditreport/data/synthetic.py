@@ -261,14 +261,15 @@ def _other_measures(rng: np.random.Generator, spec: SyntheticSpec, records: pd.D
     in the records' generation order) and return their truth, keyed by measure id.
 
     ``case_mix`` holds the true age, ASA grade, urgency and procedure group (before values were blanked): a CT
-    and hours to surgery exist only for admissions that really were emergency or non-elective. Injected providers are drawn from the largest third,
-    as for mortality, leaving out mortality's injected ones so that each measure's outliers are its own; a
-    small audit gets fewer (none under three providers).
+    and hours to surgery exist only for admissions that really were emergency or non-elective. Injected
+    providers are drawn from the largest third, as for mortality, leaving out mortality's injected ones so that
+    each measure's outliers are its own; a small audit gets fewer (none under three providers).
     """
     n, k = len(records), len(codes)
     age, asa, urgency, group = (case_mix[key] for key in ("age", "asa", "urgency", "procedure_group"))
     emergency = urgency == "emergency"
     non_elective = urgency != "elective"
+
     def inject(worse: int, better: int, sizes: np.ndarray | None = None, share: int = 3) -> np.ndarray:
         """-1/0/+1 per provider (+1 worse): ``worse + better`` distinct providers (fewer in a small audit) among
         the largest ``1 / share`` by records, or by ``sizes`` (the measure's own eligible counts) when given."""

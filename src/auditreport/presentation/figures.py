@@ -101,6 +101,12 @@ def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: s
     apply_style()
     fig, ax = plt.subplots(figsize=(7.0, 4.3))
     scale = 100.0 if percent else 1.0
+    xs = units[x].to_numpy(float)
+    xs = xs[np.isfinite(xs) & (xs > 0)]
+    if xs.size and len(curve):
+        # The limits from a quarter of the smallest unit's precision: a curve drawn from 1 when every unit has
+        # thousands (expected days of stay) would squeeze the units into a corner.
+        curve = curve[curve["x"] >= min(xs.min() / 4, curve["x"].max())]
     ax.plot(curve["x"], curve["upper998"] * scale, color=LIMIT998, lw=1.1, label="99.8% limits")
     ax.plot(curve["x"], curve["lower998"] * scale, color=LIMIT998, lw=1.1)
     ax.plot(curve["x"], curve["upper95"] * scale, color=LIMIT95, lw=1.1, ls="--", label="95% limits")
@@ -114,7 +120,7 @@ def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: s
     me = units[units["unit_id"].isin(chosen)]
     if not me.empty:
         ax.scatter(me[x], me[y] * scale, s=90 if highlight else 50, marker="D", color=HIGHLIGHT,
-                   edgecolors="white", linewidths=1.0, zorder=5, label=_short(highlight_label or highlight or "", 40))
+                   edgecolors="white", linewidths=1.0, zorder=5, label=_short(highlight_label or highlight or "", 30))
         if highlight and len(me) == 1:
             # Label inside the axes: towards the centre, so a unit at the edge is not cut off.
             px, py = float(me[x].iat[0]), float(me[y].iat[0]) * scale
@@ -125,6 +131,8 @@ def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: s
                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    # Under two decades Matplotlib labels minor ticks too, in scientific notation ("3 x 10^0"): plainly, as the major.
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, loc="left")
@@ -132,7 +140,14 @@ def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: s
     finite = finite[np.isfinite(finite)]
     if finite.size:
         top = min(np.nanmax(finite) * 1.05, (curve["upper998"].max() * scale) * 1.2 + 1e-9)
-        ax.set_ylim(0, max(top, np.nanmax(units[y].to_numpy(float) * scale, initial=0) * 1.1))
+        top = max(top, np.nanmax(units[y].to_numpy(float) * scale, initial=0) * 1.1)
+        # From zero, unless every limit and unit sits far above it (a mean of 66 years, O/E of days of stay
+        # near 1 at thousands of expected days), where zero would flatten the funnel into a line.
+        low = np.concatenate([units[y].to_numpy(float) * scale, curve["lower998"].to_numpy(float) * scale])
+        low = low[np.isfinite(low)]
+        bottom = float(low.min()) if low.size else 0.0
+        bottom = 0.0 if bottom < 0.5 * top else max(0.0, bottom - 0.15 * (top - bottom))
+        ax.set_ylim(bottom, top)
     # Legend below the plot: inside it would cover the limits where they are steepest.
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 0.0), bbox_transform=fig.transFigure, ncols=5,
               fontsize=7.5)
@@ -140,11 +155,13 @@ def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: s
     n = len(units)
     where = ""
     if highlight and len(me) == 1:
-        where = (f" {highlight_label or highlight} is shown as a blue diamond at {px:.3g} "
+        at = f"{px:,.0f}" if px >= 100 else f"{px:.3g}"
+        where = (f" {highlight_label or highlight} is shown as a blue diamond at {at} "
                  f"{x_words or x}, {py:.{1 if percent else 2}f}{'%' if percent else ''}.")
     return _alt(fig, f"{title}. Funnel plot of {n} units: {ylabel} against {xlabel}, with 95% (dashed) and 99.8% "
-                     f"(solid) control limits around the {target_label.removesuffix(' (as expected)')} "
-                     f"({target * scale:.2f}{'%' if percent else ''}).{where}")
+                     f"(solid) control limits around the {target_label.removesuffix(' (as expected)')}"
+                     + ("" if any(c.isdigit() for c in target_label) else
+                        f" ({target * scale:.2f}{'%' if percent else ''})") + f".{where}")
 
 
 class InViewLocator(matplotlib.ticker.Locator):

@@ -61,15 +61,20 @@ def value_text(measure: dict, statistic: str, value: float) -> str:
     return f"{value:,.1f}{' ' + unit if unit else ''}"
 
 
+def range_text(measure: dict, statistic: str, lower: float, upper: float) -> str:
+    """Two values of a statistic as a range, the unit once: "6.2 to 7.0 hours", "5.4% to 9.0%"."""
+    low, high = value_text(measure, statistic, lower), value_text(measure, statistic, upper)
+    unit = measure.get("value_unit") or ""
+    if unit and low.endswith(f" {unit}"):
+        low = low.removesuffix(f" {unit}")
+    return f"{low} to {high}"
+
+
 def interval_text(measure: dict, statistic: str, row: pd.Series) -> str:
     """A row's 95% interval as text (``*`` where suppressed or not computed)."""
     if bool(row.get("suppressed", False)) or row["lower95"] != row["lower95"]:
         return SUPPRESSED
-    lower, upper = value_text(measure, statistic, row["lower95"]), value_text(measure, statistic, row["upper95"])
-    unit = measure.get("value_unit") or ""
-    if unit and lower.endswith(f" {unit}"):  # "6.2 to 7.0 hours", the unit once
-        lower = lower.removesuffix(f" {unit}")
-    return f"{lower} to {upper}"
+    return range_text(measure, statistic, row["lower95"], row["upper95"])
 
 
 def target_text(measure: dict) -> str:

@@ -27,6 +27,7 @@ from auditreport.presentation.measure_parts import (
     funnel_statistic,
     hidden_units,
     interval_text,
+    range_text,
     statistic_label,
     status_cell,
     status_sentence,
@@ -170,13 +171,13 @@ def funnel_parts(ctx: ReportContext, measure_id: str) -> list:
     stat = funnel_statistic(ctx, measure) or measure["headline"]
     rows = ctx.unit_rows("provider", ctx.provider, measure_id)
     limits = None
-    if stat in rows.index and not rows.loc[stat, "suppressed"] and rows.loc[stat, "limit_lower95"] == rows.loc[
-            stat, "limit_lower95"]:
+    # Limits are given where they judge: a measure without a status is drawn for context only.
+    if measure.get("carries_status") and stat in rows.index and not rows.loc[stat, "suppressed"] \
+            and rows.loc[stat, "limit_lower95"] == rows.loc[stat, "limit_lower95"]:
         r = rows.loc[stat]
-        v = lambda x: value_text(measure, stat, x)  # noqa: E731
         limits = paragraph(f"Control limits for this {ctx.wording['provider']} ({statistic_label(measure, stat)}): "
-                           f"95% {v(r['limit_lower95'])} to {v(r['limit_upper95'])}; 99.8% "
-                           f"{v(r['limit_lower998'])} to {v(r['limit_upper998'])}.")
+                           f"95% {range_text(measure, stat, r['limit_lower95'], r['limit_upper95'])}; 99.8% "
+                           f"{range_text(measure, stat, r['limit_lower998'], r['limit_upper998'])}.")
     hidden = hidden_units(ctx, measure_id)
     note = paragraph(f"{hidden} {ctx.wording['providers']} with small numbers or no eligible "
                      f"{ctx.wording['activity']} are not plotted.", css_class="note") if hidden else None

@@ -177,12 +177,13 @@ def risk_model(ctx: ReportContext, measure_id: str) -> Section | None:
     ratio_name = "Odds ratio" if family in ("", "binomial") else "Rate ratio"
     coef_table = None
     if not coefs.empty:
+        # stats.riskmodel.coefficient_table: lower95/upper95 are the Wald interval of exp(coefficient).
         ratio = coefs["odds_ratio"] if "odds_ratio" in coefs else np.exp(coefs["coefficient"])
-        rows = [[r.term, num(r.coefficient, 3), num(ratio.iloc[i], 2),
+        rows = [[r.term, num(r.coefficient, 3), num(ratio.iloc[i], 3),
                  f"{num(r.lower95, 3)} to {num(r.upper95, 3)}" if hasattr(r, "lower95") else ""]
                 for i, r in enumerate(coefs.itertuples())]
-        coef_table = table(["Term", "Coefficient", ratio_name, "95% CI (coefficient)"], rows, numeric=(1, 2),
-                           caption=f"Risk model{f' ({family})' if family else ''}")
+        coef_table = table(["Term", "Coefficient", ratio_name, f"95% CI ({ratio_name.lower()})"], rows,
+                           numeric=(1, 2), caption=f"Risk model{f' ({family}, log link)' if family in ('poisson', 'gamma') else ''}")
     cal = pd.DataFrame(model.get("calibration") or [])
     perf = model.get("performance") or {}
     c = perf.get("c_statistic")
