@@ -130,14 +130,14 @@ def test_small_counts_and_their_figures_are_not_public(texts):
     all_local = " ".join(local.values())
     for row in small.itertuples():
         interval = f"{pct(row.lower95)} to {pct(row.upper95)}"
-        deaths = f"with {int(row.numerator)} deaths within"
+        deaths = f": {int(row.numerator)} of {int(row.denominator):,} procedures ({pct(row.value)})"
         assert interval in all_local and deaths in all_local  # positive control
         assert interval not in all_public and deaths not in all_public, row.unit_id
         published = site_csv[(site_csv["unit_id"].str.lstrip("'") == row.unit_id) & (site_csv["measure"] == "mortality")
                              & (site_csv["statistic"].isin(["rate", "oe_ratio", "adjusted_rate"]))]
         assert len(published) == 3 and published["suppressed"].all()
         assert published[["numerator", "observed", "value", "lower95", "upper95"]].isna().all().all()
-    assert "with * deaths within" in all_public
+    assert re.search(r": \* of [\d,*]+ procedures \(\*\)", all_public)
 
 
 def test_public_survival_figure_does_not_reveal_small_counts(hostile_build):
@@ -157,7 +157,7 @@ def test_public_survival_figure_does_not_reveal_small_counts(hostile_build):
     surv = table[(table["level"] == "provider") & (table["measure"] == "survival") & (table["statistic"] == "survival_30d")]
     leaks = []
     for row in surv[(surv["numerator"] >= 1) & (surv["numerator"] <= 7)].itertuples():
-        section = survival_section(load_context(bundle, "public", row.unit_id))
+        section = survival_section(load_context(bundle, "public", row.unit_id), "survival")
         figs = [block.figure for block in section.blocks if isinstance(block, Chart)]
         assert figs, "the survival section has a figure"
         numbers = {t.get_text().replace(",", "") for fig in figs for ax in fig.axes for t in ax.texts}
