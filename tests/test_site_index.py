@@ -182,7 +182,8 @@ def test_data_dictionary_lists_each_measure_statistic_and_column():
     assert (review["label"], review["kind"], review["type"], review["direction"]) == (
         "Senior review within 14 hours", "proportion", "process", "higher is better")
     assert review["description"] == "Senior review within 14 hours, one line"
-    assert review["target"] == "0.9 (a fixed standard)" and measures.loc["mortality", "target"] == "the national value"
+    assert review["target"] == "0.9 (a fixed standard)" and measures.loc["long_stay", "target"] == "the national value"
+    assert measures.loc["mortality", "target"] == "expected for the case mix (O/E = 1)"
     assert measures.loc["los", "unit"] == "days" and measures.loc["los", "statistics"] == "oe_ratio mean median"
     statistics = dictionary[dictionary["entry"] == "statistic"]
     assert list(statistics["name"]) == ["rate", "oe_ratio", "adjusted_rate", "mean", "median", "survival_30d",

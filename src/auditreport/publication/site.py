@@ -132,7 +132,8 @@ def data_dictionary(meta: dict, data: pd.DataFrame) -> pd.DataFrame:
     """What the open data hold: each published measure, each statistic present, each column."""
     rows = []
     for m in published_measures(meta):
-        target = "the national value" if m["target_kind"] == "national" else f"{m['target']:g} (a fixed standard)"
+        target = ("expected for the case mix (O/E = 1)" if m["adjusted"] else "the national value"
+                  if m["target_kind"] == "national" else f"{m['target']:g} (a fixed standard)")
         rows.append({"entry": "measure", "name": m["id"], "label": m["label"], "description": m["description"],
                      "kind": m["kind"], "type": m["type"], "direction": direction_words(m["direction"]),
                      "target": target, "unit": m.get("value_unit") or "",
