@@ -179,8 +179,14 @@ def _row_differences(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
     for col in a.columns:
         differ = (a[col] != b[col]) & ~(a[col].isna() & b[col].isna())
         for key in a.index[differ.to_numpy()]:
-            out.append(f"{'/'.join(key)} {col}: published {a.at[key, col]!r}, recomputed {b.at[key, col]!r}")
+            out.append(f"{'/'.join(key)} {col}: published {_shown(a.at[key, col])}, "
+                       f"recomputed {_shown(b.at[key, col])}")
     return out
+
+
+def _shown(value: object) -> str:
+    """A cell as a difference lists it: text quoted as written, a number as Python prints it (0.25)."""
+    return repr(value.item() if hasattr(value, "item") else value)
 
 
 # --- bundle ----------------------------------------------------------------------------------------
