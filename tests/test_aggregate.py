@@ -5,7 +5,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import poisson
+from scipy import stats
+from scipy.stats import binom, norm, poisson
+from statsmodels.stats.proportion import proportion_confint
 
 from auditreport.aggregate import AggregateInputError, AggregateOptionError, run_aggregate
 from auditreport.analysis import measures
@@ -40,8 +42,8 @@ def test_literal_ratio(tmp_path, literal_csv):
     # Named as indicators.csv names them: the unit's interval, the target, then the funnel limits.
     assert list(res.columns) == ["unit", "observed", "expected", "value", "lower95", "upper95", "lower998",
                                  "upper998", "target", "limit_lower95", "limit_upper95", "limit_lower998",
-                                 "limit_upper998", "flag", "method"]
-    assert set(res.columns) <= set(measures.INDICATOR_COLUMNS) | {"unit"}
+                                 "limit_upper998", "flag", "status", "method"]
+    assert set(res.columns) <= set(measures.INDICATOR_COLUMNS) | {"unit", "status"}
     written = pd.read_csv(out_csv)
     assert written["unit"].tolist() == list("ABCDEF")
     np.testing.assert_allclose(written["value"], LITERAL["deaths"] / LITERAL["expected"])
@@ -259,3 +261,256 @@ def test_discrete_rule_needs_counts(tmp_path):
     with pytest.raises(AggregateInputError, match=r"units\.csv: column 'deaths' must hold whole numbers.*row\(s\) 5"):
         run_aggregate(src, tmp_path / "o.csv", **kw)
     assert len(run_aggregate(src, tmp_path / "o.csv", flag_method="limits", **kw)) == len(table)
+
+
+# ---------------------------------------------------------------- kind "mean"
+
+
+def _records(seed: int = 8, units: int = 60, spread: float = 0.0):
+    """Patient-level lengths of stay in units of different sizes, two units shifted and the others by a random
+    effect of SD ``spread``; and the unit table."""
+    rng = np.random.default_rng(seed)
+    n = rng.integers(1, 250, units)
+    n[0] = 1  # a unit of one record: no standard deviation
+    shift = rng.normal(0.0, spread, units)
+    shift[[3, 7]] = [4.0, -2.5]
+    code = np.repeat([f"U{i:03d}" for i in range(units)], n)
+    values = rng.gamma(2.0, 3.0, n.sum()) + np.repeat(shift, n)
+    frame = pd.DataFrame({"unit": code, "los": values})
+    table = frame.groupby("unit", sort=False)["los"].agg(["mean", "std", "count"]).reset_index()
+    table.columns = ["unit", "mean_los", "sd_los", "n"]
+    return frame, table
+
+
+def _z_flags(z):
+    z95, z998 = norm.ppf(0.975), norm.ppf(0.999)
+    return np.select([z > z998, z > z95, z < -z998, z < -z95], ["alarm_high", "alert_high", "alarm_low", "alert_low"],
+                     "as_expected").tolist()
+
+
+def test_mean_with_sd_and_n_against_the_records(tmp_path):
+    frame, table = _records()
+    src = tmp_path / "los.csv"
+    table.to_csv(src, index=False)  # the unit of one record has a blank standard deviation
+    res = run_aggregate(src, tmp_path / "out.csv", unit_col="unit", mean_col="mean_los", sd_col="sd_los",
+                        n_col="n", direction="lower_is_better", plot_prefix=tmp_path / "los")
+    assert res.attrs["kind"] == "mean" and res.attrs["target_kind"] == "national"
+    # The target and the funnel's SD are those of every record, recovered from the table alone.
+    assert res.attrs["target"] == pytest.approx(frame["los"].mean(), rel=1e-12)
+    assert res.attrs["sd"] == pytest.approx(frame["los"].std(ddof=1), rel=1e-12)
+    sd, t = frame["los"].std(ddof=1), frame["los"].mean()
+    for i, (unit, group) in enumerate(frame.groupby("unit", sort=False)["los"]):
+        row = res.iloc[i]
+        assert row["unit"] == unit and row["denominator"] == len(group)
+        assert row["value"] == pytest.approx(group.mean(), rel=1e-12)
+        if len(group) > 1:
+            want = stats.t.interval(0.95, len(group) - 1, loc=group.mean(), scale=stats.sem(group))
+            assert (row["lower95"], row["upper95"]) == pytest.approx(want, rel=1e-10)
+        else:
+            assert np.isnan(row["lower95"]) and np.isnan(row["sd"])
+        half = norm.ppf(0.999) * sd / np.sqrt(len(group))
+        assert (row["limit_lower998"], row["limit_upper998"]) == pytest.approx((t - half, t + half), rel=1e-10)
+    z = (res["value"] - t) / (sd / np.sqrt(res["denominator"]))
+    assert res["flag"].tolist() == _z_flags(z)
+    assert res.set_index("unit").loc["U003", "status"] == "Alarm: worse than expected"
+    assert res.set_index("unit").loc["U007", "status"] == "Alarm: better than expected"
+    assert "national sd" in res["method"].iat[0] and "t with the unit's standard deviation" in res["method"].iat[0]
+    assert (tmp_path / "los.png").stat().st_size > 1000
+
+
+def test_mean_with_standard_errors_and_a_standard(tmp_path):
+    _, table = _records()
+    table = table[table["n"] > 1].copy()
+    table["se_los"] = table["sd_los"] / np.sqrt(table["n"])
+    src = tmp_path / "se.csv"
+    table[["unit", "mean_los", "se_los"]].to_csv(src, index=False)
+    res = run_aggregate(src, tmp_path / "out.csv", unit_col="unit", mean_col="mean_los", se_col="se_los",
+                        direction="higher_is_better", plot_prefix=tmp_path / "se")
+    w = 1 / table["se_los"] ** 2
+    assert res.attrs["target"] == pytest.approx((w * table["mean_los"]).sum() / w.sum(), rel=1e-12)
+    assert "denominator" not in res.columns
+    z = (res["value"] - res.attrs["target"]) / res["se"]
+    assert res["flag"].tolist() == _z_flags(z)
+    np.testing.assert_allclose(res["upper95"], table["mean_los"] + norm.ppf(0.975) * table["se_los"], rtol=1e-12)
+    np.testing.assert_allclose(res["limit_upper95"], res.attrs["target"] + norm.ppf(0.975) * res["se"], rtol=1e-12)
+    assert res.set_index("unit").loc["U003", "status"] == "Alarm: better than expected"
+    standard = run_aggregate(src, tmp_path / "std.csv", unit_col="unit", mean_col="mean_los", se_col="se_los",
+                             target=7.0)
+    assert standard.attrs["target"] == 7.0 and standard.attrs["target_kind"] == "standard"
+    assert standard["flag"].tolist() == _z_flags((standard["value"] - 7.0) / standard["se"])
+    # No direction: the side in words.
+    assert set(standard["status"]) <= {"Alarm: higher than expected", "Alert: higher than expected", "As expected",
+                                       "Alert: lower than expected", "Alarm: lower than expected"}
+
+
+def test_mean_overdispersion_widens_by_the_winsorised_phi(tmp_path):
+    _, table = _records(seed=21, units=80, spread=1.0)
+    src = tmp_path / "los.csv"
+    table.to_csv(src, index=False)
+    kw = dict(unit_col="unit", mean_col="mean_los", sd_col="sd_los", n_col="n")
+    plain = run_aggregate(src, tmp_path / "a.csv", **kw)
+    od = run_aggregate(src, tmp_path / "b.csv", overdispersion="multiplicative", **kw)
+    z = (plain["value"] - plain.attrs["target"]) / (plain.attrs["sd"] / np.sqrt(plain["denominator"]))
+    lo, hi = np.quantile(z, [0.1, 0.9])
+    phi = np.mean(np.clip(z, lo, hi) ** 2)
+    assert od.attrs["overdispersion"]["phi"] == pytest.approx(phi, rel=1e-12) and phi > 1
+    np.testing.assert_allclose(od["limit_upper95"] - od["target"],
+                               np.sqrt(phi) * (plain["limit_upper95"] - plain["target"]), rtol=1e-12)
+    assert od["flag"].tolist() == _z_flags(z / np.sqrt(phi))
+
+
+def test_mean_options_and_values(tmp_path):
+    _, table = _records()
+    src = tmp_path / "los.csv"
+    table.to_csv(src, index=False)
+    kw = dict(unit_col="unit")
+    for options, parameters, message in (
+            ({"mean_col": "mean_los"}, ("se_col", "sd_col", "n_col"), "standard error column, or the standard"),
+            ({"mean_col": "mean_los", "sd_col": "sd_los"}, ("se_col", "sd_col", "n_col"), "number of records"),
+            ({"mean_col": "mean_los", "se_col": "sd_los", "sd_col": "sd_los"}, ("se_col", "sd_col"), "not both"),
+            ({"mean_col": "mean_los", "se_col": "sd_los", "observed_col": "n"}, ("observed_col",), "not an observed"),
+            ({"mean_col": "mean_los", "se_col": "sd_los", "overdispersion": "shmi"}, ("overdispersion",), "ratios"),
+            ({"mean_col": "mean_los", "se_col": "sd_los", "method": "exact"}, ("method",), "('normal',)"),
+            ({"mean_col": "mean_los", "se_col": "sd_los", "target": float("nan")}, ("target",), "finite"),
+            ({"mean_col": "mean_los", "se_col": "sd_los", "direction": "up"}, ("direction",), "direction"),
+            ({"kind": "ratio", "denominator_col": "n", "observed_col": "n"}, ("expected_col",), "needs the expected"),
+            ({"kind": "mean", "denominator_col": "n", "mean_col": "mean_los", "se_col": "sd_los"},
+             ("denominator_col",), "not the denominator"),
+            ({"observed_col": "n", "denominator_col": "n", "se_col": "sd_los"}, ("se_col",), "apply to kind 'mean'"),
+            ({"kind": "median", "mean_col": "mean_los"}, ("kind",), "kind must be one of"),
+            ({"mean_col": "average", "se_col": "sd_los"}, ("mean_col",), "'average' not found")):
+        with pytest.raises(AggregateOptionError, match=message) as caught:
+            run_aggregate(src, tmp_path / "o.csv", **kw, **options)
+        assert caught.value.parameters == parameters, options
+    bad = table.astype({"n": float})
+    bad.loc[4, "n"] = 2.5
+    bad.to_csv(src, index=False)
+    with pytest.raises(AggregateInputError, match=r"column 'n' must hold whole numbers >= 1.*data row\(s\) 5"):
+        run_aggregate(src, tmp_path / "o.csv", unit_col="unit", mean_col="mean_los", sd_col="sd_los", n_col="n")
+    bad = table.copy()
+    bad.loc[2, "sd_los"] = None  # blank where n > 1
+    bad.to_csv(src, index=False)
+    with pytest.raises(AggregateInputError, match=r"column 'sd_los' must be numeric with no blanks.*data row\(s\) 3"):
+        run_aggregate(src, tmp_path / "o.csv", unit_col="unit", mean_col="mean_los", sd_col="sd_los", n_col="n")
+    bad = table.assign(se=table["sd_los"].fillna(1.0))
+    bad.loc[6, "se"] = 0.0
+    bad.to_csv(src, index=False)
+    with pytest.raises(AggregateInputError, match=r"column 'se' must be > 0 \(a standard error\).*data row\(s\) 7"):
+        run_aggregate(src, tmp_path / "o.csv", unit_col="unit", mean_col="mean_los", se_col="se")
+
+
+def test_proportion_status_by_direction(tmp_path):
+    table = _unit_table()
+    src = tmp_path / "units.csv"
+    table.to_csv(src, index=False)
+    kw = dict(unit_col="unit", observed_col="deaths", denominator_col="cases", target=0.2)
+    worse = run_aggregate(src, tmp_path / "a.csv", direction="lower_is_better", **kw).set_index("unit")
+    better = run_aggregate(src, tmp_path / "b.csv", kind="proportion", direction="higher_is_better",
+                           **kw).set_index("unit")
+    assert worse.loc["000040", "flag"] == better.loc["000040", "flag"] == "alarm_high"
+    assert worse.loc["000040", "status"] == "Alarm: worse than expected"
+    assert better.loc["000040", "status"] == "Alarm: better than expected"
+    assert worse.loc["000030", "status"] == "Alert: better than expected"
+    assert better.loc["000030", "status"] == "Alert: worse than expected"
+
+
+# ---------------------------------------------------------------- real published tables
+
+
+def test_nys_cardiac_ratios_reproduce_the_published_comparison(tmp_path):
+    """NYS DOH's hospital comparisons (2,757 hospital rows, 2008-2019): O = deaths, E = cases x expected rate.
+
+    NYS flags a hospital whose RAMR interval (Byars', see test_nys_reference.py) excludes the statewide rate,
+    which is the O/E interval against 1: ``flag_method="phe"`` (Byars from 10 deaths, exact below) gives every
+    published comparison for hospitals with 10 or more deaths, and below 10 differs only where Byars' and the
+    exact interval disagree.  The default discrete rule flags only hospitals NYS flags, in the same direction.
+    """
+    d = pd.read_csv(reference_file("nys_cardiac_surgery_pci_by_hospital_2008on.csv"), dtype={"Facility ID": str})
+    hosp = d[d["Comparison Results"] != "Statewide Rate"].copy()
+    hosp["unit"] = hosp["Facility ID"] + " " + hosp["Procedure"] + " " + hosp["Year of Hospital Discharge"].astype(str)
+    hosp["Expected"] = hosp["Number of Cases"] * hosp["Expected Mortality Rate"] / 100
+    src = tmp_path / "nys.csv"
+    hosp.to_csv(src, index=False)
+    published = hosp["Comparison Results"].map({"Rate significantly higher than Statewide Rate": "high",
+                                                "Rate significantly lower than Statewide Rate": "low",
+                                                "Rate not different than Statewide Rate": "same"}).to_numpy()
+    assert pd.notna(published).all()
+    side = {"alarm_high": "high", "alert_high": "high", "as_expected": "same", "alert_low": "low", "alarm_low": "low"}
+    kw = dict(unit_col="unit", observed_col="Number of Deaths", expected_col="Expected", direction="lower_is_better")
+    phe = run_aggregate(src, tmp_path / "phe.csv", flag_method="phe", **kw)
+    ours = phe["flag"].map(side).to_numpy()
+    o, e = hosp["Number of Deaths"].to_numpy(float), hosp["Expected"].to_numpy()
+    differ = ours != published
+    assert not (differ & (o >= 10)).any()
+    # Below 10 deaths the differences are where Byars' interval (Breslow & Day, written out) decides otherwise.
+    z = norm.ppf(0.975)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        byars_lo = np.where(o > 0, o * (1 - 1 / (9 * o) - z / (3 * np.sqrt(o))) ** 3, 0.0) / e
+    byars_hi = (o + 1) * (1 - 1 / (9 * (o + 1)) + z / (3 * np.sqrt(o + 1))) ** 3 / e
+    byars_side = np.where(byars_lo > 1, "high", np.where(byars_hi < 1, "low", "same"))
+    assert (byars_side[differ] == published[differ]).all() and differ.sum() <= 5
+    # Status words: higher mortality is worse.
+    assert set(phe.loc[ours == "high", "status"]) <= {"Alert: worse than expected", "Alarm: worse than expected"}
+    discrete = run_aggregate(src, tmp_path / "discrete.csv", **kw)["flag"].map(side).to_numpy()
+    assert ((discrete == "same") | (discrete == published)).all()
+    assert (discrete != "same").sum() > 100
+
+
+def _nchda() -> pd.DataFrame:
+    return pd.read_csv(reference_file("nchda_paediatric_cardiac_30day_survival_by_hospital.csv"))
+
+
+def test_nchda_survival_as_a_proportion(tmp_path):
+    """NICOR's 30-day survival by hospital (each three-year period): survivors of operations, higher is better."""
+    nchda = _nchda()
+    for release, table in nchda.groupby("release"):
+        src = tmp_path / f"nchda_{release}.csv"
+        table.to_csv(src, index=False)
+        res = run_aggregate(src, tmp_path / f"out_{release}.csv", unit_col="code", observed_col="n_survivors",
+                            denominator_col="n_ops", direction="higher_is_better")
+        # The published survival (per cent, 1 dp) is the value; one row of the transcription is 0.1 off its counts.
+        off = np.abs(np.round(res["value"].to_numpy() * 100, 1) - table["survival_pct"].to_numpy())
+        assert off.max() <= 0.1 + 1e-9 and (off > 1e-9).sum() <= 1
+        target = table["n_survivors"].sum() / table["n_ops"].sum()
+        assert res.attrs["target"] == pytest.approx(target)
+        lo, hi = proportion_confint(table["n_survivors"], table["n_ops"], alpha=0.05, method="wilson")
+        np.testing.assert_allclose(res["lower95"], lo, rtol=1e-10)
+        np.testing.assert_allclose(res["upper95"], hi, rtol=1e-10)
+        # The discrete rule by hand: binomial tails under the pooled survival, and the Wilson-inverted limits.
+        k, n = table["n_survivors"].to_numpy(), table["n_ops"].to_numpy()
+        low_tail, high_tail = binom.cdf(k, n, target), binom.sf(k - 1, n, target)
+        v = k / n
+        want = np.select(
+            [(high_tail < 0.001) & (v > res["limit_upper998"]), (high_tail < 0.025) & (v > res["limit_upper95"]),
+             (low_tail < 0.001) & (v < res["limit_lower998"]), (low_tail < 0.025) & (v < res["limit_lower95"])],
+            ["alarm_high", "alert_high", "alarm_low", "alert_low"], "as_expected")
+        assert res["flag"].tolist() == want.tolist(), release
+        worse = res["flag"].isin(["alarm_low", "alert_low"])
+        assert res.loc[worse, "status"].str.endswith("worse than expected").all()
+
+
+def test_nchda_deaths_against_the_published_predictions(tmp_path):
+    """O/E of deaths with E = operations x (1 - PRAiS predicted survival), the last three periods (38 rows).
+
+    NICOR marks a hospital whose survival lies outside its predicted 95% (inner) or 99.8% (outer) range. The
+    discrete rule agrees on 36 of 38, and never on the other side: NICOR's ranges come from each child's risk
+    (a Poisson-binomial, narrower than the Poisson around E), and the predicted survival is published to 1 dp.
+    """
+    table = _nchda().dropna(subset=["predicted_pct"]).copy()
+    table["unit"] = table["code"] + " " + table["release"].astype(str)
+    table["expected_deaths"] = table["n_ops"] * (1 - table["predicted_pct"] / 100)
+    src = tmp_path / "nchda.csv"
+    table.to_csv(src, index=False)
+    res = run_aggregate(src, tmp_path / "out.csv", unit_col="unit", observed_col="n_deaths",
+                        expected_col="expected_deaths", direction="lower_is_better")
+    s = table["survival_pct"]
+    published = np.select([s < table["outer_low_998"], s < table["inner_low_95"], s > table["outer_high_998"],
+                           s > table["inner_high_95"]], [2, 1, -2, -1], 0)  # more deaths: positive
+    severity = res["flag"].map({"alarm_high": 2, "alert_high": 1, "as_expected": 0, "alert_low": -1,
+                                "alarm_low": -2}).to_numpy()
+    assert len(res) == 38 and (severity == published).sum() >= 36
+    # Where they differ, this rule is the milder by one step, on the same side.
+    assert (severity * published >= 0).all() and (np.abs(severity - published) <= 1).all()
+    assert (np.abs(severity) <= np.abs(published)).all()
+    assert (published != 0).sum() >= 12  # the comparison is not vacuous
+    assert set(res.loc[severity < 0, "status"]) <= {"Alert: better than expected", "Alarm: better than expected"}

@@ -36,7 +36,7 @@ def test_aggregate_command_writes_csv_and_plots(tmp_path, hospitals):
     written = pd.read_csv(out, dtype={"unit": str})
     assert list(written.columns) == ["unit", "observed", "expected", "value", "lower95", "upper95", "lower998",
                                      "upper998", "target", "limit_lower95", "limit_upper95", "limit_lower998",
-                                     "limit_upper998", "flag", "method"]
+                                     "limit_upper998", "flag", "status", "method"]
     assert written["unit"].tolist() == TABLE["Hospital"].tolist()  # 030001 keeps its leading zero
     assert out.read_text().splitlines()[1].startswith("030001,100,108.0,")  # a count reads 100, not 100.0
     assert (written["flag"] == "as_expected").all()  # the SHMI random-effects funnel absorbs B
@@ -136,3 +136,58 @@ def test_blank_rows_are_skipped_and_rows_are_numbered_as_in_the_file(tmp_path, h
     assert result.returncode == 3 and "column 'Hospital' is blank at data row(s) 3; name the unit" in result.stderr
     assert "Traceback" not in result.stderr
 
+
+
+LOS = pd.DataFrame({"Hospital": ["030001", "B", "C", "D", "E", "F"],
+                    "MeanLOS": [6.1, 9.8, 5.0, 7.2, 6.6, 7.0],
+                    "SD": [4.0, 5.5, 3.9, 4.4, 4.1, 4.6],
+                    "Records": [220, 310, 180, 400, 95, 1],
+                    "SE": [0.27, 0.31, 0.29, 0.22, 0.42, 4.0]})
+
+
+def test_mean_kind_with_direction(tmp_path):
+    src = tmp_path / "los.csv"
+    LOS.assign(SD=LOS["SD"].where(LOS["Records"] > 1)).to_csv(src, index=False)  # F: one record, SD blank
+    out = tmp_path / "los_out.csv"
+    result = _aggregate(str(src), "-o", str(out), "--unit", "Hospital", "--mean", "MeanLOS", "--sd", "SD", "--n",
+                        "Records", "--direction", "lower_is_better", "--plot", str(tmp_path / "los"))
+    assert result.returncode == 0, result.stderr
+    written = pd.read_csv(out, dtype={"unit": str})
+    assert list(written.columns) == ["unit", "denominator", "sd", "se", "value", "lower95", "upper95", "lower998",
+                                     "upper998", "target", "limit_lower95", "limit_upper95", "limit_lower998",
+                                     "limit_upper998", "flag", "status", "method"]
+    by_unit = written.set_index("unit")
+    assert by_unit.loc["B", "flag"] == "alarm_high" and by_unit.loc["B", "status"] == "Alarm: worse than expected"
+    assert by_unit.loc["C", "status"] == "Alarm: better than expected"
+    assert written["method"].iat[0].startswith("mean; target ")
+    assert (tmp_path / "los.svg").is_file()
+
+
+@pytest.mark.parametrize("args, option, message", [
+    (["--mean", "MeanLOS"], "'--se' / '--sd' / '--n'", "kind 'mean' needs the standard error column"),
+    (["--mean", "MeanLOS", "--se", "SE", "--sd", "SD"], "'--se' / '--sd'", "not both"),
+    (["--mean", "MeanLOS", "--se", "SE", "--observed", "Records"], "'--observed'", "not an observed column"),
+    (["--kind", "ratio", "--mean", "MeanLOS", "--se", "SE"], "'--expected'", "kind 'ratio' needs the expected"),
+    (["--mean", "MeanLOS", "--se", "SE", "--overdispersion", "shmi"], "'--overdispersion'", "applies to ratios"),
+    (["--mean", "MeanLOS", "--se", "SE", "--direction", "up"], "'--direction'", "'up' is not one of"),
+])
+def test_mean_usage_errors_exit_2(tmp_path, args, option, message):
+    src = tmp_path / "los.csv"
+    LOS.to_csv(src, index=False)
+    out = tmp_path / "o.csv"
+    result = _aggregate(str(src), "-o", str(out), "--unit", "Hospital", *args)
+    assert result.returncode == 2, result.stderr
+    assert f"Invalid value for {option}" in result.stderr and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_mean_bad_values_exit_3(tmp_path):
+    src = tmp_path / "los.csv"
+    LOS.assign(Records=[220, 310.5, 180, 400, 95, 1]).to_csv(src, index=False)
+    out = tmp_path / "o.csv"
+    result = _aggregate(str(src), "-o", str(out), "--unit", "Hospital", "--mean", "MeanLOS", "--sd", "SD", "--n",
+                        "Records")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith(f"error: {src}: column 'Records' must hold whole numbers >= 1 (records); not so "
+                                    "at data row(s) 2"), result.stderr
+    assert not out.exists()

@@ -289,3 +289,13 @@ def test_funnel_curve_mean_kind():
         funnel_curve("ratio", 1.0, 2, 500, sd=3.0)
     with pytest.raises(ValueError, match="kind must be one of"):
         funnel_curve("median", 1.0, 2, 500)
+
+
+def test_examples_run():
+    import doctest
+
+    from auditreport.stats import funnel, overdispersion
+
+    for module in (funnel, overdispersion):
+        result = doctest.testmod(module)
+        assert result.attempted >= 1 and result.failed == 0, module.__name__

@@ -419,3 +419,37 @@ def test_public_table_suppresses_each_measure_by_its_own_counts(measures_run):
     # Measures without small numbers keep every provider's figures.
     los = public[(public["measure"] == "los") & (public["level"] == "provider")]
     assert not los["suppressed"].any()
+
+
+def test_an_audit_of_one_ratio_measure_without_counts(tmp_path):
+    """Length of stay alone: no statistic has a count, so disclosure control hides by records only."""
+    config = load_config(_measures_audit(tmp_path, measures=[MEASURES[5]]))
+    results = run_national(config)
+    assert set(results.indicators["measure"]) == {"los"} and results.indicators["numerator"].isna().all()
+    assert not results.indicators_public["suppressed"].any()
+    assert results.risk.empty and results.monitoring.empty and results.km.empty
+    assert results.model["measures"]["los"]["family"] == "poisson"
+    bundle = load_bundle(write_bundle(tmp_path / "out", results))  # empty tables keep their declared columns
+    assert bundle.km.empty and list(bundle.risk.columns) == list(results.risk.columns)
+
+
+def test_an_audit_without_risk_factors_runs(tmp_path):
+    """No risk factors at all (issue #14: this crashed in the Cox fit): crude rates without status, Kaplan-Meier
+    without Cox, no monitoring, a case mix without factors; and validate's model check passes too."""
+    from auditreport.analysis.national import check_risk_models
+    from auditreport.data.validation import load_validated
+
+    measures = [{"id": "mortality", "label": "In-hospital mortality", "kind": "proportion", "event": "died",
+                 "direction": "lower_is_better"}, MEASURES[1]]
+    path = _measures_audit(tmp_path, measures=measures)
+    definition = yaml.safe_load(open(path))
+    del definition["risk_factors"]
+    open(path, "w").write(yaml.safe_dump(definition, sort_keys=False))
+    config = load_config(path)
+    check_risk_models(config, load_validated(config))
+    results = run_national(config)
+    assert set(results.indicators["statistic"]) == {"rate", "survival_30d", "survival_365d"}
+    assert (results.indicators["flag"] == "").all()
+    assert results.model == {"measures": {}} and results.monitoring.empty and results.risk.empty
+    assert results.casemix.empty or set(results.casemix["variable"]) == set()
+    load_bundle(write_bundle(tmp_path / "out", results))

@@ -630,6 +630,10 @@ def test_log_glm_predicts_exp_of_linear_predictor_and_round_trips(los_data):
     assert json.loads(text)["family"] == "gamma" and json.loads(text)["link"] == "log"
     back = RiskModel.from_dict(json.loads(text))
     assert back.family == "gamma" and back.link == "log" and back.scale == model.scale
+    table = coefficient_table(model)
+    assert "odds_ratio" not in table.columns
+    np.testing.assert_allclose(table["mean_ratio"], np.exp(model.coefficients.to_numpy()))
+    np.testing.assert_allclose(table["upper95"], np.exp(model.conf_int["upper"].to_numpy()))
     assert back.outcome_total == model.outcome_total
     assert np.array_equal(back.predict(los_data), model.predict(los_data))
 
@@ -677,3 +681,12 @@ def test_fixed_log_model_intercept_recalibration(los_data):
     assert recal.recalibration["intercept"] == pytest.approx(float(ref.params[0]), abs=1e-9)
     assert recal.predict(los_data).sum() == pytest.approx(los_data["los_days"].sum(), rel=1e-9)
     assert recal.family == "poisson" and recal.events == 0
+
+
+def test_examples_run():
+    import doctest
+
+    from auditreport.stats import riskmodel
+
+    result = doctest.testmod(riskmodel)
+    assert result.attempted >= 1 and result.failed == 0

@@ -26,7 +26,7 @@ from auditreport.data.examples import write_example
 from auditreport.errors import ConfigError
 from auditreport.stats.monitoring import cusum_weights, detection_delay
 from auditreport.stats.riskmodel import RiskFactor
-from auditreport.stats.survival import survival_at, survival_at_by_group
+from auditreport.stats.survival import kaplan_meier, kaplan_meier_by_group, survival_at, survival_at_by_group
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -276,3 +276,23 @@ def test_survival_at_by_group_is_survival_at_of_each_group(transform):
         mine = table[table["group"] == code].reset_index(drop=True)
         pd.testing.assert_frame_equal(mine[ref.columns], ref, check_dtype=False, rtol=1e-12)
     assert table.loc[table["group"] == "all die", "lower"].isna().iloc[-1]
+
+
+@pytest.mark.parametrize("transform", ["log", "log-log", "plain"])
+def test_kaplan_meier_by_group_is_kaplan_meier_of_each_group(transform):
+    """Every provider's curve in one pass against one group at a time: deaths at time 0, ties, and a group whose
+    curve reaches 0 before another group's begins (the cumulative sums must not carry across groups)."""
+    rng = np.random.default_rng(6)
+    n = 3000
+    t = rng.integers(0, 400, n).astype(float)
+    e = rng.integers(0, 2, n)
+    g = rng.choice([f"u{i:02d}" for i in range(25)], n).astype(object)
+    g[:3], t[:3], e[:3] = "a: all die", [5.0, 5.0, 10.0], 1
+    t[3:10] = 0.0
+    table = kaplan_meier_by_group(t, e, g, alpha=0.05, ci_transform=transform)
+    assert list(table["group"].unique()) == sorted(set(g))
+    for code in sorted(set(g)):
+        mask = g == code
+        mine = table[table["group"] == code].drop(columns="group").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, kaplan_meier(t[mask], e[mask], alpha=0.05, ci_transform=transform),
+                                      check_dtype=False, rtol=1e-12)

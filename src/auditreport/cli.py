@@ -263,31 +263,45 @@ def _write_top_index(reports_root: Path) -> None:
 
 #: ``run_aggregate``'s parameters -> the options of ``auditreport aggregate`` that set them.
 AGGREGATE_OPTIONS = {"unit_col": "--unit", "observed_col": "--observed", "expected_col": "--expected",
-                     "denominator_col": "--denominator", "target": "--target", "overdispersion": "--overdispersion",
-                     "method": "--method", "flag_method": "--flag-method"}
+                     "denominator_col": "--denominator", "mean_col": "--mean", "se_col": "--se",
+                     "sd_col": "--sd", "n_col": "--n", "kind": "--kind", "direction": "--direction",
+                     "target": "--target", "overdispersion": "--overdispersion", "method": "--method",
+                     "flag_method": "--flag-method"}
 
 
 @main.command()
 @click.argument("input_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--unit", "unit_col", required=True, help="Column naming the unit (read as text).")
-@click.option("--observed", "observed_col", required=True, help="Column of observed events.")
-@click.option("--expected", "expected_col", default=None, help="Column of expected events (ratio mode).")
-@click.option("--denominator", "denominator_col", default=None, help="Column of denominators (proportion mode).")
+@click.option("--kind", type=click.Choice(["proportion", "ratio", "mean"]), default=None,
+              help="What each row gives; default: the kind whose column is given (--denominator, --expected, --mean).")
+@click.option("--observed", "observed_col", default=None, help="Column of observed events (proportion, ratio).")
+@click.option("--expected", "expected_col", default=None, help="Column of expected events (ratio).")
+@click.option("--denominator", "denominator_col", default=None, help="Column of denominators (proportion).")
+@click.option("--mean", "mean_col", default=None, help="Column of each unit's mean (mean).")
+@click.option("--se", "se_col", default=None, help="Column of the mean's standard error (mean).")
+@click.option("--sd", "sd_col", default=None,
+              help="Column of the standard deviation of each unit's records (mean; with --n).")
+@click.option("--n", "n_col", default=None, help="Column of each unit's number of records (mean).")
+@click.option("--direction", type=click.Choice(["lower_is_better", "higher_is_better"]), default=None,
+              help="Which side is worse: the status column then reads 'worse' or 'better than expected'.")
 @click.option("--target", type=float, default=None,
-              help="Target: O/E for ratios (default 1), a fraction for proportions (default: pooled rate).")
+              help="A fixed standard: O/E for ratios (default 1), a fraction for proportions, a value for means "
+                   "(default: the pooled rate or mean).")
 @click.option("--overdispersion", type=click.Choice(["none", "multiplicative", "additive", "shmi"]), default="none",
               show_default=True)
 @click.option("--method", default=None, help="Limit method: exact or phe (ratios); wilson or exact (proportions).")
 @click.option("--flag-method", "flag_method", type=click.Choice(["discrete", "phe", "limits"]), default="discrete",
               show_default=True,
-              help="discrete: exact tail and funnel limits must agree (as the national stage); phe: the unit's "
-                   "interval against the target (PHEindicatormethods); limits: the funnel limits alone (FunnelPlotR).")
+              help="discrete: the tail under the target and the funnel limits must agree (as the national stage); "
+                   "phe: the unit's interval against the target (PHEindicatormethods); limits: the funnel limits "
+                   "alone (FunnelPlotR).")
 @click.option("--plot", "plot_prefix", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a funnel plot to PREFIX.png and PREFIX.svg.")
-def aggregate(input_csv: Path, output: Path, unit_col: str, observed_col: str, expected_col: str | None,
-              denominator_col: str | None, target: float | None, overdispersion: str, method: str | None,
-              flag_method: str, plot_prefix: Path | None) -> None:
+def aggregate(input_csv: Path, output: Path, unit_col: str, kind: str | None, observed_col: str | None,
+              expected_col: str | None, denominator_col: str | None, mean_col: str | None, se_col: str | None,
+              sd_col: str | None, n_col: str | None, direction: str | None, target: float | None,
+              overdispersion: str, method: str | None, flag_method: str, plot_prefix: Path | None) -> None:
     """Intervals, funnel limits and HQIP flags from a table with one row per unit.
 
     Exit 2 for a bad option (named), 3 for bad values in the table (file, column and rows named).
@@ -295,8 +309,9 @@ def aggregate(input_csv: Path, output: Path, unit_col: str, observed_col: str, e
     from auditreport.aggregate import AggregateInputError, AggregateOptionError, run_aggregate
 
     try:
-        result = run_aggregate(input_csv, output, unit_col=unit_col, observed_col=observed_col,
-                               expected_col=expected_col, denominator_col=denominator_col, target=target,
+        result = run_aggregate(input_csv, output, unit_col=unit_col, kind=kind, observed_col=observed_col,
+                               expected_col=expected_col, denominator_col=denominator_col, mean_col=mean_col,
+                               se_col=se_col, sd_col=sd_col, n_col=n_col, direction=direction, target=target,
                                overdispersion=overdispersion, method=method, flag_method=flag_method,
                                plot_prefix=plot_prefix)
     except AggregateOptionError as exc:

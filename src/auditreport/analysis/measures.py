@@ -444,8 +444,11 @@ def rate_statistics(totals: pd.DataFrame, target: float, overdispersion: Overdis
     n, o = totals["cases"].to_numpy(float), totals["observed"].to_numpy(float)
     value = np.divide(o, n, out=np.full_like(o, np.nan), where=n > 0)
     ci = (*intervals.wilson(o, n, 0.95), *intervals.wilson(o, n, 0.998))
-    lim = (*funnel.proportion_limits(target, n, 0.95, overdispersion=overdispersion),
-           *funnel.proportion_limits(target, n, 0.998, overdispersion=overdispersion))
+    if not np.isfinite(target):  # no records at all: nothing to hold a unit to
+        lim, status = _NAN_LIMITS, False
+    else:
+        lim = (*funnel.proportion_limits(target, n, 0.95, overdispersion=overdispersion),
+               *funnel.proportion_limits(target, n, 0.998, overdispersion=overdispersion))
     flags = flag_units("proportion", o, n, target, lim[:2], lim[2:]) if status else NOT_ASSESSED
     method = ("events / records; Wilson score interval; PHE Wilson-inverted funnel limits around the target"
               + _od_note(overdispersion) + ("; flagged by the exact binomial tail and the limits" if status else ""))
@@ -733,15 +736,14 @@ def _km_rows(measure: Measure, records: pd.DataFrame, providers: pd.Index) -> tu
     """
     horizons = sorted(measure.horizons)
     method = f"Kaplan-Meier, Greenwood variance, {measure.ci_transform} transform"
-    t_all, e_all = records["time"].to_numpy(float), records["event"].to_numpy(int)
-    curves = []
-    for unit, t, e in [("national", t_all, e_all)] + [
-            (str(code), grp["time"].to_numpy(float), grp["event"].to_numpy(int))
-            for code, grp in records.groupby(records["provider_code"].astype("string"), sort=True)
-            if pd.notna(code)]:
-        km = survival.kaplan_meier(t, e, alpha=0.05, ci_transform=measure.ci_transform)
-        km.insert(0, "unit_id", unit)
-        curves.append(km)
+    attributed = records[records["provider_code"].notna()]
+    curves = [survival.kaplan_meier_by_group(frame["time"].to_numpy(float), frame["event"].to_numpy(int), groups,
+                                             alpha=0.05, ci_transform=measure.ci_transform)
+              for frame, groups in ((records, np.full(len(records), "national", dtype=object)),
+                                    (attributed, attributed["provider_code"].astype(str).to_numpy(dtype=object)))
+              if len(frame)]
+    curves = [c.rename(columns={"group": "unit_id"}).astype({"unit_id": object}) for c in curves] or [
+        pd.DataFrame({c: pd.Series(dtype=object if c == "unit_id" else float) for c in sm.KM_COLUMNS})]
     out = []
     for level in ("national", *measure.levels):
         key = LEVEL_KEYS[level]

@@ -223,8 +223,7 @@ def indicator_table(config: AuditConfig, rows: list[pd.DataFrame], patients: pd.
     table["unit_name"] = table["unit_id"].map(_unit_names(patients)).fillna(table["unit_id"]).astype(str)
     table.loc[table["level"] == "national", "unit_name"] = config.wording.national_unit_name
     consultants = patients.dropna(subset=["consultant_code", "provider_code"])
-    parent = consultants.groupby(consultants["consultant_code"].astype(str))["provider_code"].agg(
-        lambda s: s.mode().iat[0])
+    parent = _most_common(consultants["consultant_code"].astype(str), consultants["provider_code"].astype(str))
     table["parent_id"] = np.where(table["level"] == "consultant", table["unit_id"].map(parent), "")
     table["parent_id"] = table["parent_id"].fillna("").astype(str)
     return table[INDICATOR_COLUMNS]
@@ -306,5 +305,13 @@ def _providers_without_cases(validated: ValidatedData, analysed: pd.DataFrame) -
 
 def _unit_names(patients: pd.DataFrame) -> pd.Series:
     """Each provider's name as most of its records give it (the extract may spell it more than one way)."""
-    return patients.groupby("provider_code")["provider_name"].agg(lambda s: s.mode().iat[0])
+    named = patients.dropna(subset=["provider_code", "provider_name"])
+    return _most_common(named["provider_code"].astype(str), named["provider_name"].astype(str))
+
+
+def _most_common(keys: pd.Series, values: pd.Series) -> pd.Series:
+    """Each key's most frequent value (the first in sort order among ties, as ``Series.mode``), by key."""
+    counts = pd.DataFrame({"key": keys.to_numpy(), "value": values.to_numpy()}).value_counts().rename("n")
+    counts = counts.reset_index().sort_values(["key", "n", "value"], ascending=[True, False, True])
+    return counts.drop_duplicates("key").set_index("key")["value"]
 

@@ -91,7 +91,8 @@ def suppress_indicators(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
     um_code, um_labels = pd.factorize(unit_measure)
     counted = ~np.isnan(num)
     pair_code = np.full(len(out), -1)
-    pair_code[counted] = pd.factorize(pd.MultiIndex.from_arrays([unit_code[counted], num[counted]]))[0]
+    if counted.any():
+        pair_code[counted] = pd.factorize(pd.MultiIndex.from_arrays([unit_code[counted], num[counted]]))[0]
     shared = out["statistic"].isin(SHARED_COUNT).to_numpy()
     small_den = is_small(den, threshold)
     few_records = np.zeros(len(um_labels), bool)

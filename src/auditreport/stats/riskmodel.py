@@ -1093,6 +1093,9 @@ def coefficient_table(model: RiskModel) -> pd.DataFrame:
     (Wald 95% interval of the *odds ratio*, exp of the coefficient's interval) and ``p_value`` (Wald). Interval,
     standard error and p-value are NaN for fixed models, whose published coefficients carry none here. The
     intercept's "odds ratio" is the odds for a patient at the reference of every factor.
+
+    For a log-link model (Poisson, gamma) exp(coefficient) is a ratio of means, not of odds, and the column is
+    named ``mean_ratio`` instead of ``odds_ratio`` (the intercept's is the mean value at the reference).
     """
     terms = model.coefficients.index
     coef = model.coefficients.to_numpy(dtype=float)
@@ -1109,7 +1112,7 @@ def coefficient_table(model: RiskModel) -> pd.DataFrame:
             "term": list(terms),
             "coefficient": coef,
             "std_error": se,
-            "odds_ratio": np.exp(coef),
+            ("mean_ratio" if model.link == "log" else "odds_ratio"): np.exp(coef),
             "lower95": lo,
             "upper95": hi,
             "p_value": pv,
