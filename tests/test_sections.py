@@ -284,6 +284,18 @@ def test_words_come_from_the_definition(bundle, providers, audience):
         assert "Wales (all hospitals)" in text and "admissions" in text
 
 
+def test_risk_factors_read_by_their_labels(bundle, providers):
+    """Case mix and data quality name factors and levels as the definition labels them (sex: F -> Female)."""
+    definition = yaml.safe_load(SYNTHETIC_PARAMS.read_text())
+    sex = next(f for f in definition["risk_factors"] if f["name"] == "sex")
+    ctx = load_context(bundle, "local", providers[0])
+    text = _text(_render(ctx, lambda c: [provider_sections.case_mix_section(c),
+                                         provider_sections.quality_section(c)])[0])
+    assert f"{sex['label']} {ctx.wording['activity'].capitalize()} Share" in text
+    assert all(name in text for name in sex["labels"].values())
+    assert f"Completeness: {sex['label']}" in text and "Completeness: sex" not in text
+
+
 def test_undated_audit_has_no_survival_monitoring_or_consultants(undated_bundle):
     """No dates: no survival, no monitoring; no consultant mapped: no consultants, and no completeness row
     for a field never mapped."""

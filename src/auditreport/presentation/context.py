@@ -94,6 +94,24 @@ class ReportContext:
         return words
 
     @cached_property
+    def risk_factor_wording(self) -> dict[str, dict]:
+        """Each risk factor's name in reports and its levels' names, by factor: ``{"age80": {"label": "Age",
+        "labels": {"0": "under 80", "1": "80 or over"}}}`` (the definition's ``label`` and ``labels``, as the
+        bundle recorded the definition; a factor without them is absent).
+
+        >>> isinstance(ctx.risk_factor_wording, dict)
+        True
+        """
+        factors = ((self.meta.get("config") or {}).get("definition") or {}).get("risk_factors") or []
+        return {str(f["name"]): {"label": str(f.get("label") or ""),
+                                 "labels": {str(k): str(v) for k, v in (f.get("labels") or {}).items()}}
+                for f in factors if isinstance(f, dict) and "name" in f and (f.get("label") or f.get("labels"))}
+
+    def factor_label(self, name: str) -> str:
+        """A risk factor's (or field's) name as reports write it: its ``label``, or the name itself."""
+        return self.risk_factor_wording.get(name, {}).get("label") or name
+
+    @cached_property
     def measures(self) -> list[dict]:
         """The audit's measures in declaration order (the bundle's metadata entries, dicts).
 

@@ -180,6 +180,9 @@ def funnel_chart(ctx: ReportContext, measure_id: str, level: str = "provider",
         target_label, ylabel = f"standard {value_text(measure, statistic, target)}", measure["label"]
     else:
         target_label, ylabel = "national", measure["label"]
+    unit = measure.get("value_unit") or ""
+    if unit and statistic in ("mean", "median") and unit not in ylabel.lower():
+        ylabel = f"{ylabel} ({unit})"
     if highlight is None and level == "provider" and ctx.provider:
         highlight = ctx.provider
     one = highlight if isinstance(highlight, str) else None

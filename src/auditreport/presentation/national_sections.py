@@ -226,7 +226,7 @@ def quality_by_provider(ctx: ReportContext) -> Section:
             + [completeness(ctx, r[c], r["records_analysed"]) for c in complete]
             for _, r in q.iterrows()]
     return section("Data completeness", table(
-        [words["provider"].capitalize(), "Records"] + [c.removeprefix("complete: ") for c in complete], rows,
+        [words["provider"].capitalize(), "Records"] + [ctx.factor_label(c.removeprefix("complete: ")) for c in complete], rows,
         numeric=tuple(range(2, len(complete) + 2)), counts=(1,), css_class="data sortable compact",
         caption=f"Share of records with each key field, by {words['provider']} (click a heading to sort)"))
 

@@ -73,7 +73,7 @@ def quality_caveat(ctx: ReportContext) -> str:
     if ctx.provider not in q.index:
         return ""
     mine, nat = q.loc[ctx.provider], q.loc["national"]
-    worse = [c.removeprefix("complete: ") for c in completeness_columns(q)
+    worse = [ctx.factor_label(c.removeprefix("complete: ")) for c in completeness_columns(q)
              if mine[c] < 0.95 and mine[c] < nat[c] - 0.02]
     if not worse:
         return f"Its data were as complete as those of {ctx.wording['national_unit_name']} for the key fields."
@@ -94,7 +94,10 @@ def case_mix_section(ctx: ReportContext) -> Section | None:
     nat = mix[mix["unit_id"] == "national"].set_index(["variable", "category"])
     shares = []
     tables = []
+    named = ctx.risk_factor_wording
     for variable in nat.index.get_level_values(0).unique():
+        label = named.get(variable, {}).get("label") or _variable_label(variable)
+        levels = named.get(variable, {}).get("labels", {})
         order = _category_order(nat.loc[variable].index)
         counts = {c: float(mine["n"].get((variable, c), 0)) for c in order}
         # The categories add up to the provider's cases, which are published: hide complements too.
@@ -103,11 +106,11 @@ def case_mix_section(ctx: ReportContext) -> Section | None:
         for category in order:
             share = mine["share"].get((variable, category), 0.0)
             nat_share = nat.loc[(variable, category), "share"]
-            rows.append([category, ctx.count_text(counts[category], category in hidden),
+            rows.append([levels.get(str(category), category), ctx.count_text(counts[category], category in hidden),
                          SUPPRESSED if category in hidden else pct(share), pct(nat_share)])
-            shares.append({"variable": _variable_label(variable), "category": str(category),
+            shares.append({"variable": label, "category": levels.get(str(category), str(category)),
                            "share": np.nan if category in hidden else share, "national": nat_share})
-        tables.append(table([_variable_label(variable), words["activity"].capitalize(), "Share",
+        tables.append(table([label, words["activity"].capitalize(), "Share",
                              f"{words['population']} share"], rows,
                             numeric=(2, 3), counts=(1,), css_class="data compact"))
     return section(
@@ -120,6 +123,7 @@ def case_mix_section(ctx: ReportContext) -> Section | None:
 
 
 def _variable_label(variable: str) -> str:
+    """A risk factor's name where the definition gives it no ``label``."""
     special = {"asa": "ASA grade", "bmi": "BMI", "predicted risk (national tenths)": "Predicted risk (national tenths)"}
     return special.get(variable, variable.replace("_", " ").capitalize())
 
@@ -144,12 +148,12 @@ def quality_section(ctx: ReportContext) -> Section:
         rows.append([f"Excluded: {col.removeprefix('excluded: ')}", ctx.count_text(mine[col], col in hidden),
                      ctx.count_text(nat[col])])
     for col in completeness_columns(q):
-        rows.append([f"Completeness: {col.removeprefix('complete: ')}",
+        rows.append([f"Completeness: {ctx.factor_label(col.removeprefix('complete: '))}",
                      completeness(ctx, mine[col], mine["records_analysed"]),
                      completeness(ctx, nat[col], nat["records_analysed"])])
     for col in q.columns:
         if col.startswith("imputed: "):
-            rows.append([f"Imputed: {col.removeprefix('imputed: ')}", ctx.count_text(mine[col]),
+            rows.append([f"Imputed: {ctx.factor_label(col.removeprefix('imputed: '))}", ctx.count_text(mine[col]),
                          ctx.count_text(nat[col])])
     note = paragraph(f"Completeness is shown as * where between 1 and {ctx.threshold} records lack the field, "
                      "since the percentage with the number of records would give the count.",
