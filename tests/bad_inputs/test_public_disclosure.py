@@ -184,5 +184,5 @@ def test_public_quality_table_suppresses_small_national_counts(audit_copy, tmp_p
     result = run_national(load_config(audit_copy.yaml))
     provider = result.indicators.loc[result.indicators["level"] == "provider", "unit_id"].iloc[0]
     html = "".join(map(str, outputs(quality_section(load_context(write_bundle(tmp_path / "out", result), "public", provider)))))
-    row = re.search(r"Imputed: urgency</td>(.*?)</tr>", html).group(1)
+    row = re.search(r"Imputed: Urgency</td>(.*?)</tr>", html).group(1)  # the factor by its label
     assert not re.search(r">1<", row), row

@@ -141,7 +141,7 @@ def test_provider_missing_every_risk_factor(audit_copy, tmp_path):
     assert q["complete: age"] == 0 and q["complete: urgency"] == 0
     assert q["imputed: age"] == n and q["imputed: urgency"] == n  # counted in data quality
     assert np.isfinite(_row(result, code, "mortality", "oe_ratio")["expected"])
-    assert "Imputed: age" in pages[(code, "local")]
+    assert "Imputed: Age" in pages[(code, "local")]  # the factor by its label
 
 
 def test_risk_model_with_fixed_coefficients_and_no_deaths_nationally(audit_copy, tmp_path):
