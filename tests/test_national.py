@@ -45,7 +45,7 @@ MEASURES = [
                                               "covariates": ["age", "asa", "urgency"]}},
     {"id": "time_to_surgery", "label": "Hours from admission to surgery", "kind": "mean", "type": "process",
      "value": "hours", "value_unit": "hours", "eligible": 'urgency != "elective"',
-     "direction": "lower_is_better"},
+     "direction": "lower_is_better", "published": False},
 ]
 
 
@@ -419,6 +419,9 @@ def test_public_table_suppresses_each_measure_by_its_own_counts(measures_run):
     # Measures without small numbers keep every provider's figures.
     los = public[(public["measure"] == "los") & (public["level"] == "provider")]
     assert not los["suppressed"].any()
+    # The national stage's public table leaves the internal measure (published: false) out altogether.
+    assert set(results.indicators_public["measure"]) == {m["id"] for m in MEASURES} - {"time_to_surgery"}
+    assert "time_to_surgery" in set(results.indicators["measure"])
 
 
 def test_an_audit_of_one_ratio_measure_without_counts(tmp_path):
@@ -453,3 +456,26 @@ def test_an_audit_without_risk_factors_runs(tmp_path):
     assert results.model == {"measures": {}} and results.monitoring.empty and results.risk.empty
     assert results.casemix.empty or set(results.casemix["variable"]) == set()
     load_bundle(write_bundle(tmp_path / "out", results))
+
+
+def test_a_ratio_level_whose_values_are_all_zero_is_named(tmp_path):
+    """A Poisson model of length of stay cannot fit a level where every stay is 0 days: the error names it."""
+    extract = _measures_extract(n=3000, providers=6, seed=8)
+    extract.loc[extract["asa"] == "4", "los"] = 0.0
+    config = load_config(_measures_audit(tmp_path, measures=[MEASURES[5]], extract=extract))
+    with pytest.raises(RiskModelError, match=r"measures\[0\] \('los'\): the risk model cannot be fitted.*nothing was "
+                                             r"written\.\n  risk factor 'asa' level '4': \d+ records, every value 0 "
+                                             r"\(merge it into another level in risk_factors\[2\]\.categories"):
+        run_national(config)
+
+
+def test_a_fixed_ratio_model_applies_the_published_coefficients(tmp_path):
+    """method: fixed for a ratio: E = exp(the published linear predictor), no refit (checked by hand here)."""
+    measure = {**MEASURES[5], "risk_model": {"method": "fixed", "family": "poisson", "covariates": ["age"],
+                                             "coefficients": {"Intercept": 1.0, "age": 0.012}}}
+    config = load_config(_measures_audit(tmp_path, measures=[measure]))
+    results = run_national(config)
+    records = pd.read_csv(tmp_path / "records.csv")
+    records["mu"] = np.exp(1.0 + 0.012 * records["age"])
+    by = records.groupby("provider_code")["mu"].sum()
+    np.testing.assert_allclose(_rows(results, "los", "oe_ratio").loc[by.index, "expected"], by, rtol=1e-10)

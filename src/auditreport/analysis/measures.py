@@ -259,28 +259,34 @@ def _check_covariates_vary(config: AuditConfig, measure: Measure, records: pd.Da
                 "widen its eligibility). Nothing was written.")
 
 
-def fit_logistic_model(config: AuditConfig, measure: Measure, records: pd.DataFrame
-                       ) -> tuple[riskmodel.RiskModel, ImputedRecords]:
-    """Fit (or apply, recalibrated or not) a proportion measure's logistic model on its records.
+def fit_measure_model(config: AuditConfig, measure: Measure, records: pd.DataFrame
+                      ) -> tuple[riskmodel.RiskModel, ImputedRecords]:
+    """Fit (or apply, recalibrated or not) a measure's risk model on its records.
 
-    Raises ``RiskModelError`` naming the file, the measure and the key: no events or only events, a covariate
-    constant among the records, a categorical level without patients or events (with the remedy).
+    Logistic for a proportion (``stats.riskmodel.fit_logistic``), a log-link GLM of the measure's family
+    (Poisson or gamma) for a ratio (``fit_log_glm``); ``method: fixed`` applies the published coefficients
+    (``fixed_model``), recalibrated on these records if asked. Raises ``RiskModelError`` naming the file, the
+    measure and the key: no events or only events, a covariate constant among the records, a categorical level
+    without records or events, a value the family cannot take (with the remedy).
     """
     spec = measure.risk_model
     factors = model_factors(config, measure)
     data = impute_for_model(records, factors)
     usable = data.imputed
+    binary = measure.kind == "proportion"
     try:
         if spec.method == "fit":
-            _check_events(config, measure, usable)
+            if binary:
+                _check_events(config, measure, usable)
             _check_covariates_vary(config, measure, records.loc[usable.index])
-            model = riskmodel.fit_logistic(usable, factors, outcome="y", fill_values=data.fill)
+            model = (riskmodel.fit_logistic(usable, factors, outcome="y", fill_values=data.fill) if binary else
+                     riskmodel.fit_log_glm(usable, factors, family=spec.family, outcome="y", fill_values=data.fill))
         else:
-            if spec.recalibrate:
+            if spec.recalibrate and binary:
                 _check_events(config, measure, usable)
             model = riskmodel.fixed_model(spec.coefficients, factors, recalibrate=spec.recalibrate,
                                           df=usable if spec.recalibrate else None, outcome="y",
-                                          fill_values=data.fill)
+                                          fill_values=data.fill, family=spec.family)
     except ValueError as exc:
         raise _model_error(config, measure, usable, str(exc)) from None
     return model, data
@@ -302,7 +308,8 @@ def _check_events(config: AuditConfig, measure: Measure, records: pd.DataFrame) 
 
 
 def _model_error(config: AuditConfig, measure: Measure, records: pd.DataFrame, reason: str) -> RiskModelError:
-    """Name each categorical level that stops the fit (no patients, no events, only events) and the remedy."""
+    """Name each categorical level that stops the fit and the remedy: no records, no events or only events (a
+    proportion), every value 0 (a ratio's log-link model)."""
     lines = []
     index = {f.name: i for i, f in enumerate(config.risk_factors)}
     key = f"measures[{measure_position(config, measure)}].risk_model.covariates"
@@ -315,12 +322,16 @@ def _model_error(config: AuditConfig, measure: Measure, records: pd.DataFrame, r
             if level == f.reference:
                 continue
             mask = (levels == level).to_numpy()
-            n, d = int(mask.sum()), int(y[mask].sum())
-            if n == 0 or d == 0 or d == n:
-                what = "no records" if n == 0 else f"{n} records, {d} events"
-                lines.append(f"  risk factor '{f.name}' level '{level}': {what} "
-                             f"(merge it into another level in risk_factors[{index[f.name]}].categories, "
-                             f"or drop '{f.name}' from {key})")
+            n, d = int(mask.sum()), float(y[mask].sum())
+            if measure.kind == "proportion" and (n == 0 or d == 0 or d == n):
+                what = "no records" if n == 0 else f"{n} records, {d:.0f} events"
+            elif measure.kind != "proportion" and (n == 0 or d == 0):
+                what = "no records" if n == 0 else f"{n} records, every value 0"
+            else:
+                continue
+            lines.append(f"  risk factor '{f.name}' level '{level}': {what} "
+                         f"(merge it into another level in risk_factors[{index[f.name]}].categories, "
+                         f"or drop '{f.name}' from {key})")
     head = (f"{_where(config, measure)}: the risk model cannot be fitted on {config.source}; nothing was written."
             + ("\n" + "\n".join(lines) if lines else ""))
     return RiskModelError(f"{head}\n  cause: {reason}")
@@ -356,7 +367,7 @@ def proportion_measure(config: AuditConfig, measure: Measure, records: pd.DataFr
     model = data = None
     excluded = None
     if measure.adjusted:
-        model, data = fit_logistic_model(config, measure, records)
+        model, data = fit_measure_model(config, measure, records)
         excluded = _excluded_by_model(records, data.dropped)
         records = records.drop(index=data.dropped).copy()
         records["p"] = model.predict(data.imputed.loc[records.index])
@@ -615,15 +626,7 @@ def ratio_measure(config: AuditConfig, measure: Measure, records: pd.DataFrame,
     """
     started = time.perf_counter()
     spec = measure.risk_model
-    factors = model_factors(config, measure)
-    data = impute_for_model(records, factors)
-    if spec.method == "fit":
-        _check_covariates_vary(config, measure, records.loc[data.imputed.index])
-    try:
-        model = riskmodel.fit_log_glm(data.imputed, factors, outcome="y", family=spec.family,
-                                      fill_values=data.fill)
-    except ValueError as exc:
-        raise _model_error(config, measure, data.imputed, str(exc)) from None
+    model, data = fit_measure_model(config, measure, records)
     excluded = _excluded_by_model(records, data.dropped)
     records = records.drop(index=data.dropped).copy()
     records["y"] = records["y"].astype(float)

@@ -24,13 +24,12 @@ from auditreport.analysis.measures import (
     MeasureResult,
     compute_measure,
     empty_funnels,
-    fit_logistic_model,
-    model_factors,
+    fit_measure_model,
 )
 from auditreport.analysis.quality import case_mix, data_quality
 from auditreport.config import AuditConfig
 from auditreport.data.loading import file_sha256
-from auditreport.data.measures import measure_records
+from auditreport.data.measures import check_measures, measure_records
 from auditreport.data.validation import ValidatedData, load_validated
 from auditreport.errors import DataValidationError
 from auditreport.provenance import code_version, now_utc
@@ -84,7 +83,7 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
         timings["load_and_validate"] = round(time.perf_counter() - started, 3)
     patients = validated.patients
     t0 = time.perf_counter()
-    selected = {m.id: measure_records(config, m, validated) for m in config.measures}
+    selected = check_measures(config, validated)  # every measure's data errors together, before any fit
     timings["records"] = round(time.perf_counter() - t0, 3)
     if not any(len(s.records) for s in selected.values()):
         raise DataValidationError(validated.source, [{"column": "(all)", "rule": "records to analyse", "count": 0,
@@ -105,8 +104,10 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
     timings["monitoring"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     table = indicator_table(config, [r.rows for r in results], patients)
-    # Disclosure control runs here, once, so every public report and the open data show one table.
+    # Disclosure control runs here, once, so every public report and the open data show one table; an internal
+    # measure (published: false) is never in it.
     public = suppress_indicators(table, config.suppression_threshold)
+    public = public[public["measure"].isin([m.id for m in config.measures if m.published])].reset_index(drop=True)
     timings["indicator_table_and_disclosure"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     quality = data_quality(config, patients)
@@ -138,19 +139,15 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
 
 
 def check_risk_models(config: AuditConfig, validated: ValidatedData) -> None:
-    """Fit every adjusted proportion measure's model as the national stage would, raising its clear error.
+    """Fit every adjusted proportion's and ratio's model as the national stage would, raising its clear error.
 
     What ``auditreport validate`` runs, so that a definition it passes does not fail in ``run``.
     """
     for measure in config.measures:
-        if measure.kind == "proportion" and measure.adjusted:
+        if measure.adjusted and measure.kind in ("proportion", "ratio"):
             records = measure_records(config, measure, validated).records
             if len(records):
-                fit_logistic_model(config, measure, records)
-        elif measure.kind == "ratio" and len(model_factors(config, measure)):
-            records = measure_records(config, measure, validated).records
-            if len(records):
-                compute_measure(config, measure, records, pd.Index([]))
+                fit_measure_model(config, measure, records)
 
 
 def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:

@@ -58,7 +58,7 @@ class TableSchema:
 TABLES: dict[str, TableSchema] = {t.name: t for t in (
     TableSchema("indicators", "every unit's indicators, intervals, funnel limits and flags (full counts)",
                 dict(_INDICATOR_COLUMNS)),
-    TableSchema("indicators_public", "the indicator table after disclosure control (small counts blanked)",
+    TableSchema("indicators_public", "the indicator table after disclosure control (small counts blanked), published measures only",
                 {**_INDICATOR_COLUMNS, "suppressed": "bool"}),
     TableSchema("funnels", "smooth 95% and 99.8% funnel limit curves per measure, statistic and level",
                 {"measure": "text", "statistic": "text", "level": "text", "x": "float", "lower95": "float",
