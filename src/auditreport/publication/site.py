@@ -117,8 +117,9 @@ def published_measures(meta: dict) -> list[dict]:
 def open_data(config: AuditConfig, out: Path) -> pd.DataFrame:
     """The open data of a period: published measures only, one row per unit, measure and statistic.
 
-    It is the national stage's suppressed table (the very one the public reports show); internal
-    measures (``published: false``) and, unless the audit publishes them, consultants are left out.
+    It is the national stage's suppressed table (the very one the public reports show), which holds
+    published measures only; the site checks that against the metadata itself, so an internal measure
+    (``published: false``) cannot reach it. Consultants are left out unless the audit publishes them.
     """
     bundle = load_bundle(out / BUNDLE_DIR)
     public = bundle.indicators_public
