@@ -363,11 +363,13 @@ def proportion_measure(config: AuditConfig, measure: Measure, records: pd.DataFr
     an unadjusted process measure's rate by the binomial discrete rule against its target (the national rate or
     the standard). Over-dispersion: of O/E (adjusted) or of the rate around its target, per level.
     """
+    timings: dict[str, float] = {}
     started = time.perf_counter()
     model = data = None
     excluded = None
     if measure.adjusted:
         model, data = fit_measure_model(config, measure, records)
+        timings["model"] = round(time.perf_counter() - started, 3)
         excluded = _excluded_by_model(records, data.dropped)
         records = records.drop(index=data.dropped).copy()
         records["p"] = model.predict(data.imputed.loc[records.index])
@@ -414,7 +416,9 @@ def proportion_measure(config: AuditConfig, measure: Measure, records: pd.DataFr
         measure=measure, rows=table, funnels=_concat_funnels(curves), overdispersion=od_info,
         national={"cases": cases, "events": events, "value": _national_value(table, measure.headline)},
         method=_proportion_method(measure, target, standard), excluded=excluded)
+    timings["statistics"] = round(time.perf_counter() - started - timings.get("model", 0.0), 3)
     if measure.adjusted:
+        t0 = time.perf_counter()
         p = records["p"].to_numpy(float)
         result.model = {"family": "binomial", "model": model.to_dict(),
                         "performance": riskmodel.model_performance(p, y),
@@ -424,7 +428,8 @@ def proportion_measure(config: AuditConfig, measure: Measure, records: pd.DataFr
         result.risk = records.assign(measure=measure.id)[["measure", "provider_code", "consultant_code",
                                                           "procedure_date", "y", "p"]]
         result.details["factor_flags"] = data.factor_flags
-    result.timings["statistics"] = round(time.perf_counter() - started, 3)
+        timings["performance_and_calibration"] = round(time.perf_counter() - t0, 3)
+    result.timings.update(timings)
     return result
 
 
@@ -627,6 +632,7 @@ def ratio_measure(config: AuditConfig, measure: Measure, records: pd.DataFrame,
     started = time.perf_counter()
     spec = measure.risk_model
     model, data = fit_measure_model(config, measure, records)
+    fitted = round(time.perf_counter() - started, 3)
     excluded = _excluded_by_model(records, data.dropped)
     records = records.drop(index=data.dropped).copy()
     records["y"] = records["y"].astype(float)
@@ -660,7 +666,8 @@ def ratio_measure(config: AuditConfig, measure: Measure, records: pd.DataFrame,
         excluded=excluded,
         model={"family": spec.family, "model": model.to_dict(),
                "coefficients": riskmodel.coefficient_table(model).to_dict(orient="records")})
-    result.timings["statistics"] = round(time.perf_counter() - started, 3)
+    result.timings["model"] = fitted
+    result.timings["statistics"] = round(time.perf_counter() - started - fitted, 3)
     return result
 
 

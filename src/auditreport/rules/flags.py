@@ -349,7 +349,7 @@ def tail_probabilities(kind: str, observed: ArrayLike, precision: ArrayLike,
     ``(Phi(z), 1 - Phi(z))`` with z = (O/n - target) / (sd / sqrt(n)).  For a ratio, P(X >= O) < a/2 exactly when the
     Garwood exact interval of O/E lies above the target (the chi-squared /
     Poisson identity), so the Poisson tail is the test behind the exact
-    interval that ``analysis.indicators`` publishes.
+    interval that ``analysis.measures`` publishes.
 
     Raises
     ------
