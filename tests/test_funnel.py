@@ -299,3 +299,31 @@ def test_examples_run():
     for module in (funnel, overdispersion):
         result = doctest.testmod(module)
         assert result.attempted >= 1 and result.failed == 0, module.__name__
+
+
+def test_overdispersed_ratio_interval_matches_the_limits():
+    """A sum's O/E interval is widened as the limits are: with SHMI, 1 lies outside it exactly when the value
+    lies outside the limits; multiplicative stretches the exact interval by sqrt(phi); none leaves it exact."""
+    from auditreport.stats.funnel import overdispersed_ratio_interval, ratio_limits
+    from auditreport.stats.intervals import ratio_interval
+    from auditreport.stats.overdispersion import estimate_ratio
+
+    rng = np.random.default_rng(7)
+    e = rng.uniform(50, 3000, 60)
+    o = np.round(e * np.exp(rng.normal(0, 0.25, 60)))
+    shmi = estimate_ratio(o, e, "shmi")
+    lo, hi = overdispersed_ratio_interval(o, e, 0.95, shmi)
+    llo, lhi = ratio_limits(e, 0.95, overdispersion=shmi)
+    value = o / e
+    assert shmi.tau2 > 0
+    np.testing.assert_array_equal((lo > 1) | (hi < 1), (value > lhi) | (value < llo))
+    mult = estimate_ratio(o, e, "multiplicative")
+    mlo, mhi = overdispersed_ratio_interval(o, e, 0.95, mult)
+    xlo, xhi = ratio_interval(o, e, 0.95, method="exact")
+    k = np.sqrt(mult.phi)
+    np.testing.assert_allclose(mhi - value, k * (xhi - value))
+    np.testing.assert_allclose(value - mlo, k * (value - xlo))
+    none = estimate_ratio(o, e, "none")
+    nlo, nhi = overdispersed_ratio_interval(o, e, 0.95, none)
+    np.testing.assert_array_equal(nlo, xlo)
+    np.testing.assert_array_equal(nhi, xhi)

@@ -46,7 +46,8 @@ def test_clean_csv_validates(csv_audit):
 
 
 def test_validate_says_why_records_are_excluded(tmp_path):
-    """`validate` counts exclusions by reason: in the lung audit, patients censored before day 180."""
+    """`validate` counts each measure's exclusions by reason: in the lung audit, patients censored before day
+    180 are left out of the 180-day mortality measure, not out of survival."""
     paths = write_example("lung", tmp_path / "data")
     definition = yaml.safe_load((Path(__file__).resolve().parents[1] / "params" / "lung.yaml").read_text())
     definition["data"] = {"source": str(paths["records"]), "providers": str(paths["providers"])}
@@ -57,8 +58,11 @@ def test_validate_says_why_records_are_excluded(tmp_path):
     assert censored_early > 0
     result = CliRunner().invoke(main, ["validate", str(audit)])
     assert result.exit_code == 0, result.output
-    assert (f"; {censored_early:,} to be excluded (alive with under 180 days of follow-up: {censored_early:,})."
-            in result.output), result.output
+    assert "; 0 to be excluded." in result.output, result.output
+    analysed = len(records) - censored_early
+    assert (f"mortality_180 (proportion): {analysed:,} records analysed; left out: alive with under 180 days of "
+            f"follow-up: {censored_early:,}" in result.output), result.output
+    assert f"survival (survival): {len(records):,} records analysed\n" in result.output, result.output
 
 
 def test_missing_column_is_named_and_nothing_written(csv_audit, tmp_path):

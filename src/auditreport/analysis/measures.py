@@ -482,13 +482,20 @@ def oe_statistics(totals: pd.DataFrame, overdispersion: Overdispersion | None, r
     """
     n, o, e = (totals[c].to_numpy(float) for c in ("cases", "observed", "expected"))
     value = np.divide(o, e, out=np.full_like(o, np.nan), where=e > 0)
-    ci = (*intervals.ratio_interval(o, e, 0.95, method="exact"), *intervals.ratio_interval(o, e, 0.998, method="exact"))
+    if rule == "discrete":  # O a count of events: the exact interval
+        ci = (*intervals.ratio_interval(o, e, 0.95, method="exact"),
+              *intervals.ratio_interval(o, e, 0.998, method="exact"))
+    else:  # O a sum of values: the interval allows for over-dispersion as the limits do
+        ci = (*funnel.overdispersed_ratio_interval(o, e, 0.95, overdispersion),
+              *funnel.overdispersed_ratio_interval(o, e, 0.998, overdispersion))
     lim = (*funnel.ratio_limits(e, 0.95, overdispersion=overdispersion),
            *funnel.ratio_limits(e, 0.998, overdispersion=overdispersion))
     flags = flag_units("ratio", o, e, 1.0, lim[:2], lim[2:], method=rule) if status else NOT_ASSESSED
     tail = ("flagged by the exact Poisson tail and the limits" if rule == "discrete"
             else "flagged by the limits (FunnelPlotR; the observed value is a sum, not a count)")
-    method = (f"{note}exact Poisson (Garwood) interval on O, divided by E; exact Poisson funnel limits"
+    interval = ("exact Poisson (Garwood) interval on O, divided by E" if rule == "discrete" else
+                "exact Poisson interval on O divided by E, widened for over-dispersion as the limits are")
+    method = (f"{note}{interval}; exact Poisson funnel limits"
               f"{_od_note(overdispersion)}" + (f"; {tail}" if status else ""))
     return _unit_rows(totals.index, numerator=o if rule == "discrete" else np.nan, denominator=n, observed=o,
                       expected=e, value=value, ci=ci, target=1.0, limits=lim, flag=flags, method=method)

@@ -252,6 +252,7 @@ def measure_metadata(result: MeasureResult, cusum: dict[str, Any] | None) -> dic
         "adjusted": m.adjusted, "carries_status": m.carries_status,
         "headline": m.headline if m.headline in statistics else statistics[-1], "statistics": statistics,
         "levels": list(m.levels), "published": m.published, "value_unit": m.value_unit,
+        "event": m.event, "death_within_days": m.death_within_days, "value": m.value, "eligible": m.eligible,
         "overdispersion": result.overdispersion, "overdispersion_method": m.overdispersion,
         "method": result.method, "national": result.national,
         "horizons": list(m.horizons) if m.kind == "survival" else None,

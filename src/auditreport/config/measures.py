@@ -188,7 +188,7 @@ def _measure(r: Reader, item: dict, i: int, ctx: MeasureContext) -> Measure:
     }
     if kind in ("proportion", "mean", "ratio"):
         values["eligible"] = _expression(r, item, "eligible", where, required=False)
-        values["overdispersion"] = _overdispersion(r, item, where, "shmi" if kind == "ratio"
+        values["overdispersion"] = _overdispersion(r, item, where, "multiplicative" if kind == "ratio"
                                                    and ctx.overdispersion == "none" else ctx.overdispersion)
     if kind == "proportion":
         values.update(_proportion(r, item, where, ctx, risk))

@@ -69,6 +69,9 @@ def measure_section(ctx: ReportContext, measure_id: str) -> Section | None:
                        cox_provider_section(ctx, measure_id), funnel_chart(ctx, measure_id),
                        exclusions_note(ctx, measure_id))
     national = ctx.unit_rows("national", "national", measure_id)
+    if not (rows["denominator"].fillna(0) > 0).any():
+        return section(measure["label"], _description(measure), none_eligible(ctx, measure),
+                       exclusions_note(ctx, measure_id))
     return section(
         measure["label"], _description(measure), reading(ctx, measure, rows, national),
         paragraph(status_sentence(ctx, measure, rows.loc[measure["headline"]])) if measure["headline"] in rows.index
@@ -76,6 +79,14 @@ def measure_section(ctx: ReportContext, measure_id: str) -> Section | None:
         caveat(ctx, measure, rows), statistics_table(ctx, measure_id),
         *funnel_parts(ctx, measure_id), monitoring_section(ctx, measure_id),
         consultant_section(ctx, measure_id), exclusions_note(ctx, measure_id))
+
+
+def none_eligible(ctx: ReportContext, measure: dict) -> Paragraph:
+    """The reading of a measure this provider had no records for: said plainly, not shown as blank figures."""
+    words = ctx.wording
+    which = f" ({measure['eligible']})" if measure.get("eligible") else ""
+    return paragraph(f"{ctx.provider_name} had no {words['activity']} eligible for this measure{which} in the "
+                     "period, so it has no figures for it.", css_class="lead")
 
 
 def _description(measure: dict) -> Paragraph | None:

@@ -74,7 +74,7 @@ import pandas as pd
 from scipy.special import betainc, gammainc, gammaincc
 from scipy.stats import chi2, norm, poisson
 
-from .intervals import check_level, z_for_level
+from .intervals import check_level, ratio_interval, z_for_level
 from .overdispersion import Overdispersion
 
 __all__ = [
@@ -172,6 +172,53 @@ def _apply_od_ratio(lo, hi, e, level, od: Overdispersion | None):
         half = z * np.sqrt(1.0 / e + od.tau2)
         return np.exp(-half), np.exp(half)
     raise ValueError(f"unknown overdispersion method {od.method!r}")
+
+
+def overdispersed_ratio_interval(observed, expected, level: float,
+                                 overdispersion: Overdispersion | None) -> tuple[np.ndarray, np.ndarray]:
+    """A unit's O/E interval that allows for over-dispersion as its funnel limits do.
+
+    For an O/E whose O is a sum of values (days of stay) rather than a count of events, the exact Poisson
+    interval of :func:`~auditreport.stats.intervals.ratio_interval` is far too narrow: days vary between patients
+    much more than a Poisson count allows, which is why the funnel's limits are widened (Spiegelhalter, Qual Saf
+    Health Care 2005;14:347-351). Publishing the narrow interval beside the wide limits would show intervals
+    that exclude 1 for units the limits call as expected. The interval is widened the same way around the unit's
+    own value:
+
+    - none: the exact Poisson interval, unchanged;
+    - multiplicative: each side of the exact interval stretched by sqrt(phi) about O/E (as the limits are
+      about 1);
+    - additive: O/E +/- z sqrt(1/E + tau^2), not below 0;
+    - shmi: O/E x exp(+/- z sqrt(1/E + tau^2)) (FunnelPlotR's SHMI limits carried to the unit), so that 1 lies
+      outside the interval exactly when O/E lies outside the limits.
+
+    Examples
+    --------
+    >>> from auditreport.stats.overdispersion import Overdispersion
+    >>> od = Overdispersion(method="multiplicative", phi=4.0, tau2=0.0, n_units=10, n_trimmed=2, chi2_p=None)
+    >>> lo, hi = overdispersed_ratio_interval([120.0], [100.0], 0.95, od)
+    >>> bool(lo[0] < 1.2 < hi[0])
+    True
+    """
+    o = np.asarray(observed, dtype=float)
+    e = np.asarray(expected, dtype=float)
+    lo, hi = ratio_interval(o, e, level, method="exact")
+    if overdispersion is None or overdispersion.method == "none":
+        return lo, hi
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.where(e > 0, o / np.where(e > 0, e, 1.0), np.nan)
+        z = z_for_level(level)
+        if overdispersion.method == "multiplicative":
+            k = overdispersion.inflation
+            return value - k * (value - lo), value + k * (hi - value)
+        if overdispersion.tau2 <= 0:
+            return lo, hi
+        half = z * np.sqrt(1.0 / e + overdispersion.tau2)
+        if overdispersion.method == "additive":
+            return np.maximum(value - half, 0.0), value + half
+        if overdispersion.method == "shmi":
+            return value * np.exp(-half), value * np.exp(half)
+    raise ValueError(f"unknown overdispersion method {overdispersion.method!r}")
 
 
 def ratio_limits(
