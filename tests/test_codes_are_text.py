@@ -197,7 +197,12 @@ def test_csv_codes_survive_pipeline(csv_audit, tmp_path):
     # The charts label the highlighted provider by its name; the funnel plots of providers say so in alt text.
     alts = [html.unescape(a) for a in re.findall(r"<img[^>]*\balt=\"([^\"]*)\"", page)]
     provider_funnels = [a for a in alts if ": providers. Funnel plot" in a]
-    assert len(provider_funnels) == 2, alts  # risk-adjusted mortality and Cox O/E
+    # One funnel per measure with a provider funnel in the bundle (mortality's O/E, Cox O/E, the process measures...).
+    bundle = load_bundle(out / BUNDLE_DIR)
+    with_funnel = set(bundle.funnels.query("level == 'provider'")["measure"])
+    labels = {m["label"] for m in bundle.metadata["measures"] if m["id"] in with_funnel}
+    assert {a.split(": providers. Funnel plot")[0] for a in provider_funnels} == labels, alts
+    assert len(provider_funnels) == len(labels), alts
     assert all(f"{name} is shown as a blue diamond" in a for a in provider_funnels), provider_funnels
 
     # The site index lists every provider by its code, and links 030001's public report.
