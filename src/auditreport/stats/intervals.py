@@ -239,12 +239,8 @@ def t_interval(mean: ArrayLike, sd: ArrayLike, n: ArrayLike, level: float = 0.95
     return np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
 
 
-def _sorted_by_group(values: ArrayLike, groups: ArrayLike) -> tuple[np.ndarray, np.ndarray, pd.Index, np.ndarray]:
-    """Values sorted within groups (one ``lexsort``), the group start offsets, the group labels and counts.
-
-    NaN values are dropped.  Groups are the distinct labels in sorted order; a
-    group whose every value is NaN is kept with count 0.
-    """
+def _grouped(values: ArrayLike, groups: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The non-NaN values, each one's group code, and the group labels in sorted order (one factorise)."""
     v = np.asarray(values, dtype=float).ravel()
     g = np.asarray(groups).ravel()
     if v.shape != g.shape:
@@ -253,7 +249,16 @@ def _sorted_by_group(values: ArrayLike, groups: ArrayLike) -> tuple[np.ndarray, 
     if (codes < 0).any():
         raise ValueError("groups must not be missing (NaN/None)")
     keep = ~np.isnan(v)
-    v, codes = v[keep], codes[keep]
+    return v[keep], codes[keep], labels
+
+
+def _sorted_by_group(values: ArrayLike, groups: ArrayLike) -> tuple[np.ndarray, np.ndarray, pd.Index, np.ndarray]:
+    """Values sorted within groups (one ``lexsort``), the group start offsets, the group labels and counts.
+
+    NaN values are dropped.  Groups are the distinct labels in sorted order; a
+    group whose every value is NaN is kept with count 0.
+    """
+    v, codes, labels = _grouped(values, groups)
     order = np.lexsort((v, codes))
     counts = np.bincount(codes, minlength=len(labels))
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
@@ -277,15 +282,7 @@ def mean_sd_by_group(values: ArrayLike, groups: ArrayLike) -> pd.DataFrame:
     >>> mean_sd_by_group([1.0, 2.0, 3.0, 10.0], ["a", "a", "a", "b"]).round(3).to_dict("index")
     {'a': {'n': 3.0, 'mean': 2.0, 'sd': 1.0}, 'b': {'n': 1.0, 'mean': 10.0, 'sd': nan}}
     """
-    v = np.asarray(values, dtype=float).ravel()
-    g = np.asarray(groups).ravel()
-    if v.shape != g.shape:
-        raise ValueError(f"values and groups differ in length ({v.size} and {g.size})")
-    codes, labels = pd.factorize(pd.Series(g), sort=True)
-    if (codes < 0).any():
-        raise ValueError("groups must not be missing (NaN/None)")
-    keep = ~np.isnan(v)
-    v, codes = v[keep], codes[keep]
+    v, codes, labels = _grouped(values, groups)
     k = len(labels)
     n = np.bincount(codes, minlength=k).astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -677,6 +677,12 @@ def fit_logistic(
             "the logistic risk model did not converge, which usually means separation (a level with no deaths or "
             f"only deaths); suspect terms: {suspects or names}. Merge rare levels in the audit's configuration."
         )
+    return _fitted_model(res, factors, names, y, fill_values, centres, converged, events=int(y.sum()))
+
+
+def _fitted_model(res: Any, factors: Sequence[RiskFactor], names: list[str], y: np.ndarray,
+                  fill_values: Mapping[str, Any] | None, centres: Any, converged: bool, **extra: Any) -> RiskModel:
+    """A :class:`RiskModel` from a fitted statsmodels result: coefficients, standard errors, 95% CIs, p-values."""
     ci = np.asarray(res.conf_int(alpha=0.05))
     return RiskModel(
         kind="fitted",
@@ -686,11 +692,11 @@ def fit_logistic(
         conf_int=pd.DataFrame(ci, index=names, columns=["lower", "upper"]),
         p_values=pd.Series(np.asarray(res.pvalues), index=names, dtype=float),
         n=int(len(y)),
-        events=int(y.sum()),
         recalibration=None,
         fill_values=dict(fill_values or {}),
         centres=centres,
         converged=converged,
+        **extra,
     )
 
 
@@ -782,24 +788,8 @@ def fit_log_glm(
     if not converged or not np.all(np.isfinite(res.params)):
         raise ValueError(f"the {family} risk model did not converge (terms {names}); merge rare levels or drop "
                          "factors in the audit's configuration.")
-    ci = np.asarray(res.conf_int(alpha=0.05))
-    return RiskModel(
-        kind="fitted",
-        factors=factors,
-        coefficients=pd.Series(np.asarray(res.params), index=names, dtype=float),
-        std_errors=pd.Series(np.asarray(res.bse), index=names, dtype=float),
-        conf_int=pd.DataFrame(ci, index=names, columns=["lower", "upper"]),
-        p_values=pd.Series(np.asarray(res.pvalues), index=names, dtype=float),
-        n=int(len(y)),
-        events=0,
-        recalibration=None,
-        fill_values=dict(fill_values or {}),
-        centres=centres,
-        converged=converged,
-        family=family,
-        outcome_total=float(y.sum()),
-        scale=float(res.scale),
-    )
+    return _fitted_model(res, factors, names, y, fill_values, centres, converged, events=0, family=family,
+                         outcome_total=float(y.sum()), scale=float(res.scale))
 
 
 def fixed_model(
