@@ -218,6 +218,8 @@ def test_median_interval_group_of_only_missing_values():
 def test_continuous_interval_examples_run():
     import doctest
 
-    from auditreport.stats import intervals
+    from auditreport.stats import grouping, intervals
 
-    assert doctest.testmod(intervals).failed == 0
+    for module in (intervals, grouping):
+        result = doctest.testmod(module)
+        assert result.attempted >= 1 and result.failed == 0, module.__name__

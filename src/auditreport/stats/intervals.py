@@ -32,6 +32,8 @@ from numpy.typing import ArrayLike
 from scipy.stats import binom, chi2, norm
 from scipy.stats import t as student_t
 
+from .grouping import group_codes
+
 __all__ = [
     "Z95",
     "Z998",
@@ -242,12 +244,7 @@ def t_interval(mean: ArrayLike, sd: ArrayLike, n: ArrayLike, level: float = 0.95
 def _grouped(values: ArrayLike, groups: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The non-NaN values, each one's group code, and the group labels in sorted order (one factorise)."""
     v = np.asarray(values, dtype=float).ravel()
-    g = np.asarray(groups).ravel()
-    if v.shape != g.shape:
-        raise ValueError(f"values and groups differ in length ({v.size} and {g.size})")
-    codes, labels = pd.factorize(pd.Series(g), sort=True)
-    if (codes < 0).any():
-        raise ValueError("groups must not be missing (NaN/None)")
+    codes, labels = group_codes(groups, v.size)
     keep = ~np.isnan(v)
     return v[keep], codes[keep], labels
 

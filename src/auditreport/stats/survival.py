@@ -29,6 +29,8 @@ from numpy.typing import ArrayLike
 from scipy.stats import chi2 as chi2_dist
 from scipy.stats import norm
 
+from .grouping import group_codes
+
 CI_TRANSFORMS = ("log", "log-log", "plain")
 
 KM_COLUMNS = ["time", "at_risk", "events", "censored", "survival", "lower", "upper"]
@@ -243,12 +245,7 @@ def kaplan_meier_by_group(
     """
     _check_transform(ci_transform)
     t, e = _as_arrays(durations, events)
-    g = np.asarray(groups).ravel()
-    if g.shape != t.shape:
-        raise ValueError(f"durations and groups differ in length ({t.size} and {g.size})")
-    codes, labels = pd.factorize(pd.Series(g), sort=True)
-    if (codes < 0).any():
-        raise ValueError("groups must not be missing (NaN/None)")
+    codes, labels = group_codes(groups, t.size, "durations")
     k = len(labels)
     # Every group's time-0 row is a record of weight 0 at time 0.
     all_codes = np.concatenate([np.arange(k), codes])
@@ -317,15 +314,10 @@ def survival_at_by_group(
     """
     _check_transform(ci_transform)
     t, e = _as_arrays(durations, events)
-    g = np.asarray(groups).ravel()
-    if g.shape != t.shape:
-        raise ValueError(f"durations and groups differ in length ({t.size} and {g.size})")
+    codes, labels = group_codes(groups, t.size, "durations")
     h = np.atleast_1d(np.asarray(horizons, dtype=float))
     if (h < 0).any() or np.isnan(h).any():
         raise ValueError("horizons must be non-negative numbers")
-    codes, labels = pd.factorize(pd.Series(g), sort=True)
-    if (codes < 0).any():
-        raise ValueError("groups must not be missing (NaN/None)")
     k = len(labels)
     # Deaths and records at each distinct (group, time), in group then time order.
     order = np.lexsort((t, codes))
