@@ -177,7 +177,8 @@ def test_csv_codes_survive_pipeline(csv_audit, tmp_path):
         published = set(consultant_rows["unit_id"])
         assert published and published <= set(consultants), path
         assert set(consultant_rows["parent_id"]) <= set(PROVIDER_CODES), path
-    dictionary = pd.read_csv(out / "site" / "data_dictionary.csv").set_index("column")["meaning"]
+    dictionary = pd.read_csv(out / "site" / "data_dictionary.csv", keep_default_na=False)
+    dictionary = dictionary[dictionary["entry"] == "column"].set_index("name")["description"]
     for column in ("unit_id", "parent_id"):
         assert "text" in dictionary[column].lower(), (column, dictionary[column])
 
@@ -218,10 +219,10 @@ def test_disclosure_check_reads_code_na_as_a_code(tmp_path):
             ("provider", "030001", "", 20, 150), ("consultant", "0123", "NA", "", 60),
             ("consultant", "0124", "NA", 17, 90)]
     data = pd.DataFrame(rows, columns=["level", "unit_id", "parent_id", "numerator", "denominator"])
-    data.assign(indicator="crude_mortality").to_csv(tmp_path / "indicators.csv", index=False)
+    data.assign(measure="mortality", statistic="rate").to_csv(tmp_path / "indicators.csv", index=False)
     findings = check_csv(tmp_path / "indicators.csv", threshold=7)
     assert [(f.where, f.text) for f in findings] == [
-        ("crude_mortality numerator under provider NA", "1 blanked cell(s) totalling 3")]
+        ("mortality rate numerator under provider NA", "1 blanked cell(s) totalling 3")]
 
 
 def test_providers_file_code_missing_is_refused(tmp_path):

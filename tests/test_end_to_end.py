@@ -27,7 +27,7 @@ def test_every_report_built(built_small_audit):
 def test_pdf_names_provider_and_shows_its_figures(built_small_audit):
     out = built_small_audit.period_dir
     data = pd.read_csv(out / "indicators.csv", dtype={"unit_id": str})
-    ramr = data[(data["level"] == "provider") & (data["indicator"] == "risk_adjusted_mortality")]
+    ramr = data[(data["level"] == "provider") & (data["measure"] == "mortality") & (data["statistic"] == "adjusted_rate")]
     row = ramr.sort_values("denominator").iloc[-1]
     pdf = out / "providers" / row["unit_id"] / "local.pdf"
     text = " ".join(page.extract_text() for page in PdfReader(pdf).pages)
@@ -53,7 +53,7 @@ def test_html_is_self_contained_without_code(built_small_audit):
 def test_indicators_csv_and_manifest(built_small_audit):
     out = built_small_audit.period_dir
     data = pd.read_csv(out / "indicators.csv")
-    required = ["audit", "period", "level", "unit_id", "unit_name", "indicator", "numerator", "denominator",
+    required = ["audit", "period", "measure", "statistic", "level", "unit_id", "unit_name", "numerator", "denominator",
                 "observed", "expected", "value", "lower95", "upper95", "lower998", "upper998", "flag"]
     assert set(required) <= set(data.columns)
     manifest = json.loads((out / "manifest.json").read_text())

@@ -186,16 +186,16 @@ def test_checker_finds_counts_ids_and_recoverable_cells(tmp_path):
     html.write_text("<table><tr><td>C1</td><td data-count>5</td></tr><tr><td>C2</td><td data-count>*</td></tr>"
                     "</table><p>There were 3 deaths in total, for patient P123.</p>")
     csv = tmp_path / "indicators.csv"
-    csv.write_text("level,unit_id,parent_id,indicator,numerator,denominator\n"
-                   "national,national,,crude_mortality,100,1000\nprovider,A,,crude_mortality,,300\n"
-                   "provider,B,,crude_mortality,95,700\nprovider,C,,crude_mortality,2,50\n")
+    csv.write_text("measure,statistic,level,unit_id,parent_id,numerator,denominator\n"
+                   "mortality,rate,national,national,,100,1000\nmortality,rate,provider,A,,,300\n"
+                   "mortality,rate,provider,B,,95,700\nmortality,rate,provider,C,,2,50\n")
     report = check_files([html, csv], threshold=7, patient_ids={"P123", "P999"})
     found = {(Path(f.path).name, f.where) for f in report.findings}
     assert ("r.html", "count cell") in found
     assert ("r.html", "sentence") in found
     assert ("r.html", "patient identifier") in found
     assert ("indicators.csv", "row 5 column numerator") in found
-    assert any(w.startswith("crude_mortality numerator under national") for _, w in found)
+    assert any(w.startswith("mortality rate numerator under national") for _, w in found)
     with pytest.raises(Exception, match="disclosure check failed"):
         report.raise_if_failed()
     clean = tmp_path / "ok.html"

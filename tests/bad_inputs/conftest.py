@@ -21,12 +21,30 @@ def clean_template(tmp_path_factory) -> Path:
     """A clean 400-record CSV audit whose paths are relative, so copies of the folder stand alone."""
     folder = tmp_path_factory.mktemp("clean_audit")
     write(CLEAN_SPEC, folder / "data", "csv")
+    Audit(folder).save_definition(small_definition())
+    return folder
+
+
+#: Few records: the death models fit on the factors every level of which has deaths in these samples.
+SMALL_COVARIATES = ["age", "sex", "urgency"]
+
+#: A measure the audit keeps to itself (``published: false``): in the confidential reports only.
+INTERNAL_MEASURE = {"id": "long_stay_internal", "label": "Stays over ten days (internal review)",
+                    "description": "Procedures followed by more than ten days in hospital, for the audit team only",
+                    "kind": "proportion", "event": "los > 10", "direction": "lower_is_better", "levels": ["provider"],
+                    "published": False}
+
+
+def small_definition(internal: bool = False) -> dict:
+    """The synthetic audit's definition for a small extract in ``data/`` (and, if asked, an internal measure)."""
     d = yaml.safe_load(SYNTHETIC_PARAMS.read_text())
     d["data"].update(source="data/records.csv", providers="data/providers.csv")
-    # Few records: fit on the factors every level of which has deaths in this sample.
-    d["risk_model"]["covariates"] = ["age", "sex", "urgency"]
-    Audit(folder).save_definition(d)
-    return folder
+    for measure in d["measures"]:
+        if measure["id"] in ("mortality", "survival"):
+            measure["risk_model"]["covariates"] = list(SMALL_COVARIATES)
+    if internal:
+        d["measures"].append(dict(INTERNAL_MEASURE))
+    return d
 
 
 @pytest.fixture()
@@ -51,7 +69,8 @@ HOSTILE_SPEC = SyntheticSpec(records=450, providers=3, consultants=6, outliers_h
 
 
 def make_hostile_audit(folder: Path) -> Path:
-    """Write the hostile audit into ``folder`` (data/ and audit.yaml); return the definition."""
+    """Write the hostile audit into ``folder`` (data/ and audit.yaml, with an internal measure); return the
+    definition."""
     write(HOSTILE_SPEC, folder / "data", "csv")
     audit = Audit(folder)
     frame = audit.frame()
@@ -69,9 +88,7 @@ def make_hostile_audit(folder: Path) -> Path:
     audit.save_frame(frame)
     pd.DataFrame({"provider_code": list(HOSTILE_PROVIDERS), "provider_name": list(HOSTILE_PROVIDERS.values())}
                  ).to_csv(audit.providers, index=False)
-    d = yaml.safe_load(SYNTHETIC_PARAMS.read_text())
-    d["data"].update(source="data/records.csv", providers="data/providers.csv")
-    d["risk_model"]["covariates"] = ["age", "sex", "urgency"]
+    d = small_definition(internal=True)
     d["publication"]["publish_consultants"] = False
     audit.save_definition(d)
     return audit.yaml

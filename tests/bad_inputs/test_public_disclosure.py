@@ -15,6 +15,8 @@ from pypdf import PdfReader
 
 from auditreport.presentation.formatting import pct
 
+from .conftest import INTERNAL_MEASURE, small_definition
+
 pytestmark = pytest.mark.slow
 
 
@@ -99,10 +101,28 @@ def test_no_patient_identifier_in_public_files(texts, hostile_build):
         assert not pattern.search(text), (path, pattern.search(text).group(0))
 
 
+def test_internal_measure_only_in_confidential_reports(texts):
+    """A measure with ``published: false`` is in the bundle and the local reports, nowhere public: not on the
+    site, in its index, open data or data dictionary, nor in a public report."""
+    period, public, local = texts
+    internal = INTERNAL_MEASURE
+    bundle = pd.read_parquet(period / "bundle" / "indicators.parquet")
+    assert internal["id"] in set(bundle["measure"])
+    assert internal["label"] in " ".join(t for p, t in local.items() if p.suffix == ".html")  # positive control
+    for path, text in public.items():
+        assert internal["label"] not in text and internal["id"] not in text, path
+    published = {m["id"] for m in small_definition()["measures"]}
+    for path in (period / "indicators.csv", period / "site" / "indicators.csv"):
+        assert set(pd.read_csv(path)["measure"]) == published, path
+    dictionary = pd.read_csv(period / "site" / "data_dictionary.csv", keep_default_na=False)
+    assert list(dictionary.loc[dictionary["entry"] == "measure", "name"]) == list(dict.fromkeys(
+        m["id"] for m in small_definition()["measures"]))
+
+
 def test_small_counts_and_their_figures_are_not_public(texts):
     period, public, local = texts
     bundle = pd.read_parquet(period / "bundle" / "indicators.parquet")
-    crude = bundle[(bundle["level"] == "provider") & (bundle["indicator"] == "crude_mortality")]
+    crude = bundle[(bundle["level"] == "provider") & (bundle["measure"] == "mortality") & (bundle["statistic"] == "rate")]
     small = crude[(crude["numerator"] >= 1) & (crude["numerator"] <= 7)]
     assert len(small) >= 2, "the fixture should have providers with small death counts"
     site_csv = pd.read_csv(period / "site" / "indicators.csv", dtype={"unit_id": str})
@@ -110,15 +130,14 @@ def test_small_counts_and_their_figures_are_not_public(texts):
     all_local = " ".join(local.values())
     for row in small.itertuples():
         interval = f"{pct(row.lower95)} to {pct(row.upper95)}"
-        deaths = f"with {int(row.numerator)} deaths within"
+        deaths = f": {int(row.numerator)} of {int(row.denominator):,} procedures ({pct(row.value)})"
         assert interval in all_local and deaths in all_local  # positive control
         assert interval not in all_public and deaths not in all_public, row.unit_id
-        published = site_csv[(site_csv["unit_id"].str.lstrip("'") == row.unit_id)
-                             & (site_csv["indicator"].isin(["crude_mortality", "oe_ratio",
-                                                             "risk_adjusted_mortality"]))]
+        published = site_csv[(site_csv["unit_id"].str.lstrip("'") == row.unit_id) & (site_csv["measure"] == "mortality")
+                             & (site_csv["statistic"].isin(["rate", "oe_ratio", "adjusted_rate"]))]
         assert len(published) == 3 and published["suppressed"].all()
         assert published[["numerator", "observed", "value", "lower95", "upper95"]].isna().all().all()
-    assert "with * deaths within" in all_public
+    assert re.search(r": \* of [\d,*]+ procedures \(\*\)", all_public)
 
 
 def test_public_survival_figure_does_not_reveal_small_counts(hostile_build):
@@ -135,10 +154,10 @@ def test_public_survival_figure_does_not_reveal_small_counts(hostile_build):
     _, summary = hostile_build
     bundle = summary.period_dir / "bundle"
     table = pd.read_parquet(bundle / "indicators.parquet")
-    surv = table[(table["level"] == "provider") & (table["indicator"] == "survival_30d")]
+    surv = table[(table["level"] == "provider") & (table["measure"] == "survival") & (table["statistic"] == "survival_30d")]
     leaks = []
     for row in surv[(surv["numerator"] >= 1) & (surv["numerator"] <= 7)].itertuples():
-        section = survival_section(load_context(bundle, "public", row.unit_id))
+        section = survival_section(load_context(bundle, "public", row.unit_id), "survival")
         figs = [block.figure for block in section.blocks if isinstance(block, Chart)]
         assert figs, "the survival section has a figure"
         numbers = {t.get_text().replace(",", "") for fig in figs for ax in fig.axes for t in ax.texts}
@@ -165,5 +184,5 @@ def test_public_quality_table_suppresses_small_national_counts(audit_copy, tmp_p
     result = run_national(load_config(audit_copy.yaml))
     provider = result.indicators.loc[result.indicators["level"] == "provider", "unit_id"].iloc[0]
     html = "".join(map(str, outputs(quality_section(load_context(write_bundle(tmp_path / "out", result), "public", provider)))))
-    row = re.search(r"Imputed: urgency</td>(.*?)</tr>", html).group(1)
+    row = re.search(r"Imputed: Urgency</td>(.*?)</tr>", html).group(1)  # the factor by its label
     assert not re.search(r">1<", row), row

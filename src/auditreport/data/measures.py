@@ -96,7 +96,16 @@ def measure_records(config: AuditConfig, measure: Measure, validated: ValidatedD
 
 
 def check_measures(config: AuditConfig, validated: ValidatedData) -> dict[str, MeasureRecords]:
-    """Every measure's records, by id; the errors of all measures together in one ``DataValidationError``."""
+    """Every measure's records, by id; the errors of all measures together in one ``DataValidationError``.
+
+    An extract in which every record was excluded (all outside the audit period, say) is refused first, with
+    that reason, rather than as each measure's empty selection.
+    """
+    if not (validated.patients["exclusion"] == "").any():
+        reasons = validated.patients["exclusion"].value_counts()
+        raise DataValidationError(validated.source, [{
+            "column": "(all)", "rule": "records to analyse", "count": 0, "rows": [],
+            "examples": "every record was excluded (" + "; ".join(f"{r}: {n:,}" for r, n in reasons.items()) + ")"}])
     out: dict[str, MeasureRecords] = {}
     failures: list[dict] = []
     for measure in config.measures:
@@ -148,6 +157,11 @@ def _evaluate(frame: pd.DataFrame, text: str | None, key: str, failures: list[di
         with np.errstate(all="ignore"):
             result = frame.eval(text, engine="python")
     except Exception as exc:  # pandas raises many types for an expression over the wrong kinds of column
+        text_rows = _text_in_number_columns(frame, text)
+        if text_rows is not None:
+            bad, values = text_rows
+            failures.append(_failure(key, "gives a number (the columns it reads hold text)", bad, values))
+            return None
         failures.append({"column": key, "rule": "an expression pandas can evaluate over the columns", "count": len(frame),
                          "rows": [], "examples": f"'{text}': {type(exc).__name__}: {exc}"})
         return None
@@ -180,6 +194,23 @@ def _evaluate(frame: pd.DataFrame, text: str | None, key: str, failures: list[di
 
 def _is_bool(result: pd.Series) -> bool:
     return pd.api.types.is_bool_dtype(result.dtype)
+
+
+def _text_in_number_columns(frame: pd.DataFrame, text: str) -> tuple[pd.Series, pd.Series] | None:
+    """Rows where a column the expression reads holds text among numbers (``a week`` among days), if any.
+
+    Such a column is read as text as a whole, so comparing it with a number fails for every row; the rows to
+    fix are those whose value is not a number.
+    """
+    for name in parse_expression(text).names:
+        if name not in frame.columns or frame[name].dtype != object:
+            continue
+        values = frame[name]
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = values.notna() & numbers.isna()
+        if numbers.notna().any() and bad.any():
+            return bad, values
+    return None
 
 
 def _missing_inputs(frame: pd.DataFrame, text: str) -> pd.Series:

@@ -15,8 +15,12 @@ published. It reads:
   line that starts with the label but goes on in words ("Institution 21 had
   more deaths ... on 1 degree of freedom") is a sentence, left to the sentence
   scan.
-* CSV: the count columns (numerator, denominator, observed) must hold no small
-  number, and, for each published total (national; a provider over its
+* CSV (``indicators.csv``, one row per unit, measure and statistic): the count
+  columns must hold no small number: the denominator (eligible records) of
+  every row, and the numerator and observed events of proportions, survival and
+  Cox rows; for a mean or ratio measure those two are sums of values (days,
+  hours), not counts of patients, and are not read as counts. For each
+  measure, statistic and published total (national; a provider over its
   consultants), no blanked count may be recoverable: either none is blanked or
   at least two are and the hidden total exceeds the threshold.
 * Every file: no patient identifier from the validated data appears as a word.
@@ -36,10 +40,27 @@ from auditreport.data.loading import file_sha256
 from auditreport.errors import AuditReportError
 
 COUNT_COLUMNS = ("numerator", "denominator", "observed")
-#: A count in running text: a whole number followed by a word for people or events.
-_PROSE_COUNT = re.compile(
-    r"(?<![\d.,%])(\d{1,3}(?:,\d{3})*|\d+)\s+(?:deaths?|patients?|procedures?|cases?|records?|people|"
-    r"operations?|admissions?|survivors?)\b", re.IGNORECASE)
+#: Columns that count patients or events only for measures of counts (proportion, survival): for a mean or
+#: ratio measure they hold a sum of values.
+EVENT_COLUMNS = ("numerator", "observed")
+#: Kinds of measure whose numerator and observed are sums of values, not counts.
+SUM_KINDS = ("mean", "ratio")
+#: Words for people or events that, after a whole number in running text, make it a count.
+COUNT_WORDS = ("deaths?", "patients?", "procedures?", "cases?", "records?", "people", "operations?",
+               "admissions?", "survivors?", "events?")
+
+
+def prose_count_pattern(extra_words: Iterable[str] = ()) -> re.Pattern[str]:
+    """A count in running text: a whole number followed by a word for people or events.
+
+    ``extra_words`` are the audit's own words for its activity (``wording.activity`` and
+    ``activity_singular``: "stays", "stay"), matched as written.
+    """
+    words = list(COUNT_WORDS) + sorted({re.escape(w.strip()) for w in extra_words if w and w.strip()})
+    return re.compile(rf"(?<![\d.,%])(\d{{1,3}}(?:,\d{{3}})*|\d+)\s+(?:{'|'.join(words)})\b", re.IGNORECASE)
+
+
+_PROSE_COUNT = prose_count_pattern()
 _BARE_INT = re.compile(r"(?<![\w.,%/:-])(\d{1,3}(?:,\d{3})*|\d+)(?![\w.,%/:-]|\.\d)")
 _WORD = re.compile(r"[A-Za-z0-9_-]+")
 #: After a row's label, lower-case words mean running text that begins with the label, not the row
@@ -158,18 +179,20 @@ _RANGE = re.compile(r"\b(?:between|from)\s+\d+\s+(?:and|to)\s+\d+", re.IGNORECAS
 _PAGE_MARK = re.compile(r"\bpage \d+ of \d+\b", re.IGNORECASE)
 
 
-def _prose_findings(path: str, text: str, threshold: int, where: str) -> list[Finding]:
+def _prose_findings(path: str, text: str, threshold: int, where: str,
+                    pattern: re.Pattern[str] = _PROSE_COUNT) -> list[Finding]:
     # A PDF's running footer ("page 4 of 7") runs into the next heading ("Case mix") in extracted text.
     flat = _RANGE.sub("a range", _PAGE_MARK.sub("", " ".join(text.split())))
     return [Finding(path, where, flat[max(0, m.start() - 40):m.end() + 10])
-            for m in _PROSE_COUNT.finditer(flat) if _small(m.group(1), threshold)]
+            for m in pattern.finditer(flat) if _small(m.group(1), threshold)]
 
 
-def check_html(path: Path, threshold: int) -> tuple[list[Finding], _CountCells]:
+def check_html(path: Path, threshold: int,
+               pattern: re.Pattern[str] = _PROSE_COUNT) -> tuple[list[Finding], _CountCells]:
     parser = _CountCells()
     parser.feed(path.read_text(encoding="utf-8"))
     findings = [Finding(str(path), "count cell", c) for c in parser.counts if _small(c, threshold)]
-    findings += _prose_findings(str(path), " ".join(parser.text), threshold, "sentence")
+    findings += _prose_findings(str(path), " ".join(parser.text), threshold, "sentence", pattern)
     return findings, parser
 
 
@@ -196,11 +219,11 @@ def pdf_text(path: Path) -> str:
 
 
 def check_pdf(path: Path, threshold: int, count_rows: Iterable[list[tuple[str, bool]]] = (),
-              text: str | None = None) -> list[Finding]:
+              text: str | None = None, pattern: re.Pattern[str] = _PROSE_COUNT) -> list[Finding]:
     """Check a PDF's text (extracted here unless ``text`` is given) against its sibling HTML's count rows."""
     if text is None:
         text = pdf_text(path)
-    findings = _prose_findings(str(path), text, threshold, "PDF sentence")
+    findings = _prose_findings(str(path), text, threshold, "PDF sentence", pattern)
     lines = [" ".join(line.split()) for line in text.splitlines()]
     for row in count_rows:
         label = row[0][0] if row else ""
@@ -222,25 +245,34 @@ def check_pdf(path: Path, threshold: int, count_rows: Iterable[list[tuple[str, b
     return findings
 
 
-def check_csv(path: Path, threshold: int) -> list[Finding]:
+def check_csv(path: Path, threshold: int, sum_measures: Iterable[str] = ()) -> list[Finding]:
+    """Small counts and recoverable blanked counts in an open-data CSV.
+
+    ``sum_measures`` are the ids of mean and ratio measures, whose numerator and observed are sums of
+    values: only their denominator is a count.
+    """
     findings: list[Finding] = []
     # Codes are text: a unit coded NA is a unit, not a missing value (only a blank cell is missing).
-    data = pd.read_csv(path, dtype={"unit_id": str, "parent_id": str}, keep_default_na=False, na_values=[""])
+    data = pd.read_csv(path, dtype={"unit_id": str, "parent_id": str, "measure": str, "statistic": str},
+                       keep_default_na=False, na_values=[""])
+    sums = data["measure"].isin(set(sum_measures)) if "measure" in data else pd.Series(False, index=data.index)
     for col in COUNT_COLUMNS:
         if col in data:
             values = pd.to_numeric(data[col], errors="coerce")
-            for i in data.index[(values >= 1) & (values <= threshold)]:
+            counted = ~sums if col in EVENT_COLUMNS else pd.Series(True, index=data.index)
+            for i in data.index[(values >= 1) & (values <= threshold) & counted]:
                 findings.append(Finding(str(path), f"row {i + 2} column {col}", str(data.at[i, col])))
-    if {"level", "indicator", "numerator", "unit_id"} <= set(data.columns):
-        findings += _recoverable(path, data, threshold)
+    if {"level", "measure", "statistic", "numerator", "denominator", "unit_id"} <= set(data.columns):
+        findings += _recoverable(path, data, threshold, set(sum_measures))
     return findings
 
 
-def _recoverable(path: Path, data: pd.DataFrame, threshold: int) -> list[Finding]:
+def _recoverable(path: Path, data: pd.DataFrame, threshold: int, sum_measures: set[str]) -> list[Finding]:
     """Blanked counts that a published total would give back (total minus the others)."""
     findings = []
-    for indicator, rows in data.groupby("indicator"):
-        for column in ("numerator", "denominator"):
+    for (measure, statistic), rows in data.groupby(["measure", "statistic"], sort=False):
+        columns = ("denominator",) if measure in sum_measures else ("numerator", "denominator")
+        for column in columns:
             nat = rows.loc[rows["level"] == "national", column]
             groups = [("national", rows[rows["level"] == "provider"], nat)]
             prov = rows[rows["level"] == "provider"].set_index("unit_id")[column]
@@ -254,7 +286,7 @@ def _recoverable(path: Path, data: pd.DataFrame, threshold: int) -> list[Finding
                     continue
                 hidden = float(total.iloc[0]) - float(cells.loc[~blank, column].sum())
                 if blank.sum() < 2 or hidden <= threshold:
-                    findings.append(Finding(str(path), f"{indicator} {column} under {name}",
+                    findings.append(Finding(str(path), f"{measure} {statistic} {column} under {name}",
                                             f"{int(blank.sum())} blanked cell(s) totalling {hidden:g}"))
     return findings
 
@@ -275,9 +307,16 @@ def public_files(period_dir: Path) -> list[Path]:
     return files
 
 
-def check_files(files: Iterable[Path], threshold: int, patient_ids: Iterable[str] = ()) -> CheckReport:
-    """Check each public file (HTML, PDF, CSV) as written; PDFs are checked against their sibling HTML."""
+def check_files(files: Iterable[Path], threshold: int, patient_ids: Iterable[str] = (),
+                sum_measures: Iterable[str] = (), count_words: Iterable[str] = ()) -> CheckReport:
+    """Check each public file (HTML, PDF, CSV) as written; PDFs are checked against their sibling HTML.
+
+    ``sum_measures``: ids of the mean and ratio measures (see :func:`check_csv`); ``count_words``: the
+    audit's words for its activity, which mark a count in running text (see :func:`prose_count_pattern`).
+    """
     ids = {str(i) for i in patient_ids}
+    sum_measures = set(sum_measures)
+    pattern = prose_count_pattern(count_words)
     report = CheckReport(threshold)
     files = list(files)
     rows_by_stem: dict[Path, list[list[str]]] = {}
@@ -298,14 +337,14 @@ def check_files(files: Iterable[Path], threshold: int, patient_ids: Iterable[str
                 rows_by_stem[stem] = rows_by_stem[first.with_suffix("")]
             continue
         if suffix == ".html":
-            found, parser = check_html(path, threshold)
+            found, parser = check_html(path, threshold, pattern)
             rows_by_stem[path.with_suffix("")] = parser.count_rows
             text = " ".join(parser.text)
         elif suffix == ".pdf":
             text = pdf_text(path)
-            found = check_pdf(path, threshold, rows_by_stem.get(path.with_suffix(""), []), text=text)
+            found = check_pdf(path, threshold, rows_by_stem.get(path.with_suffix(""), []), text=text, pattern=pattern)
         elif suffix == ".csv":
-            found = check_csv(path, threshold) if path.name != "data_dictionary.csv" else []
+            found = check_csv(path, threshold, sum_measures) if path.name != "data_dictionary.csv" else []
             text = path.read_text(encoding="utf-8")
         else:
             found, text = [], path.read_text(encoding="utf-8", errors="replace")
@@ -332,4 +371,6 @@ def patient_ids_of(config) -> set[str]:
 
 def check_period(config, period_dir: Path) -> CheckReport:
     """Check every public output of one built audit period against the audit's threshold and its patients."""
-    return check_files(public_files(period_dir), config.suppression_threshold, patient_ids_of(config))
+    return check_files(public_files(period_dir), config.suppression_threshold, patient_ids_of(config),
+                       sum_measures=[m.id for m in config.measures if m.kind in SUM_KINDS],
+                       count_words=(config.wording.activity, config.wording.activity_singular))

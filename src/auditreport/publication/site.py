@@ -1,9 +1,12 @@
 """The publication site, the open data and the manifest of one audit period.
 
-``site/`` holds public outputs only: the index of every provider with its
-indicators and flags, the public reports, the national report, and the open
-data (``indicators.csv``, suppressed) with its data dictionary. It is built in a
-temporary folder and swapped in whole, so readers never see it half-updated.
+``site/`` holds public outputs only: the index of every provider with the
+headline value and outlier status of every published measure, the public
+reports, the national report, and the open data (``indicators.csv``, one row per
+unit, measure and statistic, suppressed) with its data dictionary of measures,
+statistics and columns. Internal measures (``published: false`` in the audit
+definition) appear nowhere in it. It is built in a temporary folder and swapped
+in whole, so readers never see it half-updated.
 The period's own ``index.html`` is the audit team's: it also links the
 confidential local feedback reports, and is never copied into the site.
 """
@@ -15,6 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -24,48 +28,74 @@ from auditreport.config import AuditConfig
 from auditreport.data.loading import file_sha256
 from auditreport.execution.report_job import JobResult, ReportJob, safe_name
 from auditreport.files import atomic_write_text
-from auditreport.presentation.provider_sections import survival_days, survival_label
+from auditreport.presentation.measure_parts import statistic_label, target_text, value_text
 from auditreport.presentation.tables import esc, flag_badge, table
 from auditreport.provenance import code_version, now_utc
 from auditreport.rendering.html import SORT_SCRIPT, stylesheet
+from auditreport.rules.disclosure import SUPPRESSED
 from auditreport.rules.flags import FLAGS
 
-OPEN_COLUMNS = ["audit", "period", "level", "unit_id", "unit_name", "parent_id", "indicator", "numerator",
-                "denominator", "observed", "expected", "value", "lower95", "upper95", "lower998", "upper998",
-                "target", "limit_lower95", "limit_upper95", "limit_lower998", "limit_upper998", "flag",
+OPEN_COLUMNS = ["audit", "period", "measure", "statistic", "level", "unit_id", "unit_name", "parent_id",
+                "numerator", "denominator", "observed", "expected", "value", "lower95", "upper95", "lower998",
+                "upper998", "target", "limit_lower95", "limit_upper95", "limit_lower998", "limit_upper998", "flag",
                 "suppressed", "method"]
 
-DATA_DICTIONARY = [
-    ("audit", "Audit identifier"),
-    ("period", "Audit period"),
-    ("level", "national, provider or consultant"),
-    ("unit_id", "Provider code, consultant code, or 'national'. Text, exactly as submitted: read it as text "
-                "(leading zeros count, and a code such as NA is a code, not a missing value)"),
-    ("unit_name", "Provider name (consultants are identified by code)"),
-    ("parent_id", "For a consultant, the code of the provider where most of their cases were done. Text, "
-                  "like unit_id"),
-    ("indicator", "crude_mortality, oe_ratio, risk_adjusted_mortality, survival_<days>d, cox_oe_ratio"),
-    ("numerator", "Deaths (within the outcome window, by the survival horizon, or over all follow-up for "
-                  "cox_oe_ratio); blank where suppressed"),
-    ("denominator", "Cases analysed; blank where from 1 to the suppression threshold"),
-    ("observed", "Observed deaths (O)"),
-    ("expected", "Expected deaths (E): the sum of patients' predicted risks from the national risk model, or for "
-                 "cox_oe_ratio of their cumulative hazards under the national Cox model"),
-    ("value", "Indicator value: a proportion (0-1) for rates and survival, a ratio for oe_ratio"),
-    ("lower95", "Lower limit of the 95% confidence interval of the value"),
-    ("upper95", "Upper limit of the 95% confidence interval of the value"),
-    ("lower998", "Lower limit of the 99.8% confidence interval of the value"),
-    ("upper998", "Upper limit of the 99.8% confidence interval of the value"),
-    ("target", "Comparator: the national rate, or 1 for O/E"),
-    ("limit_lower95", "Lower 95% funnel control limit at this unit's precision"),
-    ("limit_upper95", "Upper 95% funnel control limit at this unit's precision"),
-    ("limit_lower998", "Lower 99.8% funnel control limit at this unit's precision"),
-    ("limit_upper998", "Upper 99.8% funnel control limit at this unit's precision"),
-    ("flag", f"HQIP outlier status: {', '.join(FLAGS)}; blank if not assessed"),
-    ("suppressed", "True where figures were withheld under the small-numbers rule: a count from 1 to the threshold, "
-                   "or a further count withheld so that a small one cannot be worked out from a total"),
-    ("method", "How the interval and limits were computed"),
-]
+#: The open data's columns, as the data dictionary explains them.
+COLUMN_MEANINGS = {
+    "audit": "Audit identifier",
+    "period": "Audit period",
+    "measure": "Measure identifier: one of the measures listed in this dictionary (entry 'measure')",
+    "statistic": "Which figure of the measure the row holds: one of the statistics listed in this dictionary "
+                 "(entry 'statistic')",
+    "level": "national, provider or consultant",
+    "unit_id": "Provider code, consultant code, or 'national'. Text, exactly as submitted: read it as text "
+               "(leading zeros count, and a code such as NA is a code, not a missing value)",
+    "unit_name": "Provider name (consultants are identified by code)",
+    "parent_id": "For a consultant, the code of the provider where most of their cases were done. Text, "
+                 "like unit_id",
+    "numerator": "Proportions: events among the eligible records; survival: deaths by the horizon (over all "
+                 "follow-up for cox_oe_ratio); mean and ratio measures: the sum of the values. Blank where "
+                 "suppressed",
+    "denominator": "Eligible records analysed for the measure; blank where from 1 to the suppression threshold "
+                   "or withheld so that such a count cannot be worked out",
+    "observed": "Observed (O): events for proportions and Cox, the sum of the values for ratio measures",
+    "expected": "Expected (E): the sum of the records' predictions under the national risk model (predicted "
+                "risks for proportions, fitted values of the log-link model for ratios, cumulative hazards "
+                "under the national Cox model for cox_oe_ratio)",
+    "value": "The statistic's value: a proportion (0-1) for rates and survival, a ratio for O/E, the measure's "
+             "own unit for means and medians",
+    "lower95": "Lower limit of the 95% confidence interval of the value",
+    "upper95": "Upper limit of the 95% confidence interval of the value",
+    "lower998": "Lower limit of the 99.8% confidence interval of the value",
+    "upper998": "Upper limit of the 99.8% confidence interval of the value",
+    "target": "Comparator: the national value, the measure's fixed standard, or 1 for O/E",
+    "limit_lower95": "Lower 95% funnel control limit at this unit's precision",
+    "limit_upper95": "Upper 95% funnel control limit at this unit's precision",
+    "limit_lower998": "Lower 99.8% funnel control limit at this unit's precision",
+    "limit_upper998": "Upper 99.8% funnel control limit at this unit's precision",
+    "flag": f"HQIP outlier status, as the side of the limits the unit lies on: {', '.join(FLAGS)}; whether "
+            "high is worse or better is the measure's direction. Blank where the statistic carries no status",
+    "suppressed": "True where figures were withheld under the small-numbers rule: a count from 1 to the "
+                  "threshold, or a further count withheld so that a small one cannot be worked out from a total",
+    "method": "How the value, interval and limits were computed",
+}
+
+#: Every statistic a measure can publish (``survival_<h>d`` once per horizon), as the dictionary explains it.
+STATISTIC_MEANINGS = {
+    "rate": "Crude rate: events / eligible records (Wilson score interval)",
+    "oe_ratio": "Observed / expected (O / E): for a risk-adjusted proportion, events over the sum of predicted "
+                "risks; for a ratio measure, the sum of the values over the sum of the risk model's fitted values "
+                "(exact Poisson interval on O)",
+    "adjusted_rate": "Risk-adjusted rate (0-1): the unit's O / E carried onto the national case mix by a logit "
+                     "shift, so it cannot pass 100% (interval from the O / E interval's bounds on O)",
+    "mean": "Mean value per record (t interval)",
+    "median": "Median value (exact order-statistic interval)",
+    "survival_<h>d": "Kaplan-Meier survival at h days (Greenwood interval)",
+    "cox_oe_ratio": "Observed deaths / expected under the national Cox model (exact Poisson interval)",
+}
+
+DICTIONARY_COLUMNS = ["entry", "name", "label", "description", "kind", "type", "direction", "target", "unit",
+                      "statistics"]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -79,12 +109,61 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def published_measures(meta: dict) -> list[dict]:
+    """The measures the audit publishes (``published: true``), in declaration order, from bundle metadata."""
+    return [m for m in meta["measures"] if m["published"]]
+
+
 def open_data(config: AuditConfig, out: Path) -> pd.DataFrame:
-    # The national stage's suppressed table: the very one the public reports show.
-    public = load_bundle(out / BUNDLE_DIR).indicators_public
+    """The open data of a period: published measures only, one row per unit, measure and statistic.
+
+    It is the national stage's suppressed table (the very one the public reports show), which holds
+    published measures only; the site checks that against the metadata itself, so an internal measure
+    (``published: false``) cannot reach it. Consultants are left out unless the audit publishes them.
+    """
+    bundle = load_bundle(out / BUNDLE_DIR)
+    public = bundle.indicators_public
+    public = public[public["measure"].isin([m["id"] for m in published_measures(bundle.metadata)])]
     if not config.publish_consultants:
         public = public[public["level"] != "consultant"]
     return public[OPEN_COLUMNS]
+
+
+def data_dictionary(meta: dict, data: pd.DataFrame) -> pd.DataFrame:
+    """What the open data hold: each published measure, each statistic present, each column."""
+    rows = []
+    for m in published_measures(meta):
+        target = ("expected for the case mix (O/E = 1)" if m["adjusted"] else "the national value"
+                  if m["target_kind"] == "national" else f"{m['target']:g} (a fixed standard)")
+        rows.append({"entry": "measure", "name": m["id"], "label": m["label"], "description": m["description"],
+                     "kind": m["kind"], "type": m["type"], "direction": direction_words(m["direction"]),
+                     "target": target, "unit": m.get("value_unit") or "",
+                     "statistics": " ".join(m["statistics"])})
+    present = sorted(set(data["statistic"]), key=_statistic_order)
+    for statistic in present:
+        generic = "survival_<h>d" if statistic.startswith("survival_") else statistic
+        rows.append({"entry": "statistic", "name": statistic,
+                     "description": STATISTIC_MEANINGS.get(generic, "").replace(" h days", f" {_days(statistic)} days")})
+    rows += [{"entry": "column", "name": column, "description": COLUMN_MEANINGS[column]} for column in OPEN_COLUMNS]
+    return pd.DataFrame(rows, columns=DICTIONARY_COLUMNS).fillna("")
+
+
+def direction_words(direction: str) -> str:
+    """"lower_is_better" -> "lower is better"."""
+    return direction.replace("_", " ")
+
+
+def _days(statistic: str) -> str:
+    """"survival_365d" -> "365"."""
+    return statistic.removeprefix("survival_").removesuffix("d")
+
+
+def _statistic_order(statistic: str) -> tuple[int, int, str]:
+    """Statistics in the order of the contract's table; survival horizons by time, not as text."""
+    order = ("rate", "oe_ratio", "adjusted_rate", "mean", "median", "survival_", "cox_oe_ratio")
+    rank = next((i for i, s in enumerate(order) if statistic == s or (s.endswith("_") and statistic.startswith(s))),
+                len(order))
+    return rank, int(_days(statistic)) if statistic.startswith("survival_") else 0, statistic
 
 
 def publish(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], results: Sequence[JobResult]) -> Path:
@@ -119,8 +198,8 @@ def _build_site(config: AuditConfig, out: Path, data: pd.DataFrame, public_jobs:
                     shutil.copyfile(Path(job.out_dir) / f"{job.stem}{suffix}", staging / "providers" / f"{name}{suffix}")
                 links[job.provider] = f"providers/{name}"
         (staging / "indicators.csv").write_text(data.to_csv(index=False), encoding="utf-8")
-        pd.DataFrame(DATA_DICTIONARY, columns=["column", "meaning"]).to_csv(staging / "data_dictionary.csv", index=False)
         meta = json.loads((out / BUNDLE_DIR / "metadata.json").read_text())
+        neutralise_formulas(data_dictionary(meta, data)).to_csv(staging / "data_dictionary.csv", index=False)
         (staging / "index.html").write_text(_site_index(config, data, links, public_jobs, meta), encoding="utf-8")
         final = out / "site"
         old = out / f".site-old-{os.getpid()}"
@@ -134,24 +213,44 @@ def _build_site(config: AuditConfig, out: Path, data: pd.DataFrame, public_jobs:
         raise
 
 
-def _provider_rows(data: pd.DataFrame) -> pd.DataFrame:
-    prov = data[data["level"] == "provider"]
-    # pivot on the code alone: pivot_table(dropna=False) over two index columns would make every
-    # code x name combination (one row per pair), listing each provider many times.
-    wide = prov.pivot(index="unit_id", columns="indicator", values="value")
-    wide.insert(0, "unit_name", prov.drop_duplicates("unit_id").set_index("unit_id")["unit_name"])
-    flags = prov[prov["indicator"] == "risk_adjusted_mortality"].set_index("unit_id")["flag"]
-    cases = prov[prov["indicator"] == "crude_mortality"].set_index("unit_id")["denominator"]
-    wide = wide.reset_index()
-    wide["flag"] = wide["unit_id"].map(flags).fillna("")
-    wide["cases"] = wide["unit_id"].map(cases)
-    return wide
-
-
-def _fmt(value: float, percent: bool = True) -> str:
+def format_value(measure: dict, statistic: str, value: float, suppressed: bool = False) -> str:
+    """A statistic's value as the reports write it (``presentation.measure_parts.value_text``): "*" where
+    suppressed, "n/a" where there is no value (no eligible records, or not estimable)."""
+    if suppressed:
+        return SUPPRESSED
     if value != value:
-        return "*"
-    return f"{value * 100:.1f}%" if percent else f"{value:.2f}"
+        return "n/a"
+    return value_text(measure, statistic, value)
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One column of the site's index: a measure's statistic, its value or its status."""
+
+    measure: dict
+    statistic: str
+    status: bool = False
+
+    @property
+    def heading(self) -> str:
+        if self.status:
+            return f"{self.measure['label']}: status"
+        return f"{self.measure['label']}: {statistic_label(self.measure, self.statistic)}"
+
+
+def index_columns(measures: Sequence[dict], statistics: set[str]) -> list[_Column]:
+    """Each published measure's headline value, then its status where it carries one; a survival
+    measure also shows its survival at each horizon, in order of time."""
+    columns = []
+    for m in measures:
+        columns.append(_Column(m, m["headline"]))
+        if m["carries_status"]:
+            columns.append(_Column(m, m["headline"], status=True))
+        if m["kind"] == "survival":
+            horizons = sorted((s for s in m["statistics"] if s.startswith("survival_") and s != m["headline"]
+                               and s in statistics), key=_statistic_order)
+            columns += [_Column(m, s) for s in horizons]
+    return columns
 
 
 def _page(title: str, body: str, sortable: bool = True) -> str:
@@ -174,40 +273,85 @@ def _provenance(meta: dict) -> str:
             f"<dt>Configuration</dt><dd><code>{esc(meta.get('config', {}).get('sha256', '')[:12])}</code></dd></dl>")
 
 
-def _site_index(config: AuditConfig, data: pd.DataFrame, links: dict[str, str],
-                public_jobs: Sequence[ReportJob], out_meta: dict | None = None) -> str:
-    out_meta = out_meta or {}
-    wide = _provider_rows(data)
-    surv = sorted((c for c in wide.columns if str(c).startswith("survival_")), key=survival_days)
+def _measures_table(measures: Sequence[dict], data: pd.DataFrame, wording: dict) -> str:
+    """What each measure is: its description, what the index shows of it, direction, target, national value."""
+    national = data[data["level"] == "national"].set_index(["measure", "statistic"])
     rows = []
-    for r in wide.sort_values("unit_name").itertuples():
-        link = links.get(r.unit_id)
-        name = (f"<a href='{esc(link)}.html'>{esc(r.unit_name)}</a> (<a href='{esc(link)}.pdf'>PDF</a>)"
-                if link else esc(r.unit_name))
-        cases = "*" if r.cases != r.cases else f"{int(r.cases):,}"  # blank = suppressed (or its complement)
-        rows.append([name, esc(r.unit_id), cases, _fmt(getattr(r, "crude_mortality", float("nan"))),
-                     _fmt(getattr(r, "oe_ratio", float("nan")), percent=False),
-                     _fmt(getattr(r, "risk_adjusted_mortality", float("nan"))), flag_badge(r.flag)]
-                    + [_fmt(getattr(r, s)) for s in surv])
-    headers = ["Provider", "Code", "Cases", "Crude mortality", "O/E", "Risk-adjusted mortality", "Outlier status"]
-    headers += [survival_label(s) for s in surv]
+    for m in measures:
+        shown = statistic_label(m, m["headline"])
+        key = (m["id"], m["headline"])
+        value = (format_value(m, m["headline"], national.at[key, "value"], bool(national.at[key, "suppressed"]))
+                 if key in national.index else "n/a")
+        target = "what was expected for the case mix (O/E = 1)" if m["adjusted"] else target_text(m)
+        status = (f"beyond the 95% (alert) or 99.8% (alarm) limits around {target}" if m["carries_status"]
+                  else "none (context only)")
+        rows.append([esc(m["label"]), esc(m["description"]), esc(shown), esc(direction_words(m["direction"])),
+                     esc(status), esc(value), esc(m["method"])])
+    return table(["Measure", "Description", "Shown", "Direction", "Status", wording["national_unit_name"], "Method"],
+                 rows, raw=True, css_class="data", caption="The published measures")
+
+
+def _cases_measure(config: AuditConfig, measures: Sequence[dict]) -> dict | None:
+    """The measure whose denominator the index shows as a provider's cases: the first published one that
+    every analysed record is eligible for (no eligibility filter; survival last), else the first."""
+    unfiltered = {m.id for m in config.measures if m.eligible is None}
+    ranked = sorted(measures, key=lambda m: (m["id"] not in unfiltered, m["kind"] == "survival"))
+    return ranked[0] if ranked else None
+
+
+def _site_index(config: AuditConfig, data: pd.DataFrame, links: dict[str, str],
+                public_jobs: Sequence[ReportJob], meta: dict) -> str:
+    """The site's front page: every provider with every published measure's headline value and status."""
+    measures = published_measures(meta)
+    wording = meta["wording"]
+    provider_word, providers_word = wording["provider"], wording["providers"]
+    prov = data[data["level"] == "provider"]
+    cells = prov.set_index(["unit_id", "measure", "statistic"])
+    columns = index_columns(measures, set(prov["statistic"]))
+    names = prov.drop_duplicates("unit_id").set_index("unit_id")["unit_name"]
+    cases_of = _cases_measure(config, measures)
+    rows = []
+    for code, unit_name in sorted(names.items(), key=lambda item: (str(item[1]), str(item[0]))):
+        link = links.get(code)
+        name = (f"<a href='{esc(link)}.html'>{esc(unit_name)}</a> (<a href='{esc(link)}.pdf'>PDF</a>)"
+                if link else esc(unit_name))
+        key = (code, cases_of["id"], cases_of["headline"]) if cases_of else None
+        cases = cells.at[key, "denominator"] if key in cells.index else float("nan")
+        row = [name, esc(code), SUPPRESSED if cases != cases else f"{int(cases):,}"]  # blank: suppressed
+        for col in columns:
+            key = (code, col.measure["id"], col.statistic)
+            if key not in cells.index:
+                row.append("" if col.status else "n/a")
+            elif col.status:
+                flag = cells.at[key, "flag"]
+                row.append(flag_badge(flag if isinstance(flag, str) else "", col.measure["direction"]))
+            else:
+                row.append(esc(format_value(col.measure, col.statistic, cells.at[key, "value"],
+                                            bool(cells.at[key, "suppressed"]))))
+        rows.append(row)
+    headers = [provider_word.capitalize(), "Code", "Cases"] + [c.heading for c in columns]
+    numeric = tuple(i + 3 for i, c in enumerate(columns) if not c.status)
     national = any(j.kind == "national" for j in public_jobs)
     body = (f"<div class='cover' data-running='{esc(config.name)}'><p class='audience audience-public'>For publication</p>"
             f"<p class='audit-name'>{esc(config.name)}</p><h1>Results {esc(config.period_label)}</h1>"
             f"<p>Produced {esc(now_utc())} by auditreport {esc(code_version()['package_version'])} "
             f"(commit {esc(code_version()['git_commit'][:12])}).</p></div>"
-            "<p>Risk-adjusted mortality compares each provider's deaths with the number expected for its patients "
-            "under the national risk model; the outlier status says whether the difference is beyond the 95% "
-            "(alert) or 99.8% (alarm) control limits.</p>"
+            f"<p>Each {esc(provider_word)}'s result on every published measure. A risk-adjusted measure compares the "
+            f"{esc(provider_word)}'s {esc(wording['activity'])} with what was expected for its patients under the "
+            "national risk model; a process measure compares it with the national value or the measure's standard. "
+            "The status says whether the difference is beyond the 95% (alert) or 99.8% (alarm) control limits, "
+            "and whether that is better or worse than expected.</p>"
             + ("<p><a href='national.html'>National report</a> (<a href='national.pdf'>PDF</a>) &middot; " if national else "<p>")
             + "<a href='indicators.csv'>Open data: indicators.csv</a> &middot; "
               "<a href='data_dictionary.csv'>data dictionary</a></p>"
-            + f"<p class='note'>Counts from 1 to {config.suppression_threshold} are shown as * to protect "
-              "patients' confidentiality. Click a column heading to sort.</p>"
-            + table(headers, rows, raw=True, numeric=tuple(i for i in range(3, len(headers)) if i != 6),
-                    counts=(2,), css_class="data sortable",
-                    caption="Every provider's indicators and outlier status")
-            + _provenance(out_meta))
+            + f"<p class='note'>Counts from 1 to {config.suppression_threshold}, and the figures made from them, "
+              "are shown as * to protect patients' confidentiality. Click a column heading to sort.</p>"
+            + table(headers, rows, raw=True, numeric=numeric, counts=(2,), css_class="data sortable",
+                    caption=f"Every {provider_word}'s published measures and outlier status ({len(names)} "
+                            f"{providers_word})" + (f"; cases are the {wording['activity']} analysed for "
+                                                    f"{cases_of['label']}" if cases_of else ""))
+            + _measures_table(measures, data, wording)
+            + _provenance(meta))
     return _page(f"{config.name} {config.period_label}", body)
 
 
@@ -239,6 +383,7 @@ def write_manifest(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], re
                 files.append({"path": path.relative_to(out).as_posix(), "sha256": file_sha256(path),
                               "kind": job.kind, "audience": job.audience, "provider": job.provider,
                               "parameters": job.parameters, "notebook": Path(job.notebook).name,
+                              "notebook_path": str(Path(job.notebook).resolve()),
                               "inputs_fingerprint": job.inputs_fingerprint})
     for path in sorted((out / "site").rglob("*")) + sorted((out / BUNDLE_DIR).glob("*")) + [out / "indicators.csv"]:
         if path.is_file():
