@@ -172,8 +172,8 @@ def cusum_thresholds(config: AuditConfig, pool: np.ndarray) -> dict[str, Any]:
     return {"h_upper": float(h_up), "h_lower": float(h_lo), "source": "simulated", "target_arl": arl,
             "n_sim": ARL_SIMULATIONS, "seed": ARL_SEED,
             "description": (f"h chosen by simulation for an in-control average run length of {arl:,} patients "
-                            f"drawn from the national case mix ({ARL_SIMULATIONS:,} simulated charts per "
-                            f"step, seed {ARL_SEED}): upper chart h = {h_up:.2f}, lower chart h = {h_lo:.2f}"),
+                            f"drawn from the national case mix ({ARL_SIMULATIONS:,} simulated charts, "
+                            f"seed {ARL_SEED}): upper chart h = {h_up:.2f}, lower chart h = {h_lo:.2f}"),
             "seconds": round(time.perf_counter() - started, 3)}
 
 
