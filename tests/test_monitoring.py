@@ -15,6 +15,7 @@ from auditreport.stats.monitoring import (
     ra_cusum,
     run_length,
     simulate_arl,
+    simulate_record_highs,
     simulate_run_lengths,
     vlad,
 )
@@ -109,6 +110,36 @@ def test_simulated_run_lengths_match_direct_loop():
     vec = simulate_run_lengths(pool, 2, 1.5, n_sim=3000, seed=5, _elements_per_block=5000)
     assert np.mean(vec) == pytest.approx(np.mean(direct), rel=0.08)
 
+
+
+def test_record_highs_give_the_direct_loop_run_lengths_at_every_limit():
+    # One set of simulated charts read at several limits: each limit's mean run length agrees with a plain loop
+    # over patients at that limit, and no chart's run length falls as the limit rises (common random numbers).
+    pool = parsonnet_risk(np.arange(0, 40, 2))
+    rng = np.random.default_rng(11)
+    limits = (0.5, 1.0, 1.5, 2.0)
+    direct = {h: [] for h in limits}
+    for _ in range(1500):
+        j = rng.integers(0, pool.size, 3000)
+        y = (rng.random(3000) < pool[j]).astype(int)
+        for h in limits:
+            direct[h].append(run_length(pool[j], y, 2, h))
+    run_lengths = simulate_record_highs(pool, 2, n_sim=3000, seed=5, _elements_per_block=5000)
+    previous = np.zeros(3000)
+    for h in (1.0, 0.5, 2.0, 1.5):  # out of order: a lower limit is read from charts already run further
+        rl, censored = run_lengths(h)
+        assert not censored.any()
+        assert np.mean(rl) == pytest.approx(np.mean(direct[h]), rel=0.08)
+    for h in limits:
+        rl, _ = run_lengths(h)
+        assert (rl >= previous).all()
+        previous = rl
+
+
+def test_record_highs_censor_at_max_n():
+    pool = parsonnet_risk(np.arange(0, 40, 2))
+    rl, censored = simulate_record_highs(pool, 2, n_sim=200, seed=3, max_n=50)(6.0)
+    assert censored.any() and np.isinf(rl[censored]).all() and (rl[~censored] <= 50).all()
 
 @pytest.fixture(scope="module")
 def pool():

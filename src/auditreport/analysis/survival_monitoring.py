@@ -167,14 +167,13 @@ def cusum_thresholds(config: AuditConfig, pool: np.ndarray) -> dict[str, Any]:
                 "description": f"h = {config.cusum_h:g}, fixed in the audit's configuration (monitoring.cusum_h)"}
     started = time.perf_counter()
     arl = config.cusum_arl
-    h_up = monitoring.arl_threshold(pool, 2.0, arl, n_sim=ARL_SIMULATIONS, seed=ARL_SEED, h_tol=0.02, rel_tol=0.03)
-    h_lo = monitoring.arl_threshold(pool, 0.5, arl, n_sim=ARL_SIMULATIONS, seed=ARL_SEED + 1, h_tol=0.02,
-                                    rel_tol=0.03)
+    h_up = monitoring.arl_threshold(pool, 2.0, arl, n_sim=ARL_SIMULATIONS, seed=ARL_SEED, h_tol=0.02)
+    h_lo = monitoring.arl_threshold(pool, 0.5, arl, n_sim=ARL_SIMULATIONS, seed=ARL_SEED + 1, h_tol=0.02)
     return {"h_upper": float(h_up), "h_lower": float(h_lo), "source": "simulated", "target_arl": arl,
             "n_sim": ARL_SIMULATIONS, "seed": ARL_SEED,
             "description": (f"h chosen by simulation for an in-control average run length of {arl:,} patients "
-                            f"drawn from the national case mix ({ARL_SIMULATIONS:,} simulated charts per "
-                            f"step, seed {ARL_SEED}): upper chart h = {h_up:.2f}, lower chart h = {h_lo:.2f}"),
+                            f"drawn from the national case mix ({ARL_SIMULATIONS:,} simulated charts, "
+                            f"seed {ARL_SEED}): upper chart h = {h_up:.2f}, lower chart h = {h_lo:.2f}"),
             "seconds": round(time.perf_counter() - started, 3)}
 
 

@@ -86,6 +86,12 @@ def _alt(fig: Figure, text: str) -> Figure:
     return fig
 
 
+def _plain_number(value: float, _position: object = None) -> str:
+    """A tick label as a plain number ("0.5", "20", "1e+04" only past a million): a module-level function, not
+    a lambda, so a figure that uses it can be pickled (the chart cache keys a figure by its pickle)."""
+    return f"{value:g}"
+
+
 def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: str, y: str,
                 xlabel: str, ylabel: str, title: str, highlight: str | None = None,
                 highlight_label: str | None = None, percent: bool = False,
@@ -130,7 +136,7 @@ def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: s
                         fontweight="bold", fontsize=8, zorder=6,
                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
     ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_plain_number))
     # Under two decades Matplotlib labels minor ticks too, in scientific notation ("3 x 10^0"): plainly, as the major.
     ax.xaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     ax.set_xlabel(xlabel)

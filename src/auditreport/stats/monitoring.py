@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -337,6 +338,92 @@ def simulate_arl(
     }
 
 
+def simulate_record_highs(
+    p_pool: ArrayLike,
+    odds_ratio: float,
+    n_sim: int = 2000,
+    seed: int | np.random.Generator | None = None,
+    max_n: int = 10_000_000,
+    _elements_per_block: int = 1_000_000,
+) -> Callable[[float], tuple[np.ndarray, np.ndarray]]:
+    """In-control RA-CUSUM charts simulated once and read at any control limit (common random numbers).
+
+    A zero-state chart without reset first signals at h when its running maximum M_t = max_(k<=t) S_k first
+    exceeds h, so one simulated path gives its run length at every h: the patients at which its running maximum
+    rose (its record highs) and the heights reached are all that is needed. The charts are simulated as in
+    :func:`simulate_run_lengths` (in control: risks resampled from ``p_pool``, Bernoulli outcomes, a block of
+    patients at a time) but each chart is only advanced until its running maximum passes the highest limit asked
+    for so far; asking for a higher limit later continues the same charts from where they stopped. Every limit is
+    thus read from the same charts, so the run length of each chart, and the average run length, never decrease
+    as h increases, and a search for h over them is a search over a fixed, monotone function.
+
+    Parameters
+    ----------
+    p_pool : array-like
+        Predicted risks to sample patients from.
+    odds_ratio : float
+        R of the chart.
+    n_sim : int
+        Number of charts.
+    seed : int, Generator or None
+    max_n : int
+        Charts still below a limit after ``max_n`` patients count as never signalling there (run length ``inf``).
+
+    Returns
+    -------
+    callable
+        ``run_lengths(h) -> (rl, censored)``: the run length of every chart at limit ``h`` (float, ``inf`` where
+        censored at ``max_n``) and a boolean array marking those.
+    """
+    _check_or(odds_ratio)
+    rng = np.random.default_rng(seed)
+    pool = np.asarray(p_pool, dtype=float)
+    if pool.ndim != 1 or pool.size == 0 or ((pool < 0) | (pool > 1)).any():
+        raise ValueError("p_pool must be a non-empty 1-D array of risks")
+    log_r, w_live = math.log(odds_ratio), -np.log1p((odds_ratio - 1.0) * pool)  # a death scores log_r more
+    # State of every chart: value, running maximum, patients so far; records as (chart, patient, height).
+    state = {"s": np.zeros(n_sim), "m": np.zeros(n_sim), "t": np.zeros(n_sim, dtype=np.int64), "cap": 0.0}
+    records: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    sorted_records: dict[str, np.ndarray] = {}
+
+    def advance(cap: float) -> None:
+        active = np.flatnonzero((state["m"] <= cap) & (state["t"] < max_n))
+        while active.size:
+            # Blocks grow with the charts' age, so the few long charts left at the end waste little.
+            block = int(max(min(_elements_per_block // active.size, 2 * state["t"][active].max()), 64))
+            j = rng.integers(0, pool.size, size=(active.size, block))
+            died = rng.random((active.size, block)) < pool[j]
+            s = cusum_values(w_live[j] + log_r * died, state["s"][active])
+            m = np.maximum(np.maximum.accumulate(s, axis=1), state["m"][active][:, None])
+            t = state["t"][active]
+            over = m > cap
+            hit = over.any(axis=1)
+            stop = np.where(hit, over.argmax(axis=1), block - 1)  # the last column each chart lives through
+            stop = np.minimum(stop, np.maximum(max_n - t - 1, 0))
+            previous = np.concatenate([state["m"][active][:, None], m[:, :-1]], axis=1)
+            rows, cols = np.nonzero((m > previous) & (np.arange(block) <= stop[:, None]))
+            records.append((active[rows], t[rows] + cols + 1, m[rows, cols]))
+            last = np.arange(active.size)
+            state["s"][active], state["m"][active] = s[last, stop], m[last, stop]
+            state["t"][active] = t + stop + 1
+            active = active[(~hit) & (state["t"][active] < max_n)]
+        state["cap"] = cap
+        chart, when, height = (np.concatenate(parts) for parts in zip(*records, strict=True))
+        order = np.lexsort((when, chart))
+        sorted_records.update(chart=chart[order], when=when[order], height=height[order])
+
+    def run_lengths(h: float) -> tuple[np.ndarray, np.ndarray]:
+        if h > state["cap"] or not records:
+            advance(max(h, state["cap"]))
+        rl = np.full(n_sim, np.inf)
+        idx = np.flatnonzero(sorted_records["height"] > h)
+        charts, first = np.unique(sorted_records["chart"][idx], return_index=True)
+        rl[charts] = sorted_records["when"][idx[first]]
+        return rl, ~np.isfinite(rl)
+
+    return run_lengths
+
+
 def arl_threshold(
     p_pool: ArrayLike,
     odds_ratio: float,
@@ -344,22 +431,22 @@ def arl_threshold(
     n_sim: int = 2000,
     seed: int | None = 0,
     h_tol: float = 0.005,
-    rel_tol: float = 0.01,
-    max_iter: int = 40,
+    max_iter: int = 60,
 ) -> float:
     """Control limit h giving an in-control average run length close to ``target_arl``, by simulation.
 
-    In-control charts (outcomes Bernoulli with the model's own risks, case mix resampled from ``p_pool``) are
-    simulated with :func:`simulate_run_lengths`. The in-control ARL increases with h (roughly exponentially), so h
-    is found by bisection: the bracket [0, h_hi] starts with h_hi = 1 and doubles h_hi until its ARL exceeds the
-    target; then the midpoint replaces whichever end is on the same side of the target, until the bracket is
-    narrower than ``h_tol`` or the midpoint's ARL is within ``rel_tol`` of the target. Each evaluation uses
-    fresh random numbers (seeded from ``seed``) and stops early once its ARL is certainly above the target, so
-    the cost is about ``n_sim x target_arl`` simulated patients per step. The Monte Carlo error of each ARL is
-    about target/sqrt(n_sim) (run lengths are roughly geometric), so h is determined to that precision:
-    ~2% of the ARL for the default 2000 runs. Steiner et al. (2000) likewise set h from simulated in-control
-    run lengths on their own patients' risks; the h that gives a stated ARL depends on the case mix, so it must
-    be recomputed for each audit's ``p_pool`` rather than borrowed.
+    ``n_sim`` in-control charts (outcomes Bernoulli with the model's own risks, case mix resampled from
+    ``p_pool``) are simulated once with :func:`simulate_record_highs`, and every candidate h is read from those
+    same charts (common random numbers), so the simulated ARL is a monotone function of h and the search cannot
+    be misled by noise between evaluations. The charts are advanced only as far as the highest h tried: starting
+    from h = 1, h is raised by extrapolating log ARL linearly in h (the in-control ARL grows roughly
+    exponentially with h; Siegmund's approximation) from the ARLs at h/2 and h, a little beyond the estimate,
+    until the ARL reaches the target; then h is bisected between the highest h below the target and the lowest
+    at or above it until the bracket is narrower than ``h_tol``. Simulating the charts to the final h costs about
+    ``n_sim x target_arl`` patients in all. The Monte Carlo error of the ARL is about target/sqrt(n_sim) (run
+    lengths are roughly geometric), so h is determined to that precision. Steiner et al. (2000) likewise set h
+    from simulated in-control run lengths on their own patients' risks; the h that gives a stated ARL depends on
+    the case mix, so it must be recomputed for each audit's ``p_pool`` rather than borrowed.
 
     Parameters
     ----------
@@ -370,11 +457,12 @@ def arl_threshold(
     target_arl : float
         Desired in-control ARL, in patients.
     n_sim : int
-        Charts simulated per evaluation.
+        Charts simulated.
     seed : int or None
-    h_tol, rel_tol : float
-        Stopping tolerances on h and on the relative ARL error.
+    h_tol : float
+        Width of the final bracket on h.
     max_iter : int
+        Steps allowed to reach the target, and again to bisect.
 
     Returns
     -------
@@ -383,34 +471,27 @@ def arl_threshold(
     """
     if not target_arl > 1:
         raise ValueError("target_arl must exceed 1")
-    seeds = np.random.SeedSequence(seed)
-    max_n = int(50 * target_arl) + 1000
+    run_lengths = simulate_record_highs(p_pool, odds_ratio, n_sim, seed, max_n=int(50 * target_arl) + 1000)
 
     def arl(h: float) -> float:
-        rl = simulate_run_lengths(
-            p_pool,
-            odds_ratio,
-            h,
-            n_sim,
-            np.random.default_rng(seeds.spawn(1)[0]),
-            max_n=max_n,
-            stop_above=target_arl * 1.5,
-        )
-        return float(np.mean(rl))  # inf when stopped early: certainly above target
+        return float(np.mean(run_lengths(h)[0]))  # inf if any chart is censored: certainly above target
 
     lo, hi = 0.0, 1.0
     for _ in range(max_iter):
-        if arl(hi) >= target_arl:
+        a_hi = arl(hi)
+        if a_hi >= target_arl:
             break
-        lo, hi = hi, hi * 2
+        a_half = arl(hi / 2)
+        slope = (math.log(a_hi) - math.log(a_half)) / (hi / 2) if a_hi > a_half else 0.0
+        step = (math.log(target_arl) - math.log(a_hi)) / slope if slope > 0 else hi
+        lo, hi = hi, hi + min(max(1.1 * step + 0.05, h_tol), hi)  # a little beyond the estimate, at most doubling
     else:
         raise RuntimeError("could not bracket the target ARL")
     for _ in range(max_iter):
+        if hi - lo < h_tol:
+            break
         mid = (lo + hi) / 2
-        a = arl(mid)
-        if abs(a - target_arl) <= rel_tol * target_arl or hi - lo < h_tol:
-            return mid
-        if a < target_arl:
+        if arl(mid) < target_arl:
             lo = mid
         else:
             hi = mid
