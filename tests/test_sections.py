@@ -359,6 +359,18 @@ def test_reading_api_examples_run(bundle, providers):
     assert ran >= 10 and runner.failures == 0, runner.summarize()
 
 
+def test_a_misspelt_measure_id_is_named_not_an_empty_table(bundle, providers):
+    """A statistician's own cell asking for a measure the audit lacks fails, naming the measures it has."""
+    ctx = load_context(bundle, "local", providers[0])
+    measures = [m["id"] for m in ctx.measures]
+    for read in (lambda: ctx.unit_rows("provider", providers[0], "length_of_stay"),
+                 lambda: ctx.measure_table("length_of_stay", "provider", "rate")):
+        with pytest.raises(KeyError, match="'length_of_stay' is not in this local report") as err:
+            read()
+        assert all(m in str(err.value) for m in measures)
+    assert not ctx.unit_rows("provider", providers[0], measures[0]).empty
+
+
 def test_flag_badge_words_follow_the_direction():
     worse = block_html(paragraph(Flag("alarm_high", "lower_is_better")))
     better = block_html(paragraph(Flag("alarm_high", "higher_is_better")))
