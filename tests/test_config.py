@@ -165,6 +165,7 @@ def _measure(i, **changes):
     (lambda d: d.update(notebooks={"provider": "mine.ipynb"}), "notebooks.provider", "not found"),
     (lambda d: d["wording"].update(provider=""), "wording.provider", "blank"),
     (lambda d: d["risk_factors"][0].update(labels={2: "two"}), "risk_factors[0].labels.2", "not one of"),
+    (lambda d: d["risk_factors"][0].update(labels={0: False, 1: True}), "risk_factors[0].labels.0", "quote it"),
 ])
 def test_measure_mistakes_name_file_measure_and_key(tmp_path, mutate, key, words):
     path = _admissions(tmp_path, mutate)

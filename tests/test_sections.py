@@ -359,6 +359,41 @@ def test_reading_api_examples_run(bundle, providers):
     assert ran >= 10 and runner.failures == 0, runner.summarize()
 
 
+def test_a_small_provider_is_suppressed_not_said_to_have_had_none(tmp_path):
+    """A public report hides a provider's 1 to 7 records as *, never as "no admissions eligible" (a blank
+    denominator is a suppressed count, not a zero); one with no eligible records is told so in both reports."""
+    from auditreport.data.synthetic import generate
+
+    records = generate(SPEC)[0]
+    small = sorted(records["provider_code"].unique())[0]
+    elective = records["urgency"] != "emergency"
+    mine = records[(records["provider_code"] == small) & elective].head(4)
+    records = pd.concat([records[records["provider_code"] != small], mine])
+    audit = _definition(tmp_path, SPEC, records, wording=WORDS, measures=[
+        MEASURES[2], {**MEASURES[3], "published": True}])
+    bundle = write_bundle(tmp_path / "out", run_national(load_config(audit)))
+    for audience in ("local", "public"):
+        text = _text(_render(load_context(bundle, audience, small), provider_report)[0])
+        said = re.findall(r"had no admissions eligible for this measure[^.]*\.", text)
+        assert said == ['had no admissions eligible for this measure (urgency == "emergency") in the period, so it '
+                        'has no figures for it.'], (audience, said)
+        assert "no eligible admissions" in text  # at a glance, for the emergency measure
+    public = _text(_render(load_context(bundle, "public", small), provider_report)[0])
+    assert "* of * admissions" in public
+
+
+def test_a_misspelt_measure_id_is_named_not_an_empty_table(bundle, providers):
+    """A statistician's own cell asking for a measure the audit lacks fails, naming the measures it has."""
+    ctx = load_context(bundle, "local", providers[0])
+    measures = [m["id"] for m in ctx.measures]
+    for read in (lambda: ctx.unit_rows("provider", providers[0], "length_of_stay"),
+                 lambda: ctx.measure_table("length_of_stay", "provider", "rate")):
+        with pytest.raises(KeyError, match="'length_of_stay' is not in this local report") as err:
+            read()
+        assert all(m in str(err.value) for m in measures)
+    assert not ctx.unit_rows("provider", providers[0], measures[0]).empty
+
+
 def test_flag_badge_words_follow_the_direction():
     worse = block_html(paragraph(Flag("alarm_high", "lower_is_better")))
     better = block_html(paragraph(Flag("alarm_high", "higher_is_better")))

@@ -381,6 +381,11 @@ def _risk_factors(r: Reader, raw: dict) -> tuple[list[RiskFactor], dict[str, Ris
             lo, hi = float(rng[0]), float(rng[1])
         factors.append(factor)
         labels = r.get(item, "labels", where, dict, required=False, default={})
+        for level, text in labels.items():
+            if isinstance(text, bool):
+                raise r.fail(f"{where}.labels.{_level_text(level)}",
+                             f"reads as {str(text).lower()}, not as words: YAML takes an unquoted yes, no, on, off, "
+                             f"true or false as true or false; quote it ({_level_text(level)}: \"{'yes' if text else 'no'}\")")
         level_names = {_level_text(k): str(v) for k, v in labels.items()}
         unknown_levels = sorted(set(level_names) - set(factor.levels)) if kind == "categorical" else []
         if unknown_levels:

@@ -179,12 +179,15 @@ class ReportContext:
     def unit_rows(self, level: str, unit: str | None, measure: str) -> pd.DataFrame:
         """One unit's rows of one measure (this audience's), indexed by statistic.
 
-        ``level`` is "national" (``unit`` "national"), "provider" or "consultant".
+        ``level`` is "national" (``unit`` "national"), "provider" or "consultant". A measure id the bundle
+        lacks raises ``KeyError`` naming its measures (a misspelt id would otherwise show an empty table); a
+        unit with no rows for the measure gives an empty frame.
 
         >>> national = ctx.unit_rows("national", "national", "mortality")
         >>> bool(0 < national.loc["rate", "value"] < 1)
         True
         """
+        self.measure(measure)
         t = self.indicators
         rows = t[(t["level"] == level) & (t["unit_id"] == unit) & (t["measure"] == measure)]
         return rows.set_index("statistic")
@@ -192,11 +195,14 @@ class ReportContext:
     def measure_table(self, measure_id: str, level: str = "provider", statistic: str | None = None) -> pd.DataFrame:
         """Every unit of ``level`` on one statistic of a measure (its headline unless named), by unit code.
 
+        A measure id the bundle lacks raises ``KeyError`` naming its measures.
+
         >>> t = ctx.measure_table("mortality", "provider", "rate")
         >>> list(t.columns[:4])
         ['unit_id', 'unit_name', 'parent_id', 'numerator']
         """
-        statistic = statistic or self.measure(measure_id)["headline"]
+        headline = self.measure(measure_id)["headline"]
+        statistic = statistic or headline
         t = self.indicators
         rows = t[(t["level"] == level) & (t["measure"] == measure_id) & (t["statistic"] == statistic)]
         keep = ["unit_id", "unit_name", "parent_id"] + [c for c in rows.columns if c not in (

@@ -204,3 +204,11 @@ def hidden_units(ctx: ReportContext, measure_id: str, level: str = "provider") -
     measure = ctx.measure(measure_id)
     statistic = funnel_statistic(ctx, measure, level) or measure["headline"]
     return int(ctx.measure_table(measure_id, level, statistic)["value"].isna().sum())
+
+
+def no_eligible_records(rows: pd.DataFrame) -> bool:
+    """Whether a unit's rows of a measure say it had no eligible records: every denominator is 0.
+
+    A blank denominator is a suppressed count (1 to the threshold, or hidden so others cannot be worked
+    out) in a public report, not a zero, so a unit with some is not said to have had none."""
+    return bool((rows["denominator"] == 0).all())

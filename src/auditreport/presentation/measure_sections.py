@@ -27,6 +27,7 @@ from auditreport.presentation.measure_parts import (
     funnel_statistic,
     hidden_units,
     interval_text,
+    no_eligible_records,
     range_text,
     statistic_label,
     status_cell,
@@ -69,7 +70,7 @@ def measure_section(ctx: ReportContext, measure_id: str) -> Section | None:
                        cox_provider_section(ctx, measure_id), funnel_chart(ctx, measure_id),
                        exclusions_note(ctx, measure_id))
     national = ctx.unit_rows("national", "national", measure_id)
-    if not (rows["denominator"].fillna(0) > 0).any():
+    if no_eligible_records(rows):
         return section(measure["label"], _description(measure), none_eligible(ctx, measure),
                        exclusions_note(ctx, measure_id))
     return section(

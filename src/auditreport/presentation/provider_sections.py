@@ -15,7 +15,13 @@ from auditreport.presentation import figures
 from auditreport.presentation.blocks import Count, Group, Section, Strong, chart, paragraph, section, table
 from auditreport.presentation.context import ReportContext
 from auditreport.presentation.formatting import pct
-from auditreport.presentation.measure_parts import interval_text, statistic_label, status_cell, value_text
+from auditreport.presentation.measure_parts import (
+    interval_text,
+    no_eligible_records,
+    statistic_label,
+    status_cell,
+    value_text,
+)
 from auditreport.presentation.shared_sections import completeness, completeness_columns
 from auditreport.rules.disclosure import SUPPRESSED
 
@@ -39,7 +45,7 @@ def at_a_glance(ctx: ReportContext) -> Section:
         mine = ctx.unit_rows("provider", ctx.provider, m["id"])
         nat = ctx.unit_rows("national", "national", m["id"])
         shown = [m["headline"]] + (["rate"] if m["kind"] == "proportion" and m.get("adjusted") else [])
-        if mine.empty:
+        if no_eligible_records(mine):
             rows.append([m["label"], "", f"no eligible {words['activity']}", "", "", ""])
             continue
         for stat in shown:
