@@ -669,7 +669,8 @@ def ratio_measure(config: AuditConfig, measure: Measure, records: pd.DataFrame,
         national={"cases": len(y), "sum": float(y.sum()), "expected": float(mu.sum()),
                   "value": _national_value(table, "oe_ratio")},
         method=(f"observed / expected {measure.value_unit or 'value'}, expected from a {spec.family} GLM with a "
-                f"log link on the audit's risk factors; funnel limits with {measure.overdispersion} over-dispersion"),
+                "log link on the audit's risk factors; funnel limits and interval widened for over-dispersion, "
+                "flagged by the limits"),
         excluded=excluded,
         model={"family": spec.family, "model": model.to_dict(),
                "coefficients": riskmodel.coefficient_table(model).to_dict(orient="records")})
