@@ -42,14 +42,19 @@ class MeasureRecords:
     eligible: int
 
 
-def measure_records(config: AuditConfig, measure: Measure, validated: ValidatedData) -> MeasureRecords:
-    """The records ``measure`` analyses, each with its ``y``; raises ``DataValidationError`` on bad data."""
+def measure_records(config: AuditConfig, measure: Measure, validated: ValidatedData,
+                    frame: pd.DataFrame | None = None) -> MeasureRecords:
+    """The records ``measure`` analyses, each with its ``y``; raises ``DataValidationError`` on bad data.
+
+    ``frame`` is the names expressions read (:func:`expression_frame`); :func:`check_measures` builds it once
+    for every measure.
+    """
     patients = validated.patients
     index = _measure_index(config, measure)
     where = f"{config.path.name}: measures[{index}] ({measure.id})"
     analysed = patients["exclusion"] == ""
     reason = patients["exclusion"].copy()
-    frame = _expression_frame(config, validated)
+    frame = expression_frame(config, validated) if frame is None else frame
     failures: list[dict] = []
 
     eligible = analysed.copy()
@@ -108,9 +113,10 @@ def check_measures(config: AuditConfig, validated: ValidatedData) -> dict[str, M
             "examples": "every record was excluded (" + "; ".join(f"{r}: {n:,}" for r, n in reasons.items()) + ")"}])
     out: dict[str, MeasureRecords] = {}
     failures: list[dict] = []
+    frame = expression_frame(config, validated)
     for measure in config.measures:
         try:
-            out[measure.id] = measure_records(config, measure, validated)
+            out[measure.id] = measure_records(config, measure, validated, frame)
         except DataValidationError as exc:
             failures.extend(exc.failures)
     if failures:
@@ -122,7 +128,7 @@ def _measure_index(config: AuditConfig, measure: Measure) -> int:
     return next(i for i, m in enumerate(config.measures) if m.id == measure.id)
 
 
-def _expression_frame(config: AuditConfig, validated: ValidatedData) -> pd.DataFrame:
+def expression_frame(config: AuditConfig, validated: ValidatedData) -> pd.DataFrame:
     """The names an expression may read: the extract's columns, then the risk factors (which win).
 
     A categorical factor whose categories are all numbers (ASA grade 1-5, a 0/1 flag) is given as numbers, so
