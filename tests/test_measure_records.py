@@ -104,7 +104,14 @@ def test_an_eligibility_filter_that_selects_nobody_is_an_error(tmp_path):
 def test_death_within_days_excludes_short_follow_up_with_its_reason(tmp_path):
     from conftest import REPO
 
-    config = load_config(REPO / "params" / "lung.yaml")
+    from auditreport.data.examples import write_example
+
+    paths = write_example("lung", tmp_path / "data")
+    definition = yaml.safe_load((REPO / "params" / "lung.yaml").read_text())
+    definition["data"] = {"source": str(paths["records"]), "providers": str(paths["providers"])}
+    audit = tmp_path / "lung.yaml"
+    audit.write_text(yaml.safe_dump(definition, sort_keys=False))
+    config = load_config(audit)
     validated = load_validated(config)
     measure = next(m for m in config.measures if m.kind == "proportion")
     recs = measure_records(config, measure, validated)
