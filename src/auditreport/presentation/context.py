@@ -209,6 +209,17 @@ class ReportContext:
             "unit_id", "unit_name", "parent_id", "audit", "period", "measure", "statistic", "level")]
         return rows[keep].sort_values("unit_id").reset_index(drop=True)
 
+    def consultants_at(self, provider: str | None = None) -> list[str]:
+        """The codes of the consultants with records at a provider (this report's unless named), in code order:
+        every consultant who operated there, one whose main provider (``parent_id``) is another included.
+
+        >>> units = ctx.units("consultant")
+        >>> set(units.loc[units["parent_id"] == provider, "unit_id"]) <= set(ctx.consultants_at())
+        True
+        """
+        provider = provider or self.provider
+        return self.bundle.consultants_at(provider) if provider is not None else []
+
     def funnel_curve(self, measure_id: str, level: str = "provider") -> pd.DataFrame:
         """A measure's funnel limits at ``level``: columns statistic, x, lower95, upper95, lower998, upper998
         and target (empty when the measure has no funnel at that level).
