@@ -17,6 +17,14 @@ from its own stated model with its own injected providers:
   elective ones): log-normal, longer for urgent than emergency cases; a few
   providers slower.
 
+Beside the records and the providers, the audit has the optional files of a definition's ``data:`` section:
+``consultants.csv`` (invented names, 7-digit registration numbers and specialties; a handful of consultants
+also operate at a second provider, so have records and a row at both), ``statements.csv`` (a few providers'
+statements, one from a provider made worse on mortality explaining its case mix) and ``validation.csv`` (the
+date most providers, not all, signed off their data). Each is drawn from a generator of its own, seeded from
+the seed, so adding them changed no other column but the consultant codes of the few records the shared
+consultants took over.
+
 The truth (every model, provider effects, outliers per measure, keyed by the
 measure ids of ``params/synthetic.yaml``) is written beside the data so tests
 can measure how many real outliers each measure finds and how many false alarms
