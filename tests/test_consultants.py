@@ -197,6 +197,8 @@ def test_statement_rules(audit):
     failures = _failures(audit, path)
     assert failures[("provider_code", "provider known (listed in the providers file)")]["rows"] == [1]
     assert failures[("statement", "value required (not empty)")]["rows"] == [2]
+    assert failures[("statement", "value required (not empty)")]["examples"].endswith(
+        "(leave out the row of a provider without a statement)")
     n = len(pd.read_csv(path))
     assert failures[("provider_code", "one row per provider (no duplicates)")]["rows"] == [3, n]
 
@@ -214,6 +216,8 @@ def test_validation_date_rules(audit):
     future = next(f for (column, rule), f in failures.items() if rule.startswith("date not in the future"))
     assert future["rows"] == [2] and future["examples"] == "'2099-01-01'"
     assert failures[("validated_on", "value required (not empty)")]["rows"] == [4]
+    assert "has not signed off its data: it is shown as not validated" in failures[
+        ("validated_on", "value required (not empty)")]["examples"]
     assert failures[("provider_code", "provider known (listed in the providers file)")]["rows"] == [3]
     assert failures[("provider_code", "one row per provider (no duplicates)")]["rows"] == [1, 4]
 

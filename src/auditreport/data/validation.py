@@ -557,7 +557,8 @@ def check_statements(path: str | Path, table: pd.DataFrame, known_providers: set
                         "statement": _stripped(table["statement"])})
     blank = out["statement"] == ""
     if blank.any():
-        failures.append(_failure("statement", "value required (not empty)", blank, out["provider_code"]))
+        failures.append(_blank(blank, out["provider_code"], "statement",
+                               "leave out the row of a provider without a statement"))
     failures += _unknown_providers(out, table, known_providers, where) + _repeated_providers(out, table)
     if failures:
         raise DataValidationError(str(path), _merge(failures))
@@ -581,7 +582,9 @@ def check_validation(path: str | Path, table: pd.DataFrame, known_providers: set
     if unreadable.any():
         failures.append(_failure("validated_on", "type: date (YYYY-MM-DD)", unreadable, values))
     if (~given).any():
-        failures.append(_failure("validated_on", "value required (not empty)", ~given, out["provider_code"]))
+        failures.append(_blank(~given, out["provider_code"], "validated_on",
+                               "leave out the row of a provider that has not signed off its data: it is shown as "
+                               "not validated"))
     today = today or dt.date.today()
     future = dates.notna() & (dates.dt.normalize() > pd.Timestamp(today))
     if future.any():
@@ -613,6 +616,12 @@ def _required_codes(table: pd.DataFrame, column: str, failures: list[dict]) -> p
     if missing.any():
         failures.append(_failure(column, "value required (not empty)", missing, table[column]))
     return codes.fillna("").astype(str)
+
+
+def _blank(blank: pd.Series, providers: pd.Series, column: str, remedy: str) -> dict:
+    """A blank value of a per-provider file: its rows, the providers they belong to, and the remedy."""
+    failure = _failure(column, "value required (not empty)", blank, providers)
+    return {**failure, "examples": f"provider(s) {failure['examples']} ({remedy})"}
 
 
 def _stripped(values: pd.Series) -> pd.Series:
