@@ -4,7 +4,9 @@ them: a consultant who operates at two providers is listed, by name, at both."""
 
 from __future__ import annotations
 
+import html as html_lib
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -26,6 +28,7 @@ from auditreport.presentation.blocks import Chart
 from auditreport.presentation.context import load_context
 from auditreport.presentation.display import outputs
 from auditreport.presentation.measure_sections import consultant_section
+from auditreport.presentation.provider_sections import at_a_glance, provider_notes
 
 from conftest import make_audit
 
@@ -316,3 +319,41 @@ def test_both_providers_reports_list_the_consultant_by_name(bundle_dir, audience
         # The caption says why a consultant of another provider is here, in the second provider's report only.
         elsewhere = "a consultant who also operates at another provider is shown with all their procedures"
         assert (elsewhere in html) == (provider == providers[1]), provider
+
+
+@pytest.mark.parametrize("audience", ["local", "public"])
+def test_at_a_glance_shows_the_statement_and_whether_the_data_were_validated(bundle_dir, audience):
+    """Beside the provider's results, in both reports: its statement as written, and "validated on <date>" or
+    "not validated"."""
+    statements = pd.read_csv(bundle_dir / "data" / "statements.csv", dtype=str).set_index("provider_code")
+    validation = pd.read_csv(bundle_dir / "data" / "validation.csv", dtype=str).set_index("provider_code")
+    providers = sorted(pd.read_csv(bundle_dir / "data" / "providers.csv", dtype=str)["provider_code"])
+    seen = {"statement": 0, "validated": 0, "not validated": 0}
+    for provider in providers:
+        ctx = load_context(bundle_dir / "out", audience, provider)
+        text = " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", "".join(
+            str(p) for p in outputs(at_a_glance(ctx)) if not isinstance(p, Chart)))).split())
+        if provider in validation.index:
+            day = pd.Timestamp(validation.loc[provider, "validated_on"])
+            assert f"Data validated by the provider on {day.day} {day:%B %Y}." in text, provider
+            seen["validated"] += 1
+        else:
+            assert "Data not validated by the provider: it did not sign off its data for the audit." in text
+            seen["not validated"] += 1
+        if provider in statements.index:
+            assert f"Statement from the provider: {statements.loc[provider, 'statement']}" in text, provider
+            seen["statement"] += 1
+        else:
+            assert "Statement from" not in text
+    assert seen == {"statement": 4, "validated": 5, "not validated": 1}
+
+
+def test_without_a_validation_file_no_provider_is_said_to_be_unvalidated(bundle_dir):
+    notes = pd.read_csv(bundle_dir / "data" / "validation.csv", dtype=str)
+    unvalidated = sorted(set(pd.read_csv(bundle_dir / "data" / "providers.csv", dtype=str)["provider_code"])
+                         - set(notes["provider_code"]))
+    ctx = load_context(bundle_dir / "out", "public", unvalidated[0])
+    assert [str(p.parts[0]) for p in provider_notes(ctx)][0].startswith("Data not validated")
+    ctx.bundle.metadata = {**ctx.meta, "data": {k: v for k, v in ctx.meta["data"].items() if k != "validation"}}
+    assert ctx.provider_note()["validated"] is False
+    assert not any("validated" in str(p) for p in provider_notes(ctx))
