@@ -216,19 +216,19 @@ def monitoring_tables(config: AuditConfig, results: list[MeasureResult]
 
 
 def indicator_table(config: AuditConfig, rows: list[pd.DataFrame], patients: pd.DataFrame,
-                    consultants: pd.DataFrame | None = None) -> pd.DataFrame:
+                    named: pd.DataFrame | None = None) -> pd.DataFrame:
     """All measures' rows as one tidy table: audit, period, unit names and each consultant's provider.
 
-    A consultant's ``unit_name`` is their name from the consultants file (``consultants``) when one is given,
-    their code otherwise.
+    A consultant's ``unit_name`` is their name from the consultants file (``named``, the validated file) when
+    one is given, their code otherwise.
     """
     table = pd.concat(rows, ignore_index=True)
     table["audit"] = config.id
     table["period"] = config.period_label
     table["unit_name"] = table["unit_id"].map(_unit_names(patients)).fillna(table["unit_id"]).astype(str)
     table.loc[table["level"] == "national", "unit_name"] = config.wording.national_unit_name
-    if consultants is not None:
-        names = consultants.drop_duplicates("consultant_code").set_index("consultant_code")["consultant_name"]
+    if named is not None:
+        names = named.drop_duplicates("consultant_code").set_index("consultant_code")["consultant_name"]
         is_consultant = table["level"] == "consultant"
         table.loc[is_consultant, "unit_name"] = (table.loc[is_consultant, "unit_id"].map(names)
                                                  .fillna(table.loc[is_consultant, "unit_id"]).astype(str))

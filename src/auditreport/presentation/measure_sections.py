@@ -236,7 +236,7 @@ def consultant_section(ctx: ReportContext, measure_id: str) -> Section | None:
         caption=f"{measure['label']} by consultant{'' if named else ' (identified by code)'}, with the national "
                 f"model and limits used for {words['providers']}" + (
                     f"; a consultant who also operates at another {words['provider']} is shown with all their "
-                    f"{words['activity']}, here and there" if elsewhere else "")),
+                    f"{words['activity']}, at every {words['provider']}" if elsewhere else "")),
         funnel_chart(ctx, measure_id, "consultant", highlight=set(rows["unit_id"])), level=3)
 
 
