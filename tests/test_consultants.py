@@ -24,6 +24,7 @@ from auditreport.data.validation import (
     load_validated,
 )
 from auditreport.errors import ConfigError, DataValidationError
+from auditreport.pipeline import inputs_fingerprint
 from auditreport.presentation.blocks import Chart
 from auditreport.presentation.context import load_context
 from auditreport.presentation.display import outputs
@@ -240,6 +241,16 @@ def test_a_consultants_file_needs_the_consultant_code_column(audit):
         load_config(audit)
     assert f"{audit}: key 'data.consultants': names the consultants" in str(err.value)
     assert "map columns.consultant_code too" in str(err.value)
+
+
+@pytest.mark.parametrize("key", ["consultants", "statements", "validation"])
+def test_a_changed_file_reruns_the_national_stage(audit, key):
+    """The inputs fingerprint (what decides whether the bundle is up to date) covers each optional file."""
+    config = load_config(audit)
+    before = inputs_fingerprint(config)
+    _edit(audit, key, lambda f: f.iloc[::-1])
+    assert inputs_fingerprint(config) != before
+    assert set(config.data_files()) == {"source", "providers", "consultants", "statements", "validation"}
 
 
 def test_the_synthetic_files_are_deterministic():
