@@ -93,6 +93,7 @@ def make_hostile_audit(folder: Path) -> Path:
     d["publication"]["publish_consultants"] = False
     for key in ("consultants", "statements", "validation"):  # hostile codes: not the synthetic files'
         d["data"].pop(key)
+        (folder / "data" / f"{key}.csv").unlink()
     audit.save_definition(d)
     return audit.yaml
 
