@@ -63,10 +63,9 @@ def period_dir(config: AuditConfig, reports_root: str | Path) -> Path:
 
 
 def inputs_fingerprint(config: AuditConfig) -> str:
-    """What the national stage depends on: data, providers file, definition and code."""
+    """What the national stage depends on: data, providers file (and the other data files), definition and code."""
     parts = {"data": file_sha256(config.source), "config": config.fingerprint(), "code": code_version()}
-    if config.providers_file is not None:
-        parts["providers"] = file_sha256(config.providers_file)
+    parts.update({key: file_sha256(path) for key, path in config.data_files().items() if key != "source"})
     return sha256_json(parts)
 
 

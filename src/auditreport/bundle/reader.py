@@ -89,6 +89,26 @@ class Bundle:
         """Every record each measure leaves out, by reason, per provider and nationally."""
         return self._table("exclusions")
 
+    @cached_property
+    def consultants(self) -> pd.DataFrame:
+        """Every consultant at every provider they worked at: ``consultant_code``, ``consultant_name``,
+        ``registration_number``, ``specialty`` (blank without a consultants file), ``provider_code`` and
+        ``records`` (their analysed records there; 0 where the file lists them but they have none). A consultant
+        at two providers has a row at each."""
+        return self._table("consultants")
+
+    @cached_property
+    def provider_notes(self) -> pd.DataFrame:
+        """Every provider's ``statement`` (its right to respond, as written) and ``validated_on`` (the ISO date it
+        signed off its data), "" where it gave none, by ``provider_code``."""
+        return self._table("provider_notes")
+
+    def consultants_at(self, provider_code: str) -> list[str]:
+        """The codes of the consultants with analysed records at this provider, in code order."""
+        table = self.consultants
+        here = table[(table["provider_code"] == provider_code) & (table["records"] > 0)]
+        return sorted(here["consultant_code"].astype(str))
+
     def measure_exclusions(self, measure: str) -> pd.DataFrame:
         """The records one measure leaves out, by reason, per provider and nationally."""
         table = self.exclusions

@@ -7,12 +7,24 @@ Each function takes the report's :class:`ReportContext` and returns a typed :cla
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 
 from auditreport.analysis.quality import AGE_LABELS
 from auditreport.presentation import figures
-from auditreport.presentation.blocks import Count, Group, Section, Strong, chart, paragraph, section, table
+from auditreport.presentation.blocks import (
+    Count,
+    Group,
+    Paragraph,
+    Section,
+    Strong,
+    chart,
+    paragraph,
+    section,
+    table,
+)
 from auditreport.presentation.context import ReportContext
 from auditreport.presentation.formatting import pct
 from auditreport.presentation.measure_parts import (
@@ -60,9 +72,27 @@ def at_a_glance(ctx: ReportContext) -> Section:
     lead = paragraph(ctx.provider_name, " reported ", Count(ctx.count_text(records)),
                      f" {words['activity']} in the period.", css_class="lead") if records == records else None
     quality = quality_caveat(ctx)
-    return section("At a glance", lead, paragraph(quality) if quality else None, table(
+    return section("At a glance", lead, *provider_notes(ctx), paragraph(quality) if quality else None, table(
         ["Measure", "Statistic", f"This {words['provider']}", words["population"], "95% interval", "Status"], rows,
         numeric=(2, 3), caption=f"Every measure for this {words['provider']} against {words['national_unit_name']}"))
+
+
+def provider_notes(ctx: ReportContext) -> list[Paragraph]:
+    """Whether the provider signed off its data ("Data validated by the provider on 25 June 2026", or "not
+    validated") when the audit has a validation file, and the provider's statement, as written, when it gave one:
+    its right to respond, beside its results in both reports (issue #15)."""
+    note = ctx.provider_note()
+    words = ctx.wording
+    out = []
+    if note["validated"] and note["validated_on"]:
+        day = dt.date.fromisoformat(note["validated_on"])
+        out.append(paragraph(f"Data validated by the {words['provider']} on {day.day} {day:%B %Y}.", css_class="note"))
+    elif note["validated"]:
+        out.append(paragraph(f"Data not validated by the {words['provider']}: it did not sign off its data for the "
+                             "audit.", css_class="note"))
+    if note["statement"]:
+        out.append(paragraph(Strong(f"Statement from the {words['provider']}: "), note["statement"]))
+    return out
 
 
 def _records_analysed(ctx: ReportContext) -> float:
