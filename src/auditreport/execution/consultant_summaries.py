@@ -18,6 +18,7 @@ the team index and the manifest list.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -150,7 +151,8 @@ def build_summary(task: SummaryTask) -> JobResult:
         return JobResult(task.name, "built", time.perf_counter() - started, [str(p) for p in task.outputs()],
                          timings=timings)
     except Exception as exc:  # noqa: BLE001 - one summary's failure must not stop the others
-        stamp_path(task).unlink(missing_ok=True)  # whatever is there no longer vouches for these inputs
+        with contextlib.suppress(OSError):  # whatever is there no longer vouches for these inputs
+            stamp_path(task).unlink(missing_ok=True)
         return JobResult(task.name, "failed", time.perf_counter() - started, [],
                          error=f"consultant {task.consultant} (summary in {task.out_dir}): "
                                f"{type(exc).__name__}: {exc}"[:500], timings=timings)

@@ -21,6 +21,7 @@ from functools import lru_cache
 
 import jinja2
 import pandas as pd
+from markupsafe import Markup
 
 from auditreport.bundle import Bundle
 from auditreport.presentation.measure_parts import carries_flag, interval_text, statistic_label, value_text
@@ -239,7 +240,7 @@ def validation_text(validated_on: object) -> str:
 
 def summary_html(summary: ConsultantSummary) -> str:
     """The page as one self-contained HTML document (``lang`` set, stylesheets inline, nothing fetched)."""
-    return _template().render(s=summary, css=stylesheet())
+    return _template().render(s=summary, css=Markup(stylesheet()))  # the package's own CSS: not escaped
 
 
 def stylesheet() -> str:
