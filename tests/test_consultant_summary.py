@@ -272,3 +272,20 @@ def test_stale_folders_of_consultants_no_longer_in_the_results_are_removed(tmp_p
     removed = remove_stale_folders(tmp_path, keep={"KEPT"})
     assert removed == [folder / "GONE"]
     assert sorted(os.listdir(folder)) == ["KEPT", "OTHER"]
+
+
+@pytest.mark.slow
+def test_a_run_builds_every_consultants_summary_and_publishes_none(built_small_audit):
+    out = built_small_audit.period_dir
+    codes = consultant_codes(load_bundle(out / BUNDLE_DIR))
+    assert len(codes) >= 10
+    results = sorted((r.name, r.status) for r in built_small_audit.results if r.name.startswith("consultant-summary:"))
+    assert results == sorted((f"consultant-summary:{c}", "built") for c in codes)
+    for code in codes:
+        reader = PdfReader(out / SUMMARIES_DIR / safe_name(code) / "summary.pdf")
+        assert len(reader.pages) == 1
+        assert code in reader.pages[0].extract_text()
+    # Confidential: nothing of the summaries is in the publication site.
+    public = [p for p in (out / "site").rglob("*") if p.is_file()]
+    assert public and not any(p.name.startswith("summary.") for p in public)
+    assert not any(CONFIDENTIAL in p.read_text(errors="replace") for p in public if p.suffix in (".html", ".csv"))
