@@ -21,6 +21,7 @@ from auditreport.config import AuditConfig, load_config
 from auditreport.data.loading import file_sha256
 from auditreport.errors import AuditReportError
 from auditreport.execution.batch import run_batch
+from auditreport.execution.consultant_summaries import build_consultant_summaries
 from auditreport.execution.report_job import JobResult, ReportJob, safe_name
 from auditreport.files import atomic_write_text
 from auditreport.provenance import code_version, sha256_json
@@ -169,6 +170,8 @@ def build(config_path: str | Path, reports_root: str | Path, *, providers: Seque
         jobs = report_jobs(config, out, providers, audiences, timeout)
         results = run_batch(jobs, workers=workers, force=force, scheduler=scheduler, on_result=on_result,
                             on_plan=on_plan)
+        results += build_consultant_summaries(out, providers=providers, audiences=audiences, workers=workers,
+                                              force=force, on_result=on_result, on_plan=on_plan)
         key = publication_key(jobs)
         publish_started = time.perf_counter()
         if not publish:
