@@ -288,26 +288,14 @@ def _count(value: float) -> str:
     return "n/a" if value != value else f"{int(round(value)):,}"
 
 
-def _consultants_table(bundle: Bundle) -> pd.DataFrame | None:
-    """The bundle's consultants table (contract section 4, format 3), or None for a bundle without one.
-
-    Temporary: ``getattr`` covers bundles written before helper ``cons15``'s table is merged; once it is,
-    every bundle has the table and this is ``bundle.consultants``.
-    """
-    try:
-        table = getattr(bundle, "consultants", None)
-    except FileNotFoundError:
-        return None
-    return table if isinstance(table, pd.DataFrame) else None
+def _consultants_table(bundle: Bundle) -> pd.DataFrame:
+    """The bundle's consultants table (bundle format 3): names, GMC numbers, specialties and records."""
+    return bundle.consultants
 
 
-def _provider_notes(bundle: Bundle) -> pd.DataFrame | None:
-    """The bundle's provider notes (statement, validated_on), or None (temporary, as above)."""
-    try:
-        table = getattr(bundle, "provider_notes", None)
-    except FileNotFoundError:
-        return None
-    return table if isinstance(table, pd.DataFrame) else None
+def _provider_notes(bundle: Bundle) -> pd.DataFrame:
+    """The bundle's provider notes: each provider's statement and the date it validated its data."""
+    return bundle.provider_notes
 
 
 def _person(bundle: Bundle, code: str, mine: pd.DataFrame) -> dict[str, str]:
