@@ -183,7 +183,8 @@ def grid_primary(grid: pd.DataFrame, threshold: int) -> np.ndarray:
 
 
 def two_way_suppress(grid: pd.DataFrame, threshold: int, primary: np.ndarray | None = None, *,
-                     rows: bool = True, columns: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                     rows: bool = True, columns: bool = True, primary_totals: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """The cells of a unit x category grid to hide, and the national totals to hide, when totals are published.
 
     ``grid`` holds counts: one row per unit (a provider), one column per category (a case-mix category, an
@@ -192,7 +193,8 @@ def two_way_suppress(grid: pd.DataFrame, threshold: int, primary: np.ndarray | N
     is published, and, with ``rows``, their sum (the national records). A case-mix cell suppressed within its
     provider could otherwise be recovered as the national count minus every other provider's published cell
     of that category (leak 2 of issue #15), and a provider's imputed or excluded count as the national count
-    minus the other providers' (leak 3). Returns ``(cells, totals)``: a boolean array of the grid's shape
+    minus the other providers' (leak 3). ``primary_totals`` marks national totals to hide whatever their size
+    (one hidden in another table that publishes the same count). Returns ``(cells, totals)``: a boolean array of the grid's shape
     (``primary``, by default every count from 1 to ``threshold``, and the complementary cells) and one of the
     columns (national totals to hide: a national total is a total, not a cell, but a small one is a small count
     in its own right, and then others of the national row with it, since their sum is published).
@@ -214,6 +216,9 @@ def two_way_suppress(grid: pd.DataFrame, threshold: int, primary: np.ndarray | N
        either side). For each determined cell one more cell is hidden that closes a rectangle with it (the
        smallest non-zero such cell), then back to 1.
 
+    A cell that the published totals fix even when every cell is hidden (the only non-zero cell of its row)
+    cannot be protected by suppression; it is left hidden and ``small_totals`` names its total.
+
     Zeros are not disclosive: a hidden zero is never itself protected (it takes part only as a complement, and
     complements prefer non-zero cells). The result holds for the grid alone; a count shared with another
     published table must be hidden in both (``auditreport.analysis.breakdowns`` links them). Without ``rows``
@@ -224,17 +229,24 @@ def two_way_suppress(grid: pd.DataFrame, threshold: int, primary: np.ndarray | N
     hidden = (grid_primary(grid, threshold) if primary is None else np.asarray(primary, bool)).copy()
     national = values.sum(axis=0)
     totals = is_small(national, threshold) if columns else np.zeros(values.shape[1], bool)
+    if primary_totals is not None:
+        totals = totals | np.asarray(primary_totals, bool)
     if not hidden.any() and not totals.any():
         return hidden, totals
     # The augmented table: the grid with the national totals as one more row, negated so that every row and
     # column of it sums to zero (the national row sums to minus the national records, published with rows).
     table = np.vstack([values, national])
     mask = np.vstack([hidden, totals])
+    everything = np.ones_like(mask)
     for _ in range(table.size + 1):
         before = mask.copy()
         _fixpoint(table, mask, threshold, rows, columns)
         if rows and columns:
-            for i, j in determined_cells(table, mask, negated_row=len(values)):
+            determined = determined_cells(table, mask, negated_row=len(values))
+            # A cell the published totals fix even with every cell hidden (the only non-zero cell of a row: the
+            # row total is the cell) cannot be protected here: hiding more would only lose figures.
+            lost = set(determined_cells(table, everything, len(values), only=determined)) if determined else set()
+            for i, j in (c for c in determined if c not in lost):
                 extra = _closing_cell(table, mask, i, j)
                 if extra is not None:
                     mask[extra] = True
@@ -265,8 +277,8 @@ def _fixpoint(table: np.ndarray, mask: np.ndarray, threshold: int, rows: bool, c
             return
 
 
-def determined_cells(values: np.ndarray, hidden: np.ndarray, negated_row: int | None = None
-                     ) -> list[tuple[int, int]]:
+def determined_cells(values: np.ndarray, hidden: np.ndarray, negated_row: int | None = None,
+                     only: list[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
     """The hidden non-zero cells whose value the published cells and every row and column sum fix exactly.
 
     Every row and column of ``values`` has a published sum; the cells of row ``negated_row`` (if any) enter
@@ -277,7 +289,7 @@ def determined_cells(values: np.ndarray, hidden: np.ndarray, negated_row: int | 
     and columns: a row -> column edge is a hidden cell lowered by one (it must be at least 1; for a negated
     cell, raised), a column -> row edge a hidden cell raised (a negated cell lowered: at least 1). Lowering x is
     a path from x's column back to its row; raising x, from its row to its column. One breadth-first search per
-    hidden cell: no linear programme needed.
+    hidden cell (of ``only``, if given): no linear programme needed.
     """
     n_rows = values.shape[0]
     cells = [(int(i), int(j)) for i, j in zip(*np.nonzero(hidden), strict=True)]
@@ -306,7 +318,7 @@ def determined_cells(values: np.ndarray, hidden: np.ndarray, negated_row: int | 
             frontier = nxt
         return False
 
-    return [(i, j) for i, j in cells if values[i, j] > 0
+    return [(i, j) for i, j in (cells if only is None else only) if values[i, j] > 0
             and not reaches(n_rows + j, i, (i, j)) and not reaches(i, n_rows + j, (i, j))]
 def _closing_cell(values: np.ndarray, hidden: np.ndarray, i: int, j: int) -> tuple[int, int] | None:
     """A visible cell (k, l) that closes a rectangle with hidden (i, j): (k, j) and (i, l) hidden; the smallest
