@@ -165,8 +165,12 @@ def public_breakdowns(casemix: pd.DataFrame, quality: pd.DataFrame, exclusions: 
                                                              "unit_id", "item", "records", rows,
                                                              quality_link(prefix), items)
     part = quality_long[quality_long["item"].isin(TOTAL_ITEMS[1:])]
-    grids["quality records"] = grid_of("data quality (records analysed and excluded)", part, "unit_id", "item",
-                                       "records", True, categories=list(TOTAL_ITEMS[1:]))
+    # With one exclusion reason, a unit's records excluded are that reason's count: the same figure, linked.
+    only = next(iter(reasons)) if len(reasons) == 1 else None
+    grids["quality records"] = grid_of(
+        "data quality (records analysed and excluded)", part, "unit_id", "item", "records", True,
+        (lambda u, c: ("excluded", u, only) if only is not None and c == "records_excluded" else None),
+        categories=list(TOTAL_ITEMS[1:]))
     part = quality_long[quality_long["item"] == TOTAL_ITEMS[0]]
     grids["quality submitted"] = grid_of("data quality (records submitted)", part, "unit_id", "item", "records",
                                          False, categories=[TOTAL_ITEMS[0]])
