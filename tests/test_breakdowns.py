@@ -379,3 +379,39 @@ def test_public_breakdowns_of_an_audit_without_breakdowns():
                             pd.DataFrame(columns=["measure", "unit_id", "reason", "records"]), THRESHOLD)
     assert out.casemix.empty and out.exclusions.empty and out.notes == []
     assert not out.quality["suppressed"].any()
+
+
+def test_records_excluded_for_one_reason_are_that_reason_in_every_table():
+    """With one exclusion reason (procedure outside the period), a provider's records excluded are the reason's
+    count, and records submitted minus records analysed give it: all three are hidden together, in the data
+    quality table and in each measure's exclusions, and the national count minus the others recovers nothing."""
+    reason = "procedure outside the audit period"
+    excluded = {"A": 5, "B": 12, "C": 20, "D": 9}
+    submitted = {"A": 400, "B": 380, "C": 500, "D": 450}
+    units = ["national", *excluded]
+    total = {"national": sum(excluded.values()), **excluded}
+    sub = {"national": sum(submitted.values()), **submitted}
+    quality = pd.DataFrame({"unit_id": units, "records_submitted": [sub[u] for u in units],
+                            "records_analysed": [sub[u] - total[u] for u in units],
+                            f"excluded: {reason}": [total[u] for u in units],
+                            "records_excluded": [total[u] for u in units], "no provider code": 0})
+    exclusions = pd.DataFrame({"measure": "m", "unit_id": units, "reason": reason,
+                               "records": [total[u] for u in units]})
+    out = public_breakdowns(pd.DataFrame(columns=["unit_id", "variable", "category", "n", "share"]), quality,
+                            exclusions, THRESHOLD)
+    q = out.quality.set_index(["unit_id", "item"])["suppressed"]
+    hidden = {u for u in excluded if q[(u, f"excluded: {reason}")]}
+    # A's 5 and the next smallest, D's 9, across providers; B's records analysed are the complement of A's across
+    # providers (else the national records analysed give A's), so B's excluded go with them
+    assert hidden == {"A", "B", "D"}
+    for unit in excluded:
+        assert q[(unit, "records_excluded")] == (unit in hidden)
+        assert q[(unit, "records_analysed")] == (unit in hidden)  # else submitted - analysed gives it
+        assert not q[(unit, "records_submitted")]
+    ex = out.exclusions.set_index("unit_id")
+    assert set(ex.index[ex["suppressed"]]) == hidden and ex.at["national", "records"] == 46
+    published = out.quality[out.quality["item"] == f"excluded: {reason}"].set_index("unit_id")["records"]
+    assert subtraction_attack(published.drop("national").to_frame("x"), pd.Series({"x": published["national"]})) == {}
+    # and before: only A's 5 hidden, 46 - (12 + 20 + 9) = 5
+    before = pd.Series(excluded, dtype=float).where(lambda s: s > THRESHOLD).to_frame("x")
+    assert subtraction_attack(before, pd.Series({"x": 46.0})) == {("A", "x"): 5.0}
