@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from auditreport.analysis import survival_monitoring as sm
+from auditreport.analysis.breakdowns import public_breakdowns
 from auditreport.analysis.measures import (
     INDICATOR_COLUMNS,
     MeasureResult,
@@ -63,6 +64,9 @@ class NationalResults:
     exclusions: pd.DataFrame
     consultants: pd.DataFrame
     provider_notes: pd.DataFrame
+    casemix_public: pd.DataFrame
+    quality_public: pd.DataFrame
+    exclusions_public: pd.DataFrame
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The results tables by name (every field but ``metadata`` and ``model``)."""
@@ -115,6 +119,12 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
     quality = data_quality(config, patients)
     mix = case_mix(config, patients, _primary_risk(results))
     timings["quality_and_case_mix"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    exclusions = exclusion_table(selected, results)
+    # Breakdowns are suppressed under every publication policy, two-way: within a provider and across providers
+    # to the national counts (issue #15, leaks 2 and 3).
+    breakdowns = public_breakdowns(mix, quality, exclusions, config.suppression_threshold)
+    timings["breakdown_disclosure"] = round(time.perf_counter() - t0, 3)
 
     metadata = national_metadata(config, validated, selected, parameters)
     metadata.update({
@@ -122,6 +132,7 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
         "measures": [measure_metadata(r, cusum.get(r.measure.id)) for r in results],
         "publication": {"suppression_threshold": config.suppression_threshold,
                         "publish_consultants": config.publish_consultants},
+        "breakdowns": {"cells_suppressed": breakdowns.cells_suppressed, "notes": breakdowns.notes},
         "warnings": validated.warnings,
         "timings": timings,
         "seconds": round(time.perf_counter() - started, 3),
@@ -137,7 +148,8 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
         survival_tests=_concat([r.survival_tests for r in results if r.survival_tests is not None],
                                _empty(["measure", *sm.SURVIVAL_TEST_COLUMNS])),
         monitoring=monitoring,
-        exclusions=exclusion_table(selected, results),
+        exclusions=exclusions, casemix_public=breakdowns.casemix, quality_public=breakdowns.quality,
+        exclusions_public=breakdowns.exclusions,
         consultants=consultant_table(validated, selected), provider_notes=provider_notes_table(validated))
 
 

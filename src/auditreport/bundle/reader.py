@@ -109,6 +109,30 @@ class Bundle:
         here = table[(table["provider_code"] == provider_code) & (table["records"] > 0)]
         return sorted(here["consultant_code"].astype(str))
 
+    @cached_property
+    def casemix_public(self) -> pd.DataFrame:
+        """The case mix as public outputs show it: every provider's cell and the national totals, two-way
+        suppressed (``n`` and ``share`` blank where ``suppressed``)."""
+        return self._table("casemix_public")
+
+    @cached_property
+    def quality_public(self) -> pd.DataFrame:
+        """Data quality counts as public outputs show them, long (unit_id, item, records, suppressed): items
+        ``records_submitted``, ``records_analysed``, ``records_excluded``, ``excluded: <reason>``,
+        ``missing: <field>`` (records lacking it), ``imputed: <factor>``, ``no provider code``."""
+        return self._table("quality_public")
+
+    @cached_property
+    def exclusions_public(self) -> pd.DataFrame:
+        """Each measure's exclusions by reason as public outputs show them (``records`` blank where
+        ``suppressed``), every provider and reason of the measure."""
+        return self._table("exclusions_public")
+
+    def measure_exclusions_public(self, measure: str) -> pd.DataFrame:
+        """The records one measure leaves out, by reason, as public outputs show them."""
+        table = self.exclusions_public
+        return table[table["measure"] == measure].reset_index(drop=True)
+
     def measure_exclusions(self, measure: str) -> pd.DataFrame:
         """The records one measure leaves out, by reason, per provider and nationally."""
         table = self.exclusions

@@ -18,8 +18,8 @@ import pandas as pd
 from pandas.api import types
 
 #: Version of the bundle format this code writes and reads (1: the first versioned format; 2: measures, issue
-#: #14: rows per measure and statistic, ``measure`` in every per-measure table, the exclusions table; 3: issue #15,
-#: named consultants and provider notes, among others).
+#: #14: rows per measure and statistic, ``measure`` in every per-measure table, the exclusions table; 3: issue
+#: #15: publication policy, named consultants and provider notes, the public breakdown tables).
 FORMAT_VERSION = 3
 
 #: Column kinds and the pandas dtypes each accepts. "text" is str values (NaN/NA allowed for a missing code).
@@ -94,6 +94,17 @@ TABLES: dict[str, TableSchema] = {t.name: t for t in (
     TableSchema("provider_notes", "every provider's statement (right to respond) and the date it signed off its "
                 "data (ISO text), blank where it gave none",
                 {"provider_code": "text", "statement": "text", "validated_on": "text"}),
+    # The breakdowns as public outputs show them (analysis.breakdowns): every provider's cell and the national
+    # totals, a hidden one blank with ``suppressed`` true, after two-way suppression across providers.
+    TableSchema("casemix_public", "the case mix after two-way small-number suppression (hidden counts and their "
+                "shares blank)",
+                {"unit_id": "text", "variable": "text", "category": "text", "n": "float", "share": "float",
+                 "suppressed": "bool"}),
+    TableSchema("quality_public", "data quality counts (records, excluded by reason, missing and imputed by field) "
+                "after two-way small-number suppression",
+                {"unit_id": "text", "item": "text", "records": "float", "suppressed": "bool"}),
+    TableSchema("exclusions_public", "each measure's exclusions by reason after two-way small-number suppression",
+                {"measure": "text", "unit_id": "text", "reason": "text", "records": "float", "suppressed": "bool"}),
 )}
 
 

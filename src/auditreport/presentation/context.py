@@ -270,8 +270,11 @@ class ReportContext:
         return self.bundle.monitoring_signals(measure_id)
 
     def exclusions(self, measure_id: str, unit: str | None = None) -> pd.DataFrame:
-        """Records a measure left out, by reason: columns unit_id, reason, records (one unit, or every one)."""
-        ex = self.bundle.measure_exclusions(measure_id)
+        """Records a measure left out, by reason: columns unit_id, reason, records (one unit, or every one).
+
+        Public: the bundle's ``exclusions_public`` (suppressed two-way across providers; ``records`` blank where
+        its ``suppressed`` column is true)."""
+        ex = (self.bundle.measure_exclusions_public if self.public else self.bundle.measure_exclusions)(measure_id)
         if unit is not None:
             ex = ex[ex["unit_id"] == unit]
         return ex.drop(columns="measure").reset_index(drop=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from auditreport.presentation import national_sections
+from auditreport.presentation import breakdown_views, national_sections
 from auditreport.presentation.blocks import Count, Paragraph, Section, paragraph, section, table
 from auditreport.presentation.context import ReportContext
 from auditreport.presentation.formatting import num, pct
@@ -241,15 +241,13 @@ def consultant_section(ctx: ReportContext, measure_id: str) -> Section | None:
 
 
 def exclusions_note(ctx: ReportContext, measure_id: str) -> Paragraph | None:
-    """Records of this provider the measure left out, with each reason (small counts withheld in public)."""
+    """Records of this provider the measure left out, with each reason (public: as the national stage
+    suppressed them, two-way within the provider and across providers to the national counts)."""
     unit = ctx.provider or "national"
-    ex = ctx.exclusions(measure_id, unit)
-    ex = ex[ex["records"] > 0]
+    ex = breakdown_views.exclusions(ctx, measure_id, unit)
     if ex.empty:
         return None
-    counts = dict(zip(ex["reason"], ex["records"].astype(float), strict=True))
-    hidden = ctx.hidden_cells(counts)
     parts: list = [f"{ctx.wording['activity'].capitalize()} left out of this measure: "]
-    for i, (reason, n) in enumerate(counts.items()):
-        parts += ["; " if i else "", Count(ctx.count_text(n, reason in hidden)), f" {reason}"]
+    for i, r in enumerate(ex.itertuples()):
+        parts += ["; " if i else "", Count(ctx.count_text(r.records, bool(r.suppressed))), f" {r.reason}"]
     return paragraph(*parts, ".", css_class="note")
