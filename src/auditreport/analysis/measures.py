@@ -167,7 +167,10 @@ def unit_totals(records: pd.DataFrame, level: str, columns: dict[str, tuple[str,
         out = pd.DataFrame({name: [float(len(records)) if how == "size" else float(records[col].sum())]
                             for name, (col, how) in columns.items()}, index=pd.Index(["national"]))
     else:
-        grouped = records[records[key].notna()].groupby(records[key].astype(str), sort=True, observed=True)
+        # Only the columns summed, without the records' index: a pool's records appear twice (``pooled``).
+        needed = list(dict.fromkeys([key, *(col for col, _ in columns.values())]))
+        sub = records.loc[records[key].notna().to_numpy(), needed].reset_index(drop=True)
+        grouped = sub.groupby(sub[key].astype(str), sort=True, observed=True)
         out = pd.DataFrame({name: (grouped.size() if how == "size" else grouped[col].sum()).astype(float)
                             for name, (col, how) in columns.items()})
         if level == "provider" and providers is not None:
