@@ -321,3 +321,46 @@ def test_a_definition_with_a_minimum_volume_round_trips(tmp_path):
     path = _measures_audit(tmp_path, measures=[MEASURES[4]], publication={"minimum_volume": {"provider": 3}})
     assert yaml.safe_load(open(path))["publication"]["minimum_volume"] == {"provider": 3}
     assert load_config(path).publication.minimum_volume == {"provider": 3, "consultant": 10}
+
+
+def _page(*sections) -> str:
+    import html as html_lib
+    import re
+
+    from auditreport.presentation.display import outputs
+
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", "".join(str(p) for p in outputs(*sections)))).split())
+
+
+def test_a_low_volume_provider_is_shown_in_the_pool(pooled_runs, tmp_path):
+    """Hospital 21's public report gives its records and the pool's result, not its own; the national report lists
+    it as in the low-volume group beside the pool's row; its confidential report keeps its own figures."""
+    from auditreport.bundle import write_bundle
+    from auditreport.presentation import national_sections
+    from auditreport.presentation.context import load_context
+    from auditreport.presentation.display import outputs
+    from auditreport.presentation.formatting import pct
+    from auditreport.presentation.measure_sections import measure_section
+
+    _, results = pooled_runs["pooled"]
+    bundle = write_bundle(tmp_path / "out", results)
+    public = load_context(bundle, "public", "H21")
+    pool = _pool_rows(results, "long_stay").loc["rate"]
+    section = measure_section(public, "long_stay")
+    html = "".join(str(p) for p in outputs(section))
+    assert "<strong data-count data-count-measure='long_stay'>8</strong>" in html
+    text = _page(section)
+    assert (f"Hospital 21 had 8 admissions in this measure, fewer than the 20 a hospital needs for its result to be "
+            f"published on its own. Its admissions are counted in the pooled group \u201cLow-volume hospitals (fewer "
+            f"than 20 admissions)\u201d, shown with every hospital in the national report: the group's rate is "
+            f"{pct(pool['value'])} (95% interval {pct(pool['lower95'])} to {pct(pool['upper95'])}).") in text
+    own = results.indicators.set_index(["measure", "statistic", "level", "unit_id"]).loc[
+        ("long_stay", "rate", "provider", "H21")]
+    assert "Stays over 14 days: statistics" not in text  # none of its own figures
+    ranked = _page(national_sections.ranked_table(load_context(bundle, "public"), "long_stay"))
+    assert "Hospital 21 H21 8 In the low-volume group Fewer than 20 admissions" in ranked
+    assert (f"Low-volume hospitals (fewer than 20 admissions) low-volume 25 {int(pool['numerator'])} "
+            f"{pct(pool['value'])}") in ranked and "Pooled group (no status)" in ranked
+    local = _page(measure_section(load_context(bundle, "local", "H21"), "long_stay"))
+    assert f"Hospital 21: {int(own['numerator'])} of 8 admissions ({pct(own['value'])})" in local
+    assert "published only within the pooled low-volume group" in local

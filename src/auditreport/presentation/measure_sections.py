@@ -256,8 +256,8 @@ def consultant_section(ctx: ReportContext, measure_id: str) -> Section | None:
     for r in rows.itertuples():
         line = [r.unit_id, ctx.count_text(r.denominator, measure=measure_id)]
         pooled = ctx.public and bool(getattr(r, "low_volume", False))
-        if counted:
-            line += [ctx.count_text(r.observed, bool(r.suppressed), measure=measure_id),
+        if counted:  # a consultant in the pool has no events of its own published: empty, not withheld
+            line += ["" if pooled else ctx.count_text(r.observed, bool(r.suppressed), measure=measure_id),
                      num(r.expected, 1) if r.expected == r.expected else ""]
         if pooled:
             line += [IN_POOL, "", f"Fewer than {ctx.minimum_volume('consultant')} {words['activity']}"]

@@ -159,13 +159,14 @@ def ranked_table(ctx: ReportContext, measure_id: str) -> Section:
     expected = head in ("oe_ratio", "adjusted_rate", "cox_oe_ratio")
     rows = []
     for r in t.itertuples():
+        pooled = ctx.public and bool(getattr(r, "low_volume", False)) and r.unit_id != LOW_VOLUME_ID
         row = [r.unit_name, r.unit_id, ctx.count_text(r.denominator, measure=measure_id)]
-        if counted:
-            row.append(ctx.count_text(r.observed if r.observed == r.observed else r.numerator, bool(r.suppressed),
-                                      measure=measure_id))
+        if counted:  # a unit in the pool has no events of its own published: the cell is empty, not withheld
+            row.append("" if pooled else ctx.count_text(r.observed if r.observed == r.observed else r.numerator,
+                                                        bool(r.suppressed), measure=measure_id))
         if expected:
-            row.append(num(r.expected, 1))
-        if ctx.public and bool(getattr(r, "low_volume", False)) and r.unit_id != LOW_VOLUME_ID:
+            row.append("" if pooled else num(r.expected, 1))
+        if pooled:
             row += [IN_POOL, "", f"Fewer than {ctx.minimum_volume('provider')} {words['activity']}"]
         else:
             row += [value_text(measure, head, r.value), interval_text(measure, head, pd.Series(r._asdict())),
