@@ -105,6 +105,8 @@ def policy_suppresses(name: str) -> bool:
         return POLICIES[name].suppress_outcomes
     except KeyError:
         raise KeyError(f"unknown publication policy {name!r} (policies: {', '.join(POLICIES)})") from None
+
+
 #: A proportion measure's statistics that share one event count: hidden together.
 SHARED_COUNT = ("rate", "oe_ratio", "adjusted_rate")
 
