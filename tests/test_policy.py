@@ -364,3 +364,30 @@ def test_a_low_volume_provider_is_shown_in_the_pool(pooled_runs, tmp_path):
     local = _page(measure_section(load_context(bundle, "local", "H21"), "long_stay"))
     assert f"Hospital 21: {int(own['numerator'])} of 8 admissions ({pct(own['value'])})" in local
     assert "published only within the pooled low-volume group" in local
+
+
+def test_a_low_volume_consultant_is_not_recoverable_from_its_provider():
+    """Under small-numbers-everywhere a low-volume consultant's events (8 in 9 cases, not published: they are in
+    the pool) would be the provider's 58 minus its other consultants' 20 and 30: another consultant is hidden with
+    it, so what the total gives (28) is spread over two consultants."""
+    from auditreport.rules.disclosure import withhold_low_volume
+
+    rows = [("national", "national", "", 58, 259, False), ("provider", "P", "", 58, 259, False),
+            ("consultant", "C1", "P", 8, 9, True), ("consultant", "C2", "P", 20, 100, False),
+            ("consultant", "C3", "P", 30, 150, False), ("consultant", LOW_VOLUME_ID, "", 8, 9, False)]
+    table = pd.DataFrame(rows, columns=["level", "unit_id", "parent_id", "numerator", "denominator", "low_volume"])
+    table["measure"], table["statistic"] = "mortality", "rate"
+    table["value"] = table["numerator"] / table["denominator"]
+    out = withhold_low_volume(suppress_indicators(table, 7, {"mortality": "small-numbers-everywhere"}))
+    out = out.set_index("unit_id")
+    assert bool(out.loc["C2", "suppressed"]) and not out.loc[["C1", "C3"], "suppressed"].any()
+    assert out.loc[["C1", "C2"], "numerator"].isna().all() and out.loc["C3", "numerator"] == 30
+    published = out[(out["level"] == "consultant") & (out["parent_id"] == "P")]["numerator"].sum()
+    assert out.loc["P", "numerator"] - published == 28  # C1 + C2: two consultants
+    # The pool of one consultant is that consultant: withheld as well.
+    assert bool(out.loc[LOW_VOLUME_ID, "low_volume"]) and out.loc[LOW_VOLUME_ID, "numerator"] != out.loc[
+        LOW_VOLUME_ID, "numerator"]
+    # Under outcomes-in-full nothing is suppressed; only the low-volume consultant (and the pool of one) is withheld.
+    full = withhold_low_volume(suppress_indicators(table, 7, {"mortality": "outcomes-in-full"})).set_index("unit_id")
+    assert not full["suppressed"].any() and full.loc["C2", "numerator"] == 20
+    assert set(full.index[full["low_volume"]]) == {"C1", LOW_VOLUME_ID}
