@@ -324,17 +324,27 @@ def test_a_definition_with_a_minimum_volume_round_trips(tmp_path):
 
 
 def _page(*sections) -> str:
+    """The visible text of sections as a report shows them (their charts closed)."""
     import html as html_lib
     import re
 
+    import matplotlib.pyplot as plt
+
+    from auditreport.presentation.blocks import Chart
     from auditreport.presentation.display import outputs
 
-    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", "".join(str(p) for p in outputs(*sections)))).split())
+    parts = outputs(*sections)
+    for chart in (p for p in parts if isinstance(p, Chart)):
+        plt.close(chart.figure)
+    html = "".join(str(p) for p in parts if not isinstance(p, Chart))
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", html)).split())
 
 
 def test_a_low_volume_provider_is_shown_in_the_pool(pooled_runs, tmp_path):
     """Hospital 21's public report gives its records and the pool's result, not its own; the national report lists
     it as in the low-volume group beside the pool's row; its confidential report keeps its own figures."""
+    import matplotlib.pyplot as plt
+
     from auditreport.bundle import write_bundle
     from auditreport.presentation import national_sections
     from auditreport.presentation.context import load_context
@@ -347,7 +357,7 @@ def test_a_low_volume_provider_is_shown_in_the_pool(pooled_runs, tmp_path):
     public = load_context(bundle, "public", "H21")
     pool = _pool_rows(results, "long_stay").loc["rate"]
     section = measure_section(public, "long_stay")
-    html = "".join(str(p) for p in outputs(section))
+    html = "".join(str(p) for p in outputs(section))  # a low-volume provider's section has no chart
     assert "<strong data-count data-count-measure='long_stay'>8</strong>" in html
     text = _page(section)
     assert (f"Hospital 21 had 8 admissions in this measure, fewer than the 20 a hospital needs for its result to be "
@@ -364,6 +374,7 @@ def test_a_low_volume_provider_is_shown_in_the_pool(pooled_runs, tmp_path):
     local = _page(measure_section(load_context(bundle, "local", "H21"), "long_stay"))
     assert f"Hospital 21: {int(own['numerator'])} of 8 admissions ({pct(own['value'])})" in local
     assert "published only within the pooled low-volume group" in local
+    assert not plt.get_fignums()
 
 
 def test_a_low_volume_consultant_is_not_recoverable_from_its_provider():
