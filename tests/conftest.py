@@ -37,10 +37,15 @@ def make_audit(folder: Path, spec: SyntheticSpec, fmt: str = "parquet", **overri
 
 @pytest.fixture(scope="session")
 def small_audit(tmp_path_factory) -> Path:
-    """A few providers, enough to exercise everything quickly."""
+    """A few providers, enough to exercise everything quickly.
+
+    Published under small-numbers-everywhere: the end-to-end tests exercise suppression of unit results in
+    every public output and the disclosure check of what was written (issue #15: the default policy,
+    outcomes-in-full, is exercised by test_policy.py and test_sections.py)."""
     folder = tmp_path_factory.mktemp("small_audit")
     return make_audit(folder, SyntheticSpec(records=3000, providers=6, consultants=18, outliers_high=1,
-                                            outliers_low=0, seed=7))
+                                            outliers_low=0, seed=7),
+                      publication={"policy": "small-numbers-everywhere"})
 
 
 @pytest.fixture(scope="session")

@@ -43,11 +43,14 @@ from auditreport.presentation.measure_sections import measure_section
 from auditreport.presentation.tables import block_html
 from auditreport.presentation.tables import table as html_table
 from auditreport.publication.checker import check_html
+from auditreport.rules.disclosure import SUPPRESSED
 from auditreport.rules.flags import FLAG_SHORT_LABELS
 
 from conftest import SYNTHETIC_PARAMS
 
 HOSTILE = "<script>alert('name')</script> & Sons"
+#: The publication section of an audit whose tests exercise suppression of unit results.
+SMALL_NUMBERS = {"policy": "small-numbers-everywhere", "suppression_threshold": 7, "publish_consultants": True}
 
 
 def provider_report(ctx: ReportContext) -> list[Section | None]:
@@ -315,17 +318,45 @@ def test_undated_audit_has_no_survival_monitoring_or_consultants(undated_bundle)
             assert "No status (not risk-adjusted)" in text or ctx.provider is None
 
 
+#: A count element that names its measure (contract section 5), and its text.
+_MEASURE_COUNT = re.compile(r"<(\w+)([^>]*) data-count data-count-measure='([^']+)'>([^<]*)</\1>")
+
+
+def _without_full_outcomes(html: str, ctx: ReportContext) -> tuple[str, list[str]]:
+    """The page with every count of an outcomes-in-full measure's unit results taken out (the checker exempts
+    them, contract section 5), and those counts."""
+    exempt: list[str] = []
+
+    def drop(m: re.Match) -> str:
+        if ctx.suppresses(m.group(3)):
+            return m.group(0)
+        exempt.append(m.group(4))
+        return f"<{m.group(1)}{m.group(2)}>(in full)</{m.group(1)}>"
+    return _MEASURE_COUNT.sub(drop, html), exempt
+
+
 def test_public_sections_pass_the_disclosure_checker(bundle, providers, tmp_path):
-    """What the checker reads in published HTML (count cells, count sentences) holds no small number."""
-    threshold = int(load_context(bundle, "public").threshold)
-    pages = {"national": _render(load_context(bundle, "public"), national_report)[0]}
+    """Under outcomes-in-full (the default) every count of a measure's unit results is marked with its measure
+    and shown in full, small ones included; every other count the checker reads (count cells, count
+    sentences: case mix, data quality, exclusions) holds no small number."""
+    public = load_context(bundle, "public")
+    threshold = int(public.threshold)
+    assert {public.measure_policy(m["id"]) for m in public.measures} == {"outcomes-in-full"}
+    pages = {"national": _render(public, national_report)[0]}
     for provider in providers:
         pages[provider] = _render(load_context(bundle, "public", provider), provider_report)[0]
+    in_full: list[str] = []
     for name, html in pages.items():
+        marked = {m.group(3) for m in _MEASURE_COUNT.finditer(html)}
+        assert marked <= {m["id"] for m in public.measures}, marked
         path = tmp_path / f"{name}.html"
-        path.write_text(html, encoding="utf-8")
+        rest, exempt = _without_full_outcomes(html, public)
+        in_full += exempt
+        path.write_text(rest, encoding="utf-8")
         findings, cells = check_html(path, threshold)
         assert not findings, findings
+    assert SUPPRESSED not in in_full  # nothing of a unit's result is hidden...
+    assert any(1 <= int(c.replace(",", "")) <= threshold for c in in_full)  # ... small counts included
     # and the confidential reports do show small counts, so the check above had something to find
     local = "".join(_render(load_context(bundle, "local", p), provider_report)[0] for p in providers)
     (tmp_path / "local.html").write_text(local, encoding="utf-8")
@@ -370,7 +401,7 @@ def test_a_small_provider_is_suppressed_not_said_to_have_had_none(tmp_path):
     mine = records[(records["provider_code"] == small) & elective].head(4)
     records = pd.concat([records[records["provider_code"] != small], mine])
     audit = _definition(tmp_path, SPEC, records, wording=WORDS, measures=[
-        MEASURES[2], {**MEASURES[3], "published": True}])
+        MEASURES[2], {**MEASURES[3], "published": True}], publication=SMALL_NUMBERS)
     bundle = write_bundle(tmp_path / "out", run_national(load_config(audit)))
     for audience in ("local", "public"):
         text = _text(_render(load_context(bundle, audience, small), provider_report)[0])
@@ -378,8 +409,11 @@ def test_a_small_provider_is_suppressed_not_said_to_have_had_none(tmp_path):
         assert said == ['had no admissions eligible for this measure (urgency == "emergency") in the period, so it '
                         'has no figures for it.'], (audience, said)
         assert "no eligible admissions" in text  # at a glance, for the emergency measure
-    public = _text(_render(load_context(bundle, "public", small), provider_report)[0])
-    assert "* of * admissions" in public
+    html = _render(load_context(bundle, "public", small), provider_report)[0]
+    assert "* of * admissions" in _text(html)
+    # Under small-numbers-everywhere no count of a public report, a unit result or not, is 1 to 7.
+    (tmp_path / "public.html").write_text(html, encoding="utf-8")
+    assert not check_html(tmp_path / "public.html", 7)[0]
 
 
 def test_a_misspelt_measure_id_is_named_not_an_empty_table(bundle, providers):

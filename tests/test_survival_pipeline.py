@@ -201,7 +201,9 @@ def test_lung_audit_end_to_end(tmp_path):
 
     from auditreport.pipeline import build
 
-    audit = _lung_audit(tmp_path)
+    # Small-numbers-everywhere: the two-patient institution's figures are suppressed (issue #15 made
+    # outcomes-in-full the default; this test exercises suppression of unit results).
+    audit = _lung_audit(tmp_path, publication={"policy": "small-numbers-everywhere"})
     # Move one patient of institution 1 (who died within the outcome window) to an institution of their own, so
     # a one-patient provider goes through every chart and test too.
     records = pd.read_csv(tmp_path / "data" / "records.csv", dtype=str)

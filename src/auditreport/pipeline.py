@@ -26,6 +26,7 @@ from auditreport.execution.report_job import JobResult, ReportJob, safe_name
 from auditreport.files import atomic_write_text
 from auditreport.provenance import code_version, sha256_json
 from auditreport.resources import notebook_dir
+from auditreport.rules.disclosure import LOW_VOLUME_ID
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ def report_jobs(config: AuditConfig, out: Path, providers: Sequence[str] | None 
     bundle = load_bundle(out / BUNDLE_DIR)
     meta, table = bundle.metadata, bundle.indicators
     known = table[table["level"] == "provider"].drop_duplicates("unit_id").set_index("unit_id")["unit_name"]
+    known = known.drop(LOW_VOLUME_ID, errors="ignore")  # a measure's pooled low-volume group has no report
     chosen = list(known.index) if not providers else list(providers)
     unknown = [p for p in chosen if p not in known.index]
     if unknown:

@@ -12,6 +12,13 @@ Which statistic carries an outlier status: only a risk-adjusted measure's headli
 measure's (HQIP: a process measure is judged against its target as it stands). The crude rate of an adjusted
 measure is context (flag ""), and an unadjusted outcome measure carries no status at all; both keep their
 funnel limits only where they are drawn (the headline).
+
+Low volume (issue #15, contract section 4). At each level, the units with fewer of the measure's records than
+``publication.minimum_volume[level]`` (0: none) are also pooled into one extra unit, ``LOW_VOLUME_ID``: their
+records, relabelled, go through the same functions as any unit's (so the pool's figures are exactly those of a
+unit made of those records). The pool carries no status and takes no part in estimating over-dispersion or in
+the range of the funnel curve; its members keep their own rows (the confidential table has every unit's own
+figures; the public one withholds a member's, ``rules.disclosure.withhold_low_volume``).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import pandas as pd
 from auditreport.analysis import survival_monitoring as sm
 from auditreport.config import AuditConfig, Measure
 from auditreport.errors import RiskModelError
+from auditreport.rules.disclosure import LOW_VOLUME_ID
 from auditreport.rules.flags import NOT_ASSESSED, flag_units
 from auditreport.stats import funnel, intervals, riskmodel, standardisation, survival
 from auditreport.stats.overdispersion import (
@@ -78,6 +86,7 @@ class MeasureResult:
     survival_tests: pd.DataFrame | None = None
     details: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    low_volume: dict[str, list[str]] = field(default_factory=dict)  # per level: the units in the pool
 
 
 def compute_measure(config: AuditConfig, measure: Measure, records: pd.DataFrame,
@@ -90,8 +99,51 @@ def compute_measure(config: AuditConfig, measure: Measure, records: pd.DataFrame
     compute = {"proportion": proportion_measure, "mean": mean_measure, "ratio": ratio_measure,
                "survival": survival_measure}[measure.kind]
     result = compute(config, measure, records, providers)
-    result.rows = _typed(result.rows)
+    rows = _typed(result.rows)
+    rows.loc[rows["unit_id"] == LOW_VOLUME_ID, "flag"] = NOT_ASSESSED  # a pool is no unit to judge
+    result.rows = rows
+    result.low_volume = {level: list(units) for level, units in measure_pools(config, measure, records).items()
+                         if len(units)}
     return result
+
+
+def measure_pools(config: AuditConfig, measure: Measure, records: pd.DataFrame) -> dict[str, pd.Index]:
+    """Per level of the measure, the units with records in it but fewer than the level's minimum volume.
+
+    Counted on the measure's included records (its eligible records with an event or value), as a unit's
+    denominator is. A unit with no records has nothing to pool (its report says it had none).
+    """
+    minimum = config.publication.minimum_volume
+    return {level: low_volume_units(records, level, minimum.get(level, 0)) for level in measure.levels}
+
+
+def low_volume_units(records: pd.DataFrame, level: str, minimum: int) -> pd.Index:
+    """The codes of ``level`` with between 1 and ``minimum`` - 1 records (none when ``minimum`` is 0)."""
+    key = LEVEL_KEYS[level]
+    if key is None or minimum <= 0 or key not in records:
+        return pd.Index([], dtype=object)
+    counts = records[key].dropna().astype(str).value_counts()
+    return pd.Index(sorted(counts.index[counts < minimum]), dtype=object)
+
+
+def pooled(records: pd.DataFrame, level: str, members: pd.Index | None) -> pd.DataFrame:
+    """``records`` plus a copy of the ``members``' records relabelled ``LOW_VOLUME_ID`` at ``level``.
+
+    Grouped by the level's code, the result gives every unit as before and the pool as one more unit.
+    """
+    key = LEVEL_KEYS[level]
+    if key is None or members is None or not len(members):
+        return records
+    codes = records[key]
+    pool = records[codes.notna() & codes.astype(str).isin(members)].copy()
+    pool[key] = pd.Series(LOW_VOLUME_ID, index=pool.index, dtype=object)
+    out = pd.concat([records.astype({key: object}), pool])
+    return out
+
+
+def _real(units: pd.Index) -> np.ndarray:
+    """True for every unit but the pool (which takes no part in over-dispersion or the funnel's range)."""
+    return np.asarray(units.astype(str) != LOW_VOLUME_ID, bool)
 
 
 def _typed(rows: pd.DataFrame) -> pd.DataFrame:
@@ -115,7 +167,10 @@ def unit_totals(records: pd.DataFrame, level: str, columns: dict[str, tuple[str,
         out = pd.DataFrame({name: [float(len(records)) if how == "size" else float(records[col].sum())]
                             for name, (col, how) in columns.items()}, index=pd.Index(["national"]))
     else:
-        grouped = records[records[key].notna()].groupby(records[key].astype(str), sort=True, observed=True)
+        # Only the columns summed, without the records' index: a pool's records appear twice (``pooled``).
+        needed = list(dict.fromkeys([key, *(col for col, _ in columns.values())]))
+        sub = records.loc[records[key].notna().to_numpy(), needed].reset_index(drop=True)
+        grouped = sub.groupby(sub[key].astype(str), sort=True, observed=True)
         out = pd.DataFrame({name: (grouped.size() if how == "size" else grouped[col].sum()).astype(float)
                             for name, (col, how) in columns.items()})
         if level == "provider" and providers is not None:
@@ -383,9 +438,12 @@ def proportion_measure(config: AuditConfig, measure: Measure, records: pd.DataFr
     if measure.adjusted:
         columns["expected"] = ("p", "sum")
     rows, curves, od_info = [], [], {}
+    pools = measure_pools(config, measure, records)
     for level in ("national", *measure.levels):
-        totals = unit_totals(records, level, columns, providers)
+        level_records = pooled(records, level, pools.get(level))
+        totals = unit_totals(level_records, level, columns, providers)
         n, o = totals["cases"].to_numpy(float), totals["observed"].to_numpy(float)
+        real = _real(totals.index)
         if measure.adjusted:
             value = np.divide(o, n, out=np.full_like(o, np.nan), where=n > 0)
             ci = (*intervals.wilson(o, n, 0.95), *intervals.wilson(o, n, 0.998))
@@ -394,15 +452,15 @@ def proportion_measure(config: AuditConfig, measure: Measure, records: pd.DataFr
                               flag=NOT_ASSESSED, method="events / records; Wilson score interval (context: the "
                                                         "measure's status is its risk-adjusted rate)"))
             e = totals["expected"].to_numpy(float)
-            od = _ratio_overdispersion(measure.overdispersion, level, o, e)
+            od = _ratio_overdispersion(measure.overdispersion, level, o[real], e[real])
             oe = _labelled(oe_statistics(totals, od, status=level != "national"), measure, "oe_ratio", level)
             rows.append(oe)
-            rows.append(_adjusted_rate_rows(level, totals, records, oe))
+            rows.append(_adjusted_rate_rows(level, totals, level_records, oe, records["p"].to_numpy(float)))
             if level != "national":
                 od_info[level] = od.to_dict()
-                curves.append(_funnel(measure, "oe_ratio", level, "ratio", 1.0, e, od))
+                curves.append(_funnel(measure, "oe_ratio", level, "ratio", 1.0, e[real], od))
         else:
-            od = _proportion_overdispersion(measure.overdispersion, level, o, n, target)
+            od = _proportion_overdispersion(measure.overdispersion, level, o[real], n[real], target)
             rate = rate_statistics(totals, target, od, status=measure.carries_status and level != "national")
             against = f"the standard {target:.4g}" if standard else "the national rate"
             rate["method"] = rate["method"].iat[0].replace("the target", against) + (
@@ -410,7 +468,7 @@ def proportion_measure(config: AuditConfig, measure: Measure, records: pd.DataFr
             rows.append(_labelled(rate, measure, "rate", level))
             if level != "national":
                 od_info[level] = od.to_dict()
-                curves.append(_funnel(measure, "rate", level, "proportion", target, n, od))
+                curves.append(_funnel(measure, "rate", level, "proportion", target, n[real], od))
     table = pd.concat(rows, ignore_index=True)
     result = MeasureResult(
         measure=measure, rows=table, funnels=_concat_funnels(curves), overdispersion=od_info,
@@ -501,19 +559,20 @@ def oe_statistics(totals: pd.DataFrame, overdispersion: Overdispersion | None, r
                       expected=e, value=value, ci=ci, target=1.0, limits=lim, flag=flags, method=method)
 
 
-def _adjusted_rate_rows(level: str, totals: pd.DataFrame, records: pd.DataFrame, oe: pd.DataFrame) -> pd.DataFrame:
+def _adjusted_rate_rows(level: str, totals: pd.DataFrame, records: pd.DataFrame, oe: pd.DataFrame,
+                        p_national: np.ndarray) -> pd.DataFrame:
     """The bounded adjusted rate of every unit: its O, the O/E interval's and limits' O bounds, mapped alike.
 
     For each unit, the logit shift d with sum over its records of expit(logit p_i + d) equal to a count, and
-    the mean of expit(logit p_j + d) over the national records (``stats.standardisation``); a count of 0 maps
-    to 0 and a count of the unit's records (or more) to 1, so the rate and its bounds stay within 0-1.
+    the mean of expit(logit p_j + d) over the national records ``p_national`` (``stats.standardisation``); a
+    count of 0 maps to 0 and a count of the unit's records (or more) to 1, so the rate and its bounds stay
+    within 0-1. ``records`` are the level's (a pool's records appear twice: as their units' and the pool's).
     """
     e = totals["expected"].to_numpy(float)
     counts = {"value": totals["observed"].to_numpy(float)}
     for col in ("lower95", "upper95", "lower998", "upper998", *_LIMITS):
         counts[col] = oe[col].to_numpy(float) * e
     key = LEVEL_KEYS[level]
-    p_national = records["p"].to_numpy(float)
     attributed = records if key is None else records[records[key].notna()]
     groups = (np.full(len(attributed), "national", dtype=object) if key is None
               else attributed[key].astype(str).to_numpy(dtype=object))
@@ -604,19 +663,22 @@ def mean_measure(config: AuditConfig, measure: Measure, records: pd.DataFrame,
     target = float(measure.target) if standard else national_mean
     columns = {"cases": ("y", "size"), "sum": ("y", "sum")}
     rows, curves, od_info = [], [], {}
+    pools = measure_pools(config, measure, records)
     for level in ("national", *measure.levels):
-        units = unit_totals(records, level, columns, providers).index
-        stats = _value_statistics(records, level, units)
+        level_records = pooled(records, level, pools.get(level))
+        units = unit_totals(level_records, level, columns, providers).index
+        stats = _value_statistics(level_records, level, units)
         n = stats["n"].to_numpy(float)
+        real = _real(units)
         od = NONE
-        if measure.carries_status and level != "national" and (n > 0).sum() >= 2 and sd > 0:
+        if measure.carries_status and level != "national" and (n[real] > 0).sum() >= 2 and sd > 0:
             method = "multiplicative" if measure.overdispersion == "shmi" else measure.overdispersion
-            od = estimate_mean(stats["mean"].to_numpy(float), n, target, sd, method)
+            od = estimate_mean(stats["mean"].to_numpy(float)[real], n[real], target, sd, method)
         rows += _value_rows(measure, level, stats, measure.carries_status, target, sd, od)
         if level != "national":
             od_info[level] = od.to_dict()
             if measure.carries_status:
-                curves.append(_funnel(measure, "mean", level, "mean", target, n, od, sd=sd))
+                curves.append(_funnel(measure, "mean", level, "mean", target, n[real], od, sd=sd))
     table = pd.concat(rows, ignore_index=True)
     against = (f"the standard {target:.4g}" if standard else "the national mean")
     method = (f"mean against {against}: normal funnel limits with the national standard deviation"
@@ -649,19 +711,22 @@ def ratio_measure(config: AuditConfig, measure: Measure, records: pd.DataFrame,
     sd = float(y.std(ddof=1)) if len(y) > 1 else np.nan
     columns = {"cases": ("y", "size"), "sum": ("y", "sum"), "expected": ("mu", "sum")}
     rows, curves, od_info = [], [], {}
+    pools = measure_pools(config, measure, records)
     for level in ("national", *measure.levels):
-        totals = unit_totals(records, level, columns, providers)
+        level_records = pooled(records, level, pools.get(level))
+        totals = unit_totals(level_records, level, columns, providers)
         n, o, e = (totals[c].to_numpy(float) for c in ("cases", "sum", "expected"))
-        od = _ratio_overdispersion(measure.overdispersion, level, o, e)
+        real = _real(totals.index)
+        od = _ratio_overdispersion(measure.overdispersion, level, o[real], e[real])
         totals = totals.rename(columns={"sum": "observed"})
         rows.append(_labelled(oe_statistics(totals, od, "limits", status=level != "national",
                                             note=f"{spec.family} GLM (log link) expected values; "),
                               measure, "oe_ratio", level))
-        rows += _value_rows(measure, level, _value_statistics(records, level, totals.index), False,
+        rows += _value_rows(measure, level, _value_statistics(level_records, level, totals.index), False,
                             national_mean, sd, None)
         if level != "national":
             od_info[level] = od.to_dict()
-            curves.append(_funnel(measure, "oe_ratio", level, "ratio", 1.0, e, od))
+            curves.append(_funnel(measure, "oe_ratio", level, "ratio", 1.0, e[real], od))
     table = pd.concat(rows, ignore_index=True)
     mu = records["mu"].to_numpy(float)
     result = MeasureResult(
@@ -692,7 +757,8 @@ def survival_measure(config: AuditConfig, measure: Measure, records: pd.DataFram
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    rows, km = _km_rows(measure, records, providers)
+    pools = measure_pools(config, measure, records)
+    rows, km = _km_rows(measure, records, providers, pools)
     timings["kaplan_meier"] = round(time.perf_counter() - started, 3)
     t0 = time.perf_counter()
     tests = sm.survival_tests(km, records)
@@ -714,16 +780,18 @@ def survival_measure(config: AuditConfig, measure: Measure, records: pd.DataFram
         timings["cox"] = cox_info["seconds"]
         patients = patients.join(records[["consultant_code"]])
         for level in ("national", *measure.levels):
-            totals = unit_totals(patients, level, {"cases": ("event", "size"), "observed": ("event", "sum"),
-                                                   "expected": ("cox_expected", "sum")}, providers)
+            totals = unit_totals(pooled(patients, level, pools.get(level)), level,
+                                 {"cases": ("event", "size"), "observed": ("event", "sum"),
+                                  "expected": ("cox_expected", "sum")}, providers)
             o, e, n = (totals[c].to_numpy(float) for c in ("observed", "expected", "cases"))
-            od = _ratio_overdispersion(measure.overdispersion, level, o, e)
+            real = _real(totals.index)
+            od = _ratio_overdispersion(measure.overdispersion, level, o[real], e[real])
             rows.append(_labelled(oe_statistics(totals, od, status=level != "national",
                                                 note="Cox PH (national) expected deaths over follow-up; "),
                                   measure, "cox_oe_ratio", level))
             if level != "national":
                 od_info[level] = od.to_dict()
-                curves.append(_funnel(measure, "cox_oe_ratio", level, "ratio", 1.0, e, od))
+                curves.append(_funnel(measure, "cox_oe_ratio", level, "ratio", 1.0, e[real], od))
         model = {"cox": {k: v for k, v in cox_info.items()} | {"model": cox.to_dict()}, "family": "cox"}
     table = pd.concat(rows, ignore_index=True)
     last = f"survival_{max(measure.horizons)}d"
@@ -746,8 +814,11 @@ def survival_measure(config: AuditConfig, measure: Measure, records: pd.DataFram
     return result
 
 
-def _km_rows(measure: Measure, records: pd.DataFrame, providers: pd.Index) -> tuple[list[pd.DataFrame], pd.DataFrame]:
+def _km_rows(measure: Measure, records: pd.DataFrame, providers: pd.Index,
+             pools: dict[str, pd.Index] | None = None) -> tuple[list[pd.DataFrame], pd.DataFrame]:
     """Kaplan-Meier survival at the horizons per unit of each level and nationally, and the curves to plot.
+
+    ``pools`` gives each level's low-volume units, whose records also make the pooled unit's figures.
 
     Survival at the horizons comes from :func:`stats.survival.survival_at_by_group` (every unit of a level in one
     pass); curves (the ``km`` table) are drawn nationally and per provider, a consultant has its figures only.
@@ -765,7 +836,8 @@ def _km_rows(measure: Measure, records: pd.DataFrame, providers: pd.Index) -> tu
     out = []
     for level in ("national", *measure.levels):
         key = LEVEL_KEYS[level]
-        sub = records if key is None else records[records[key].notna()]
+        level_records = pooled(records, level, (pools or {}).get(level))
+        sub = level_records if key is None else level_records[level_records[key].notna()]
         if sub.empty:
             continue
         groups = (np.full(len(sub), "national", dtype=object) if key is None

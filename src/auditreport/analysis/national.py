@@ -34,7 +34,7 @@ from auditreport.data.measures import check_measures, measure_records
 from auditreport.data.validation import CONSULTANT_COLUMNS, ValidatedData, load_validated
 from auditreport.errors import DataValidationError
 from auditreport.provenance import code_version, now_utc
-from auditreport.rules.disclosure import suppress_indicators
+from auditreport.rules.disclosure import LOW_VOLUME_ID, POLICIES, suppress_indicators, withhold_low_volume
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,7 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
     table = indicator_table(config, [r.rows for r in results], patients, validated.consultants)
     # Disclosure control runs here, once, so every public report and the open data show one table; an internal
     # measure (published: false) is never in it.
-    public = suppress_indicators(table, config.suppression_threshold)
-    public = public[public["measure"].isin([m.id for m in config.measures if m.published])].reset_index(drop=True)
+    public = public_indicators(config, table, results)
     timings["indicator_table_and_disclosure"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     quality = data_quality(config, patients)
@@ -130,8 +129,7 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
     metadata.update({
         "wording": config.wording.to_dict(),
         "measures": [measure_metadata(r, cusum.get(r.measure.id)) for r in results],
-        "publication": {"suppression_threshold": config.suppression_threshold,
-                        "publish_consultants": config.publish_consultants},
+        "publication": publication_metadata(config),
         "breakdowns": {"cells_suppressed": breakdowns.cells_suppressed, "notes": breakdowns.notes},
         "warnings": validated.warnings,
         "timings": timings,
@@ -244,6 +242,9 @@ def indicator_table(config: AuditConfig, rows: list[pd.DataFrame], patients: pd.
         is_consultant = table["level"] == "consultant"
         table.loc[is_consultant, "unit_name"] = (table.loc[is_consultant, "unit_id"].map(names)
                                                  .fillna(table.loc[is_consultant, "unit_id"]).astype(str))
+    for level in ("provider", "consultant"):
+        table.loc[(table["level"] == level) & (table["unit_id"] == LOW_VOLUME_ID), "unit_name"] = pool_name(config,
+                                                                                                             level)
     consultants = patients.dropna(subset=["consultant_code", "provider_code"])
     parent = _most_common(consultants["consultant_code"].astype(str), consultants["provider_code"].astype(str))
     table["parent_id"] = np.where(table["level"] == "consultant", table["unit_id"].map(parent), "")
@@ -285,6 +286,42 @@ def provider_notes_table(validated: ValidatedData) -> pd.DataFrame:
         given = frame.set_index("provider_code")[column] if frame is not None else pd.Series(dtype=object)
         notes[column] = codes.map(given).fillna("").astype(str)
     return notes
+
+
+def public_indicators(config: AuditConfig, table: pd.DataFrame, results: list[MeasureResult]) -> pd.DataFrame:
+    """The indicator table as published: each measure suppressed by its policy, low-volume units withheld.
+
+    Columns: the indicator table's, ``suppressed`` (withheld by the small-numbers rule), ``policy`` (the
+    measure's effective publication policy) and ``low_volume`` (the unit is below the measure's minimum
+    volume at its level: its figures are in the pool ``low-volume``). Published measures only.
+    """
+    members = {(r.measure.id, level, unit) for r in results for level, units in r.low_volume.items()
+               for unit in units}
+    keys = zip(table["measure"], table["level"], table["unit_id"], strict=True)
+    low = np.fromiter(((m, lv, u) in members for m, lv, u in keys), bool, count=len(table))
+    policies = config.measure_policies
+    public = suppress_indicators(table.assign(low_volume=low), config.suppression_threshold, policies)
+    public = withhold_low_volume(public)
+    public["policy"] = public["measure"].map(policies).astype(object)
+    public = public[public["measure"].isin([m.id for m in config.measures if m.published])]
+    return public[[*INDICATOR_COLUMNS, "suppressed", "policy", "low_volume"]].reset_index(drop=True)
+
+
+def publication_metadata(config: AuditConfig) -> dict[str, Any]:
+    """The metadata's ``publication`` block: the policy of the audit and of each measure, with every
+    preset's rationale, the threshold, the minimum volumes and whether consultants are published."""
+    pub = config.publication
+    return {"policy": pub.policy, "suppression_threshold": pub.threshold,
+            "minimum_volume": dict(pub.minimum_volume), "publish_consultants": pub.publish_consultants,
+            "measure_policies": config.measure_policies,
+            "policies": {name: p.rationale for name, p in POLICIES.items()}}
+
+
+def pool_name(config: AuditConfig, level: str) -> str:
+    """The name of a level's pooled low-volume group: "Low-volume hospitals (fewer than 10 admissions)"."""
+    minimum = config.publication.minimum_volume.get(level, 0)
+    units = config.wording.providers if level == "provider" else f"{level}s"
+    return f"Low-volume {units} (fewer than {minimum} {config.wording.activity})"
 
 
 def exclusion_table(selected: dict[str, Any], results: list[MeasureResult]) -> pd.DataFrame:

@@ -18,8 +18,10 @@ import pandas as pd
 from pandas.api import types
 
 #: Version of the bundle format this code writes and reads (1: the first versioned format; 2: measures, issue
-#: #14: rows per measure and statistic, ``measure`` in every per-measure table, the exclusions table; 3: issue
-#: #15: publication policy, named consultants and provider notes, the public breakdown tables).
+#: #14: rows per measure and statistic, ``measure`` in every per-measure table, the exclusions table; 3: issue #15:
+#: publication policies and low volume (pooled ``low-volume`` units, ``policy`` and ``low_volume`` in
+#: ``indicators_public``, the metadata's ``publication`` block), named consultants and provider notes, the public
+#: breakdown tables).
 FORMAT_VERSION = 3
 
 #: Column kinds and the pandas dtypes each accepts. "text" is str values (NaN/NA allowed for a missing code).
@@ -59,8 +61,10 @@ class TableSchema:
 TABLES: dict[str, TableSchema] = {t.name: t for t in (
     TableSchema("indicators", "every unit's indicators, intervals, funnel limits and flags (full counts)",
                 dict(_INDICATOR_COLUMNS)),
-    TableSchema("indicators_public", "the indicator table after disclosure control (small counts blanked), published measures only",
-                {**_INDICATOR_COLUMNS, "suppressed": "bool"}),
+    TableSchema("indicators_public", "the indicator table as published: each measure's publication policy applied "
+                "(small counts blanked where it suppresses), low-volume units' figures withheld (in the pool "
+                "'low-volume'), published measures only",
+                {**_INDICATOR_COLUMNS, "suppressed": "bool", "policy": "text", "low_volume": "bool"}),
     TableSchema("funnels", "smooth 95% and 99.8% funnel limit curves per measure, statistic and level",
                 {"measure": "text", "statistic": "text", "level": "text", "x": "float", "lower95": "float",
                  "upper95": "float", "lower998": "float", "upper998": "float", "target": "float"}),

@@ -31,10 +31,11 @@ from auditreport.config.measures import (
 )
 from auditreport.config.yaml_reader import Reader
 from auditreport.errors import ConfigError
+from auditreport.rules.disclosure import OUTCOMES_IN_FULL, POLICIES
 from auditreport.stats.riskmodel import RiskFactor, RiskFactorError
 
 __all__ = ["AuditConfig", "DIRECTIONS", "LEVELS", "MEASURE_KINDS", "OVERDISPERSION_METHODS", "Measure",
-           "MeasureRiskModel", "RiskFactorColumn", "RiskFactorWording", "STANDARD_COLUMNS", "Wording",
+           "MeasureRiskModel", "PublicationSettings", "RiskFactorColumn", "RiskFactorWording", "STANDARD_COLUMNS", "Wording",
            "load_config"]
 
 #: Fields of the normalised patient table and whether an audit must map them.
@@ -93,6 +94,27 @@ class Wording:
         return {**asdict(self), "national_unit_name": self.national_unit_name}
 
 
+#: Default minimum volume per level: a consultant with fewer records in a measure than this is shown in the
+#: measure's pooled low-volume group, not on their own (as SCTS/NACSA publish surgeons); providers are all shown.
+DEFAULT_MINIMUM_VOLUME = {"provider": 0, "consultant": 10}
+
+
+@dataclass(frozen=True)
+class PublicationSettings:
+    """What may be published and how (``publication:`` in the definition; contract section 1).
+
+    ``policy`` names the audit's publication policy (``rules.disclosure.POLICIES``; a measure may override it
+    with ``publication_policy``); ``threshold`` the largest count suppressed where the policy suppresses;
+    ``minimum_volume`` the records a unit needs in a measure to be shown on its own, per level (provider,
+    consultant; 0: every unit); ``publish_consultants`` whether consultant results are public.
+    """
+
+    policy: str = OUTCOMES_IN_FULL
+    threshold: int = 7
+    minimum_volume: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MINIMUM_VOLUME))
+    publish_consultants: bool = False
+
+
 @dataclass(frozen=True)
 class AuditConfig:
     """A validated audit definition."""
@@ -113,8 +135,7 @@ class AuditConfig:
     measures: tuple[Measure, ...]  # in declaration order, ids unique
     wording: Wording
     overdispersion: str  # the audit's default (limits.overdispersion); each measure has its own
-    suppression_threshold: int
-    publish_consultants: bool
+    publication: PublicationSettings
     contact: str
     raw: dict[str, Any]
     cusum_h: float | None = None  # RA-CUSUM control limit fixed by configuration, or None to simulate
@@ -124,6 +145,25 @@ class AuditConfig:
     consultants_file: Path | None = None  # named consultants (data.consultants; README, "Named consultants")
     statements_file: Path | None = None  # providers' statements, their right to respond (data.statements)
     validation_file: Path | None = None  # the date each provider signed off its data (data.validation)
+
+    @property
+    def suppression_threshold(self) -> int:
+        """Counts from 1 to this are suppressed where the policy suppresses (``publication.threshold``)."""
+        return self.publication.threshold
+
+    @property
+    def publish_consultants(self) -> bool:
+        """Whether consultant results are public (``publication.publish_consultants``)."""
+        return self.publication.publish_consultants
+
+    def measure_policy(self, measure_id: str) -> str:
+        """A measure's effective publication policy: its own ``publication_policy``, else the audit's."""
+        return self.measure(measure_id).publication_policy or self.publication.policy
+
+    @property
+    def measure_policies(self) -> dict[str, str]:
+        """Every measure's effective publication policy, by id (what ``suppress_indicators`` takes)."""
+        return {m.id: m.publication_policy or self.publication.policy for m in self.measures}
 
     @property
     def factor_names(self) -> list[str]:
@@ -269,13 +309,7 @@ def load_config(path: str | Path) -> AuditConfig:
                                  overdispersion=overdispersion)
     measures = _measures(r, raw, measure_ctx)
 
-    pub = r.mapping(raw, "publication", "", required=False,
-                    allowed={"suppression_threshold", "publish_consultants"})
-    threshold = r.get(pub, "suppression_threshold", "publication", int, required=False, default=7)
-    if threshold < 0:
-        raise r.fail("publication.suppression_threshold", f"must be 0 or more, got {threshold}")
-    publish_consultants = r.get(pub, "publish_consultants", "publication", bool, required=False,
-                                default=False)
+    publication = _publication(r, raw)
 
     cusum_h, cusum_arl = _monitoring(r, raw)
 
@@ -285,10 +319,38 @@ def load_config(path: str | Path) -> AuditConfig:
         extract_date=extract_date, columns=columns, risk_factors=tuple(factors),
         risk_factor_columns=factor_columns, risk_factor_wording=factor_wording, measures=measures,
         wording=_wording(r, raw), overdispersion=overdispersion,
-        suppression_threshold=threshold, publish_consultants=publish_consultants,
+        publication=publication,
         contact=r.get(audit, "contact", "audit", str, required=False, default=""), raw=raw,
         cusum_h=cusum_h, cusum_arl=cusum_arl, **_notebooks(r, raw, path), **optional_files,
     )
+
+
+def _publication(r: Reader, raw: dict) -> PublicationSettings:
+    """The ``publication:`` section: policy, suppression threshold, minimum volume per level, consultants.
+
+    The policy is one of ``rules.disclosure.POLICIES`` (the README's "Publication policy" gives each one's
+    rationale and source); minimum volumes are whole numbers of records, 0 or more, per level.
+    """
+    pub = r.mapping(raw, "publication", "", required=False,
+                    allowed={"policy", "suppression_threshold", "minimum_volume", "publish_consultants"})
+    policy = r.get(pub, "policy", "publication", str, required=False, default=OUTCOMES_IN_FULL)
+    if policy not in POLICIES:
+        raise r.fail("publication.policy", f"must be one of {', '.join(POLICIES)}, got {policy!r} (the README's "
+                                           "'Publication policy' says what each publishes)")
+    threshold = r.get(pub, "suppression_threshold", "publication", int, required=False, default=7)
+    if threshold < 0:
+        raise r.fail("publication.suppression_threshold", f"must be 0 or more, got {threshold}")
+    volumes = r.mapping(pub, "minimum_volume", "publication", required=False, allowed=set(DEFAULT_MINIMUM_VOLUME))
+    minimum = {}
+    for level, default in DEFAULT_MINIMUM_VOLUME.items():
+        value = r.get(volumes, level, "publication.minimum_volume", int, required=False, default=default)
+        if value < 0:
+            raise r.fail(f"publication.minimum_volume.{level}", f"must be a whole number of records, 0 or more "
+                                                                f"(0: every {level} shown on its own), got {value}")
+        minimum[level] = value
+    publish_consultants = r.get(pub, "publish_consultants", "publication", bool, required=False, default=False)
+    return PublicationSettings(policy=policy, threshold=threshold, minimum_volume=minimum,
+                               publish_consultants=publish_consultants)
 
 
 def _measures(r: Reader, raw: dict, ctx: MeasureContext) -> tuple[Measure, ...]:

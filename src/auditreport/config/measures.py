@@ -21,6 +21,7 @@ from typing import Any
 
 from auditreport.config.expressions import ExpressionError, parse_expression
 from auditreport.config.yaml_reader import Reader
+from auditreport.rules.disclosure import POLICIES
 
 MEASURE_KINDS = ("proportion", "mean", "ratio", "survival")
 DIRECTIONS = ("lower_is_better", "higher_is_better")
@@ -32,7 +33,8 @@ CI_TRANSFORMS = ("log", "log-log", "plain")
 FAMILIES = {"proportion": ("binomial",), "ratio": ("poisson", "gamma"), "survival": ("cox",)}
 
 #: The statistic that carries a measure's status (or, with none, leads its row): see :attr:`Measure.headline`.
-_KEYS_COMMON = {"id", "label", "description", "kind", "type", "direction", "levels", "published"}
+_KEYS_COMMON = {"id", "label", "description", "kind", "type", "direction", "levels", "published",
+                "publication_policy"}
 _KEYS_BY_KIND = {
     "proportion": {"event", "death_within_days", "eligible", "target", "overdispersion", "risk_model", "monitoring"},
     "mean": {"value", "value_unit", "eligible", "target", "overdispersion"},
@@ -79,6 +81,7 @@ class Measure:
     published: bool = True
     horizons: tuple[int, ...] = ()
     ci_transform: str = "log-log"
+    publication_policy: str | None = None  # overrides publication.policy for this measure (None: the audit's)
 
     @property
     def adjusted(self) -> bool:
@@ -185,6 +188,7 @@ def _measure(r: Reader, item: dict, i: int, ctx: MeasureContext) -> Measure:
         "kind": kind, "type": mtype, "direction": direction, "risk_model": risk,
         "levels": _levels(r, item, where, ctx),
         "published": r.get(item, "published", where, bool, required=False, default=True),
+        "publication_policy": _publication_policy(r, item, where),
     }
     if kind in ("proportion", "mean", "ratio"):
         values["eligible"] = _expression(r, item, "eligible", where, required=False)
@@ -274,6 +278,15 @@ def _levels(r: Reader, item: dict, where: str, ctx: MeasureContext) -> tuple[str
         if level == "consultant" and not ctx.has_consultants:
             raise r.fail(f"{where}.levels[{j}]", "consultant results need columns.consultant_code")
     return tuple(level for level in LEVELS if level in levels)
+
+
+def _publication_policy(r: Reader, item: dict, where: str) -> str | None:
+    """A measure's own publication policy (``rules.disclosure.POLICIES``), or None to follow the audit's."""
+    policy = r.get(item, "publication_policy", where, str, required=False)
+    if policy is not None and policy not in POLICIES:
+        raise r.fail(f"{where}.publication_policy", f"must be one of {', '.join(POLICIES)}, got {policy!r} "
+                                                    "(leave it out to follow publication.policy)")
+    return policy
 
 
 def _overdispersion(r: Reader, item: dict, where: str, default: str) -> str:

@@ -13,7 +13,7 @@ Disclosure decisions are made before a block is built (by the section builders t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from matplotlib.figure import Figure
@@ -22,9 +22,14 @@ from matplotlib.figure import Figure
 
 @dataclass(frozen=True)
 class Count:
-    """A count of patients or events inside a sentence, marked for the disclosure checker (``data-count``)."""
+    """A count of patients or events inside a sentence, marked for the disclosure checker (``data-count``).
+
+    ``measure`` is the id of the measure whose unit result the count is (a unit's events or records in the
+    measure): marked ``data-count-measure`` too, so the checker follows that measure's publication policy.
+    """
 
     text: str
+    measure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,8 @@ class Table:
 
     ``numeric`` and ``counts`` are column positions: both are right-aligned, and cells of ``counts``
     columns (counts of patients or events) carry ``data-count`` so the disclosure checker finds every
-    count in what was written, whatever the column is called.
+    count in what was written, whatever the column is called. ``count_measures`` maps a count column to
+    the measure whose unit results it counts (``data-count-measure``; contract section 5).
     """
 
     headers: tuple[str, ...]
@@ -86,13 +92,15 @@ class Table:
     numeric: tuple[int, ...] = ()
     counts: tuple[int, ...] = ()
     css_class: str = "data"
+    count_measures: dict[int, str] = field(default_factory=dict)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Inline]], *, caption: str = "",
-          numeric: Sequence[int] = (), counts: Sequence[int] = (), css_class: str = "data") -> Table:
+          numeric: Sequence[int] = (), counts: Sequence[int] = (), css_class: str = "data",
+          count_measures: Mapping[int, str] | None = None) -> Table:
     """A :class:`Table` from lists (cells that are numbers become their ``str``)."""
     return Table(tuple(headers), tuple(tuple(c if isinstance(c, Inline) else str(c) for c in row) for row in rows),
-                 caption, tuple(numeric), tuple(counts), css_class)
+                 caption, tuple(numeric), tuple(counts), css_class, dict(count_measures or {}))
 
 
 @dataclass(frozen=True)

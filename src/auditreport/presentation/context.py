@@ -17,7 +17,14 @@ import pandas as pd
 
 from auditreport.bundle import Bundle, load_bundle
 from auditreport.presentation import figures
-from auditreport.rules.disclosure import format_count, is_small, suppress_group
+from auditreport.rules.disclosure import (
+    LOW_VOLUME_ID,
+    SMALL_NUMBERS_EVERYWHERE,
+    format_count,
+    is_small,
+    policy_suppresses,
+    suppress_group,
+)
 
 AUDIENCES = ("local", "public")
 AUDIENCE_LABEL = {"local": "Confidential: local feedback", "public": "For publication"}
@@ -281,13 +288,50 @@ class ReportContext:
 
     # Disclosure decisions, all by auditreport.rules.disclosure --------------------------------------------
 
-    def count_text(self, value: float | None, hidden: bool = False) -> str:
-        """A count as this audience may read it: in public, ``*`` when small or ``hidden`` as a complement."""
-        return format_count(value, self.threshold, self.public, hidden)
+    def measure_policy(self, measure_id: str) -> str:
+        """A measure's effective publication policy (``metadata["publication"]["measure_policies"]``).
 
-    def withheld(self, *counts: float) -> bool:
-        """Whether statistics resting on these counts are withheld: public, and any count is small."""
-        return self.public and bool(is_small(list(counts), self.threshold).any())
+        A measure the metadata does not name follows the audit's policy; with none recorded, the conservative
+        ``small-numbers-everywhere``.
+
+        >>> ctx.measure_policy("mortality") in ("outcomes-in-full", "small-numbers-everywhere")
+        True
+        """
+        pub = self.meta.get("publication") or {}
+        return (pub.get("measure_policies") or {}).get(measure_id) or pub.get("policy") or SMALL_NUMBERS_EVERYWHERE
+
+    def suppresses(self, measure_id: str | None) -> bool:
+        """Whether a public report suppresses small counts of this measure's unit results (``None``: a breakdown
+        count, always suppressed)."""
+        return measure_id is None or policy_suppresses(self.measure_policy(measure_id))
+
+    def count_text(self, value: float | None, hidden: bool = False, measure: str | None = None) -> str:
+        """A count as this audience may read it: in public, ``*`` when small or ``hidden`` as a complement.
+
+        ``measure`` names the measure whose unit result the count is: its publication policy then decides
+        (under ``outcomes-in-full`` the count is shown in full; a blank, withheld one is still ``*``). Without
+        it the count is a breakdown's, suppressed under every policy.
+        """
+        threshold = self.threshold if self.suppresses(measure) else 0
+        return format_count(value, threshold, self.public, hidden)
+
+    def withheld(self, *counts: float, measure: str | None = None) -> bool:
+        """Whether statistics resting on these counts are withheld: public, the measure's policy (or a breakdown)
+        suppresses, and any count is small."""
+        return self.public and self.suppresses(measure) and bool(is_small(list(counts), self.threshold).any())
+
+    def low_volume(self, level: str, unit: str | None, measure_id: str) -> bool:
+        """Whether this unit is below the measure's minimum volume, so that its result is published only in the
+        measure's pooled low-volume group (read from the public table, whatever this report's audience)."""
+        t = self.bundle.indicators_public
+        if "low_volume" not in t:
+            return False
+        rows = t[(t["level"] == level) & (t["unit_id"] == unit) & (t["measure"] == measure_id)]
+        return bool(rows["low_volume"].any()) and unit != LOW_VOLUME_ID
+
+    def minimum_volume(self, level: str) -> int:
+        """The records a unit of ``level`` needs in a measure to be published on its own (0: every unit)."""
+        return int(((self.meta.get("publication") or {}).get("minimum_volume") or {}).get(level, 0))
 
     def hidden_cells(self, counts: Mapping[Hashable, float]) -> set:
         """The cells of an additive group (cells adding up to a published total) to hide in public.

@@ -15,7 +15,7 @@ from auditreport.presentation import figures
 from auditreport.presentation.blocks import Chart, Flag, Inline, chart
 from auditreport.presentation.context import ReportContext
 from auditreport.presentation.formatting import num, pct
-from auditreport.rules.disclosure import SUPPRESSED
+from auditreport.rules.disclosure import LOW_VOLUME_ID, SUPPRESSED
 from auditreport.rules.flags import flag_words
 
 #: Statistics written as percentages; the others are ratios or values in the measure's unit.
@@ -112,6 +112,9 @@ def status_sentence(ctx: ReportContext, measure: dict, row: pd.Series) -> str:
     if not measure.get("carries_status"):
         return (f"{measure['label']} is not risk-adjusted, so no outlier status is given: differences between "
                 f"{ctx.wording['providers']} may reflect the {ctx.wording['activity']} they treat.")
+    if bool(row.get("low_volume", False)):
+        return (f"Its {label} is not shown on its own: it had fewer {ctx.wording['activity']} than the minimum "
+                "volume, so its result is in the pooled low-volume group.")
     if bool(row.get("suppressed", False)) or row["value"] != row["value"]:
         return (f"Its {label} is not shown because it involves small numbers, or could be used with other "
                 "published figures to work them out.")
@@ -170,7 +173,7 @@ def funnel_chart(ctx: ReportContext, measure_id: str, level: str = "provider",
     if statistic in set(curve["statistic"]):
         curve = curve[curve["statistic"] == statistic]
     units = ctx.measure_table(measure_id, level, statistic)
-    units = units[units["value"].notna()]
+    units = units[units["value"].notna() & (units["unit_id"] != LOW_VOLUME_ID)]  # a pool is no unit to place
     x, xlabel, x_words = _funnel_axis(ctx, measure, statistic)
     percent = is_percent(statistic)
     target = float(curve["target"].iat[0]) if len(curve) else float(units["target"].iat[0])
@@ -200,10 +203,12 @@ def _plural(ctx: ReportContext, level: str) -> str:
 
 
 def hidden_units(ctx: ReportContext, measure_id: str, level: str = "provider") -> int:
-    """How many units of a level have no value to plot (suppressed in public, or no eligible records)."""
+    """How many units of a level have no value to plot (suppressed or below the minimum volume in public, or no
+    eligible records)."""
     measure = ctx.measure(measure_id)
     statistic = funnel_statistic(ctx, measure, level) or measure["headline"]
-    return int(ctx.measure_table(measure_id, level, statistic)["value"].isna().sum())
+    t = ctx.measure_table(measure_id, level, statistic)
+    return int(t.loc[t["unit_id"] != LOW_VOLUME_ID, "value"].isna().sum())
 
 
 def no_eligible_records(rows: pd.DataFrame) -> bool:

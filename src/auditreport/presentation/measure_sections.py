@@ -27,6 +27,7 @@ from auditreport.presentation.measure_parts import (
     funnel_statistic,
     hidden_units,
     interval_text,
+    lower_first,
     no_eligible_records,
     range_text,
     statistic_label,
@@ -41,7 +42,10 @@ from auditreport.presentation.survival_sections import (
     monitoring_section,
     survival_section,
 )
-from auditreport.rules.disclosure import SUPPRESSED
+from auditreport.rules.disclosure import LOW_VOLUME_ID, SUPPRESSED
+
+#: What a public table shows for a unit below the minimum volume in place of its value.
+IN_POOL = "In the low-volume group"
 
 
 def measure_section(ctx: ReportContext, measure_id: str) -> Section | None:
@@ -62,6 +66,9 @@ def measure_section(ctx: ReportContext, measure_id: str) -> Section | None:
     rows = ctx.unit_rows("provider", ctx.provider, measure_id)
     if rows.empty:
         return None
+    if ctx.public and ctx.low_volume("provider", ctx.provider, measure_id):
+        return section(measure["label"], _description(measure), low_volume_reading(ctx, measure, rows),
+                       exclusions_note(ctx, measure_id))
     if measure["kind"] == "survival":
         if not has_follow_up(ctx, measure_id):
             return None
@@ -90,6 +97,30 @@ def none_eligible(ctx: ReportContext, measure: dict) -> Paragraph:
                      "period, so it has no figures for it.", css_class="lead")
 
 
+def low_volume_reading(ctx: ReportContext, measure: dict, rows: pd.DataFrame) -> Paragraph:
+    """A public report's reading of a measure this provider had too few records in to be shown on its own:
+    its records, the minimum, and the pooled low-volume group its result is published in (with the group's
+    headline where it is published: a group of one provider is not, being that provider's result)."""
+    words = ctx.wording
+    mid = measure["id"]
+    minimum = ctx.minimum_volume("provider")
+    records = rows["denominator"].iloc[0]
+    pool = ctx.unit_rows("provider", LOW_VOLUME_ID, mid)
+    name = str(pool["unit_name"].iloc[0]) if len(pool) else f"low-volume {words['providers']}"
+    parts: list = [f"{ctx.provider_name} had ", Count(ctx.count_text(records, measure=mid), mid),
+                   f" {words['activity']} in this measure, fewer than the {minimum} a {words['provider']} needs "
+                   f"for its result to be published on its own. Its {words['activity']} are counted in the pooled "
+                   f"group “{name}”, shown with every {words['provider']} in the national report"]
+    head = measure["headline"]
+    if head in pool.index and pool.loc[head, "value"] == pool.loc[head, "value"]:
+        r = pool.loc[head]
+        parts.append(f": the group's {lower_first(statistic_label(measure, head))} is "
+                     f"{value_text(measure, head, r['value'])} (95% interval {interval_text(measure, head, r)}).")
+    else:
+        parts.append(f"; the group's figures are not published either, as it holds only this {words['provider']}.")
+    return paragraph(*parts, css_class="lead")
+
+
 def _description(measure: dict) -> Paragraph | None:
     return paragraph(measure["description"], css_class="note") if measure.get("description") else None
 
@@ -101,8 +132,10 @@ def reading(ctx: ReportContext, measure: dict, rows: pd.DataFrame, national: pd.
     against = f"{words['national_unit_name']}"
     if kind == "proportion" and "rate" in rows.index:
         r, n = rows.loc["rate"], national.loc["rate"]
-        parts: list = [f"{ctx.provider_name}: ", Count(ctx.count_text(r["numerator"], bool(r["suppressed"]))),
-                       " of ", Count(ctx.count_text(r["denominator"])),
+        mid = measure["id"]
+        parts: list = [f"{ctx.provider_name}: ",
+                       Count(ctx.count_text(r["numerator"], bool(r["suppressed"]), measure=mid), mid),
+                       " of ", Count(ctx.count_text(r["denominator"], measure=mid), mid),
                        f" {words['activity']} ({pct(r['value'])}) against {pct(n['value'])} for {against}."]
         if measure.get("adjusted") and "oe_ratio" in rows.index:
             oe = rows.loc["oe_ratio"]
@@ -115,7 +148,8 @@ def reading(ctx: ReportContext, measure: dict, rows: pd.DataFrame, national: pd.
         stat = "mean" if "mean" in rows.index else measure["headline"]
         r, n = rows.loc[stat], national.loc[stat]
         parts = [f"{ctx.provider_name}: {statistic_label(measure, stat).split(' (')[0].lower()} "
-                 f"{value_text(measure, stat, r['value'])} over ", Count(ctx.count_text(r["denominator"])),
+                 f"{value_text(measure, stat, r['value'])} over ",
+                 Count(ctx.count_text(r["denominator"], measure=measure["id"]), measure["id"]),
                  f" {words['activity']}, against {value_text(measure, stat, n['value'])} for {against}"]
         if "median" in rows.index:
             parts.append(f"; median {value_text(measure, 'median', rows.loc['median', 'value'])} against "
@@ -124,7 +158,7 @@ def reading(ctx: ReportContext, measure: dict, rows: pd.DataFrame, national: pd.
         if kind == "ratio" and "oe_ratio" in rows.index:
             oe = rows.loc["oe_ratio"]
             unit = measure.get("value_unit") or "in total"
-            if not ctx.withheld(r["denominator"]) and oe["observed"] == oe["observed"]:
+            if not ctx.withheld(r["denominator"], measure=measure["id"]) and oe["observed"] == oe["observed"]:
                 parts.append(f" Observed {oe['observed']:,.0f} {unit} against {oe['expected']:,.1f} expected from "
                              f"the national model given its case mix: observed / expected {num(oe['value'])}.")
         return paragraph(*parts, css_class="lead")
@@ -133,6 +167,10 @@ def reading(ctx: ReportContext, measure: dict, rows: pd.DataFrame, national: pd.
 
 def caveat(ctx: ReportContext, measure: dict, rows: pd.DataFrame) -> Paragraph | None:
     """Where figures are withheld (public), or small numbers make the result imprecise."""
+    if not ctx.public and ctx.low_volume("provider", ctx.provider, measure["id"]):
+        return paragraph(f"With fewer than {ctx.minimum_volume('provider')} {ctx.wording['activity']} in this "
+                         f"measure, this {ctx.wording['provider']}'s result is published only within the pooled "
+                         f"low-volume group; the figures here are its own, for local use.", css_class="note")
     if ctx.public and bool(rows["suppressed"].any()):
         return paragraph(f"Some figures are shown as * because they involve between 1 and {ctx.threshold} "
                          f"{ctx.wording['activity']}, or could be worked out from figures that do; this protects "
@@ -191,8 +229,8 @@ def funnel_parts(ctx: ReportContext, measure_id: str) -> list:
                            f"95% {range_text(measure, stat, r['limit_lower95'], r['limit_upper95'])}; 99.8% "
                            f"{range_text(measure, stat, r['limit_lower998'], r['limit_upper998'])}.")
     hidden = hidden_units(ctx, measure_id)
-    note = paragraph(f"{hidden} {ctx.wording['providers']} with small numbers or no eligible "
-                     f"{ctx.wording['activity']} are not plotted.", css_class="note") if hidden else None
+    note = paragraph(f"{hidden} {ctx.wording['providers']} with small numbers, below the minimum volume or with "
+                     f"no eligible {ctx.wording['activity']} are not plotted.", css_class="note") if hidden else None
     return [limits, note, chart]
 
 
@@ -220,19 +258,24 @@ def consultant_section(ctx: ReportContext, measure_id: str) -> Section | None:
     elsewhere = bool((rows["parent_id"] != ctx.provider).any())
     body = []
     for r in rows.itertuples():
-        line = [r.unit_name if named else r.unit_id, ctx.count_text(r.denominator)]
-        if counted:
-            line += [ctx.count_text(r.observed, bool(r.suppressed)), num(r.expected, 1) if r.expected == r.expected
-                     else ""]
-        line += [value_text(measure, stat, r.value), SUPPRESSED if r.suppressed else
-                 interval_text(measure, stat, pd.Series(r._asdict())), status_cell(measure, stat, r.flag)]
+        line = [r.unit_name if named else r.unit_id, ctx.count_text(r.denominator, measure=measure_id)]
+        pooled = ctx.public and bool(getattr(r, "low_volume", False))
+        if counted:  # a consultant in the pool has no events of its own published: empty, not withheld
+            line += ["" if pooled else ctx.count_text(r.observed, bool(r.suppressed), measure=measure_id),
+                     num(r.expected, 1) if r.expected == r.expected else ""]
+        if pooled:
+            line += [IN_POOL, "", f"Fewer than {ctx.minimum_volume('consultant')} {words['activity']}"]
+        else:
+            line += [value_text(measure, stat, r.value), SUPPRESSED if r.suppressed else
+                     interval_text(measure, stat, pd.Series(r._asdict())), status_cell(measure, stat, r.flag)]
         body.append(line)
     headers = ["Consultant", words["activity"].capitalize()] + (["Observed", "Expected"] if counted else []) + [
         statistic_label(measure, stat), "95% interval", "Status"]
     first_value = 4 if counted else 2
     return section("Consultants", table(
         headers, body, numeric=(first_value - 1, first_value) if counted else (first_value,),
-        counts=(1, 2) if counted else (1,),
+        counts=(1, 2) if counted else (1,), count_measures={1: measure_id, 2: measure_id} if counted
+        else {1: measure_id},
         caption=f"{measure['label']} by consultant{'' if named else ' (identified by code)'}, with the national "
                 f"model and limits used for {words['providers']}" + (
                     f"; a consultant who also operates at another {words['provider']} is shown with all their "

@@ -28,7 +28,12 @@ from auditreport.presentation.survival_sections import (
     national_survival_tests,
     survival_section,
 )
+from auditreport.rules.disclosure import LOW_VOLUME_ID
 from auditreport.rules.flags import flag_direction
+
+#: What the ranked table shows for a unit below the minimum volume, and as the pooled group's status.
+IN_POOL = "In the low-volume group"
+POOL_STATUS = "Pooled group (no status)"
 
 
 def summary(ctx: ReportContext) -> Section:
@@ -46,6 +51,7 @@ def summary(ctx: ReportContext) -> Section:
         if not measure.get("carries_status"):
             continue
         t = ctx.measure_table(measure["id"], "provider")
+        t = t[t["unit_id"] != LOW_VOLUME_ID]  # the pooled group is not a provider
         sides = t["flag"].fillna("").map(lambda f, d=measure["direction"]: flag_direction(f, d)).value_counts()
         rows.append([measure["label"], str(int(sides.get("worse", 0))), str(int(sides.get("as_expected", 0))),
                      str(int(sides.get("better", 0))), str(int(len(t) - sides.sum() + sides.get("", 0)))])
@@ -108,8 +114,8 @@ def funnel_section(ctx: ReportContext, measure_id: str) -> Section | None:
     if chart is None:
         return None
     hidden = hidden_units(ctx, measure_id)
-    note = paragraph(f"{hidden} {ctx.wording['providers']} with small numbers or no eligible "
-                     f"{ctx.wording['activity']} are not plotted.", css_class="note") if hidden else None
+    note = paragraph(f"{hidden} {ctx.wording['providers']} with small numbers, below the minimum volume or with "
+                     f"no eligible {ctx.wording['activity']} are not plotted.", css_class="note") if hidden else None
     return section("Funnel plot", note, chart, level=3)
 
 
@@ -133,7 +139,12 @@ def outlier_list(ctx: ReportContext, measure_id: str) -> Section | None:
 
 
 def ranked_table(ctx: ReportContext, measure_id: str) -> Section:
-    """Every provider ranked on the measure's headline (suppressed values last), with counts and status."""
+    """Every provider ranked on the measure's headline (suppressed values last), with counts and status.
+
+    The counts are the measure's unit results (``data-count-measure``: shown in full under outcomes-in-full).
+    A provider below the minimum volume is listed with its records and "in the low-volume group"; the pooled
+    group is a row of its own, with its figures and no status.
+    """
     measure = ctx.measure(measure_id)
     head = measure["headline"]
     words = ctx.wording
@@ -144,13 +155,18 @@ def ranked_table(ctx: ReportContext, measure_id: str) -> Section:
     expected = head in ("oe_ratio", "adjusted_rate", "cox_oe_ratio")
     rows = []
     for r in t.itertuples():
-        row = [r.unit_name, r.unit_id, ctx.count_text(r.denominator)]
-        if counted:
-            row.append(ctx.count_text(r.observed if r.observed == r.observed else r.numerator, bool(r.suppressed)))
+        pooled = ctx.public and bool(getattr(r, "low_volume", False)) and r.unit_id != LOW_VOLUME_ID
+        row = [r.unit_name, r.unit_id, ctx.count_text(r.denominator, measure=measure_id)]
+        if counted:  # a unit in the pool has no events of its own published: the cell is empty, not withheld
+            row.append("" if pooled else ctx.count_text(r.observed if r.observed == r.observed else r.numerator,
+                                                        bool(r.suppressed), measure=measure_id))
         if expected:
-            row.append(num(r.expected, 1))
-        row += [value_text(measure, head, r.value), interval_text(measure, head, pd.Series(r._asdict())),
-                status_cell(measure, head, r.flag)]
+            row.append("" if pooled else num(r.expected, 1))
+        if pooled:
+            row += [IN_POOL, "", f"Fewer than {ctx.minimum_volume('provider')} {words['activity']}"]
+        else:
+            row += [value_text(measure, head, r.value), interval_text(measure, head, pd.Series(r._asdict())),
+                    POOL_STATUS if r.unit_id == LOW_VOLUME_ID else status_cell(measure, head, r.flag)]
         rows.append(row)
     headers = [words["provider"].capitalize(), "Code", words["activity"].capitalize()]
     headers += ["Observed"] * counted + ["Expected"] * expected
@@ -159,6 +175,7 @@ def ranked_table(ctx: ReportContext, measure_id: str) -> Section:
     return section(f"All {words['providers']}", table(
         headers, rows, numeric=tuple(range(first, first + expected + 1)),
         counts=(2, 3) if counted else (2,), css_class="data sortable",
+        count_measures={2: measure_id, 3: measure_id} if counted else {2: measure_id},
         caption=f"{words['providers'].capitalize()} ranked by {lower_first(statistic_label(measure, head))}, best first "
                 "(click a heading to sort)"), level=3)
 

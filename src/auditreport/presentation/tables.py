@@ -9,7 +9,7 @@ Every text is escaped by the templates; only cells a caller marks ``raw`` pass t
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import jinja2
 from markupsafe import Markup
@@ -79,20 +79,25 @@ def esc(value: object) -> str:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, caption: str = "",
           numeric: Sequence[int] = (), counts: Sequence[int] = (), css_class: str = "data",
-          raw: bool = False) -> str:
+          raw: bool = False, count_measures: Mapping[int, str] | None = None) -> str:
     """An HTML table as the reports write it; cells are escaped unless ``raw`` (already-built HTML).
 
     Columns in ``counts`` hold counts of patients or events: their cells carry a ``data-count``
     attribute so the disclosure checker (``publication.checker``) finds every count in what was written.
+    ``count_measures`` maps those of them that count a measure's unit results (a unit's events, records
+    analysed for the measure, observed) to the measure's id, written ``data-count-measure``: the checker
+    then follows that measure's publication policy (contract section 5).
     """
     cell = Markup if raw else str
     rows = tuple(tuple(cell(v) for v in row) for row in rows)
-    return str(_MACROS.table(Table(tuple(headers), rows, caption, tuple(numeric), tuple(counts), css_class)))
+    return str(_MACROS.table(Table(tuple(headers), rows, caption, tuple(numeric), tuple(counts), css_class,
+                                   dict(count_measures or {}))))
 
 
-def count(text: str, tag: str = "strong") -> str:
-    """A count inside a sentence as HTML, labelled (``data-count``) for the disclosure checker."""
-    return str(_MACROS.count(text, tag))
+def count(text: str, measure: str | None = None, tag: str = "strong") -> str:
+    """A count inside a sentence as HTML, labelled (``data-count``) for the disclosure checker; a measure's
+    unit result also names the measure (``data-count-measure``)."""
+    return str(_MACROS.count(text, tag, measure))
 
 
 def flag_badge(flag: str, direction: str = "") -> str:

@@ -21,11 +21,25 @@ recovered as the total minus the others. The rule, applied group by group:
 So the hidden total is spread over at least two cells and is itself not a
 small number: the total minus the others gives only that hidden sum, which
 neither pins down any one cell nor is disclosive itself.
+
+Publication policies (issue #15). Which figures small-number suppression covers
+is the audit's choice, one preset per measure (:data:`POLICIES`): under
+``outcomes-in-full`` a measure's unit results (events, records, value, interval,
+status) are published in full, as outcome audits that publish do; under
+``small-numbers-everywhere`` they are suppressed as above. Breakdowns (case mix,
+demographics, data quality, exclusion reasons) are suppressed under every policy.
+
+A minimum volume (``publication.minimum_volume``) is separate from disclosure:
+a unit with fewer records in a measure than the minimum is not shown on its own
+but in that measure's pooled low-volume group (unit ``LOW_VOLUME_ID``), whose
+figures are computed from the pooled records as a unit's are
+(:func:`withhold_low_volume`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -33,6 +47,66 @@ import pandas as pd
 SUPPRESSED = "*"
 #: Columns recomputable from a unit's numerator, blanked with it.
 DERIVED = ("numerator", "observed", "value", "lower95", "upper95", "lower998", "upper998")
+#: Columns that, beside the unit's precision, bound a hidden count (leak 1 of issue #15): a status says on
+#: which side of the limits the value lies, the limits where they are, and expected times O/E is O.
+BOUNDING = ("flag", "expected", "limit_lower95", "limit_upper95", "limit_lower998", "limit_upper998")
+#: The unit id of a measure's pooled low-volume group at a level (contract section 2).
+LOW_VOLUME_ID = "low-volume"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A publication policy: whether small counts of a measure's unit results are suppressed, and why.
+
+    ``suppress_outcomes`` covers a measure's unit results (numerator, denominator, observed and every figure
+    made from them); breakdowns are suppressed under every policy. ``rationale`` is one paragraph with its
+    source, shown in the README and the data dictionary.
+    """
+
+    name: str
+    suppress_outcomes: bool
+    rationale: str
+
+
+OUTCOMES_IN_FULL = "outcomes-in-full"
+SMALL_NUMBERS_EVERYWHERE = "small-numbers-everywhere"
+
+#: The presets an audit definition names (``publication.policy``, ``measures[i].publication_policy``).
+POLICIES: dict[str, Policy] = {p.name: p for p in (
+    Policy(OUTCOMES_IN_FULL, False,
+           "Every unit's published outcome is shown with its counts, rate, interval and status, as the audits "
+           "that publish outcomes do: the National Adult Cardiac Surgery Audit (NICOR with the Society for "
+           "Cardiothoracic Surgery in Great Britain and Ireland) publishes each named consultant surgeon's "
+           "operations, deaths and risk-adjusted mortality against funnel limits; the National Congenital Heart "
+           "Disease Audit (NICOR) each hospital's operations, survivors and 30-day survival against its PRAiS "
+           "predicted range; NHS Digital's Summary Hospital-level Mortality Indicator (SHMI) each trust's "
+           "observed and expected deaths and banding. A unit's result is a count of outcomes of care that the "
+           "unit is accountable for, not a description of a patient; hiding it (and it is the smaller units' "
+           "results that are hidden) defeats the purpose of publication. Breakdowns that can single out a "
+           "patient (case mix, demographics, data-quality counts, exclusion reasons) are still suppressed from "
+           "1 to the threshold with secondary suppression (NHS Digital's small-numbers convention)."),
+    Policy(SMALL_NUMBERS_EVERYWHERE, True,
+           "Every count from 1 to the threshold (default 7) is suppressed in everything published, unit results "
+           "included, with secondary suppression wherever cells add up to a published total, and every figure "
+           "from which a suppressed count could be recovered (rate, interval, O/E, and the status, expected "
+           "count and control limits, which together with the unit's size bound the count) is blanked with it. "
+           "This is NHS Digital's small-numbers convention for Hospital Episode Statistics and other "
+           "patient-level data (HES Analysis Guide: counts of 1 to 7 suppressed, with secondary suppression), "
+           "for audits whose results are counts of rare, sensitive events in small populations."),
+)}
+
+
+def policy_suppresses(name: str) -> bool:
+    """Whether a measure under the named policy has its unit results' small counts suppressed.
+
+    An unknown name raises ``KeyError`` naming the presets (the configuration checks names before this).
+    """
+    try:
+        return POLICIES[name].suppress_outcomes
+    except KeyError:
+        raise KeyError(f"unknown publication policy {name!r} (policies: {', '.join(POLICIES)})") from None
+
+
 #: A proportion measure's statistics that share one event count: hidden together.
 SHARED_COUNT = ("rate", "oe_ratio", "adjusted_rate")
 
@@ -67,10 +141,34 @@ def secondary_suppress(counts: Mapping[Hashable, float], primary: set, threshold
     return hidden
 
 
-def suppress_indicators(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
+def suppress_indicators(table: pd.DataFrame, threshold: int,
+                        policies: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The public indicator table: each measure's unit results suppressed as its publication policy says.
+
+    ``policies`` maps each measure id to its policy name (:data:`POLICIES`); ``None``, or a measure it does
+    not name, is ``small-numbers-everywhere`` (the conservative rule). Rows of a measure whose policy is
+    ``outcomes-in-full`` are never suppressed: unit results are published in full (NACSA, NCHDA, SHMI). The
+    other measures' rows go through :func:`suppress_small_numbers`. The result has a ``suppressed`` column.
+    """
+    out = table.copy().reset_index(drop=True)
+    measures = out["measure"].astype(str)
+    suppressing = np.array([True if policies is None or m not in policies else policy_suppresses(policies[m])
+                            for m in measures], bool) if len(out) else np.zeros(0, bool)
+    out["suppressed"] = False
+    if not suppressing.any():
+        return out
+    part = suppress_small_numbers(out[suppressing].drop(columns="suppressed"), threshold)
+    part.index = out.index[suppressing]
+    return pd.concat([out[~suppressing], part[out.columns]]).sort_index().astype(
+        {"suppressed": bool, **{c: float for c in DERIVED + BOUNDING[1:] + ("denominator",) if c in out}})
+
+
+def suppress_small_numbers(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
     """Blank every figure of a unit's statistic that is small or could reveal a small one.
 
-    ``table`` has one row per unit (``level``, ``unit_id``, ``parent_id``), ``measure`` and ``statistic``.
+    ``table`` has one row per unit (``level``, ``unit_id``, ``parent_id``), ``measure`` and ``statistic``, and
+    optionally ``low_volume`` (the unit is below the measure's minimum volume: its own figures are never
+    published, they are in the pooled unit ``LOW_VOLUME_ID``).
     Primary: a row is suppressed when its numerator (events) or denominator (records) is between 1 and
     ``threshold``; where a unit's records in a measure are few every statistic of that measure goes for that
     unit, since the others would bound the count. A proportion's rate, O/E and adjusted rate share one event
@@ -78,12 +176,28 @@ def suppress_indicators(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
     the same deaths as 30-day mortality) goes with them. Secondary: within each level, measure and statistic,
     provider rows add up to the national row and a provider's consultants to (about) the provider, so
     ``secondary_suppress`` is applied to each such group's numerators, and separately to each measure's
-    provider (and consultant) denominators. The result keeps the flag (which discloses no count) and a
-    ``suppressed`` column.
+    provider (and consultant) denominators.
+
+    Low volume: at the provider level a pool stands for its members in the group (national = the other
+    providers + the pool); a pool of one unit is that unit, so it counts as hidden. A low-volume consultant's
+    unpublished count is a hidden cell of its provider's group (the provider's total minus its other
+    consultants would give it). A pool's records are hidden when a member's are.
+
+    A suppressed row also has its flag, expected count and funnel limits blanked (``BOUNDING``): with the
+    unit's records, a status and the limits say between which values the hidden count lies (leak 1 of issue
+    #15). The result has a ``suppressed`` column.
     """
     out = table.copy().reset_index(drop=True)
     num = out["numerator"].to_numpy(dtype=float)
     den = out["denominator"].to_numpy(dtype=float)
+    level = out["level"].astype(str).to_numpy()
+    low = (out["low_volume"].fillna(False).astype(bool).to_numpy() if "low_volume" in out
+           else np.zeros(len(out), bool))
+    pool = (out["unit_id"].astype(str) == LOW_VOLUME_ID).to_numpy()
+    members = pd.Series(low).groupby([out["measure"].astype(str), out["statistic"].astype(str),
+                                      out["level"].astype(str)]).transform("sum").to_numpy()
+    # Cells whose figures are not published whatever their size: a pool of one, a low-volume consultant.
+    known_hidden = (pool & (members < 2)) | (low & (level == "consultant"))
     key = out["level"].astype(str) + "|" + out["unit_id"].astype(str)
     unit_measure = (key + "|" + out["measure"].astype(str)).to_numpy()
     # Integer codes, so that spreading suppression within a unit is array indexing, not set lookups.
@@ -112,29 +226,31 @@ def suppress_indicators(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
 
     small = propagate(is_small(num, threshold) | small_den)
     # Secondary suppression of numerators, group by group (level, measure, statistic; a consultant's provider),
-    # until nothing changes. Rows without a count (a mean, a ratio of sums) are no group's cells.
+    # until nothing changes. Rows without a count (a mean, a ratio of sums) are no group's cells; a low-volume
+    # provider is not one either (its pool stands for it).
     grouping = out["level"].astype(str) + "|" + out["measure"].astype(str) + "|" + out["statistic"].astype(str) + \
         "|" + out["parent_id"].fillna("").astype(str).where(out["level"] == "consultant", "")
-    eligible = (out["level"] != "national").to_numpy() & counted
+    eligible = (level != "national") & counted & ~(low & (level == "provider"))
     groups = [np.flatnonzero(eligible & (codes == c)) for codes in [pd.factorize(grouping)[0]]
               for c in np.unique(codes[eligible])]
     for _ in range(10):
         before = small.copy()
         for cells in groups:
-            if not small[cells].any():
+            if not (small[cells] | known_hidden[cells]).any():
                 continue
             counts = {int(i): num[i] for i in cells}
-            hide = secondary_suppress(counts, {int(i) for i in cells if small[i]}, threshold)
-            small[list(hide)] = True
+            hide = secondary_suppress(counts, {int(i) for i in cells if small[i] or known_hidden[i]}, threshold)
+            small[[i for i in hide if not known_hidden[i]]] = True
         small = propagate(small)
         if (small == before).all():
             break
     # Provider records add up to the national records, consultants' to their provider's, measure by measure:
     # one blanked denominator must not be recoverable by subtraction either. Every statistic of a measure has
-    # the same denominator at a unit, so the first statistic's rows stand for the measure's.
+    # the same denominator at a unit, so the first statistic's rows stand for the measure's. A pool's records
+    # are its members' sum: hidden when one of theirs is.
     hide_den = small_den.copy()
     first = (out["statistic"] == out.groupby("measure", sort=False)["statistic"].transform("first")).to_numpy()
-    cases = out[(out["level"] != "national").to_numpy() & first]
+    cases = out[(level != "national") & first & ~pool]
     parents = (cases["measure"].astype(str) + "|" + cases["level"].astype(str) + "|"
                + cases["parent_id"].fillna("").astype(str).where(cases["level"] == "consultant", ""))
     hidden_units = np.zeros(len(um_labels), bool)
@@ -147,14 +263,52 @@ def suppress_indicators(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
                                     threshold)
         hidden_units[list(hidden)] = True
     hide_den |= hidden_units[um_code]
+    if pool.any() and low.any():
+        lost = pd.Series(hide_den & low).groupby([out["measure"].astype(str), out["level"].astype(str)]).transform(
+            "any").to_numpy()
+        hide_den |= pool & lost
 
     out["suppressed"] = small | hide_den
     for col in DERIVED:
         if col in out:
             out[col] = out[col].astype(float).where(~out["suppressed"])
     out["denominator"] = pd.Series(den, index=out.index).where(~hide_den)
-    # Expected events are not a count of patients, but with the O/E ratio they bound the event count;
-    # the ratio is blanked above, so expected stays (it is needed to place the unit on the funnel).
+    return blank_bounding(out, out["suppressed"].to_numpy(bool))
+
+
+def blank_bounding(table: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """``table`` with the flag (""), expected count and funnel limits of ``rows`` blanked (``BOUNDING``)."""
+    out = table.copy()
+    for col in BOUNDING:
+        if col not in out:
+            continue
+        if col == "flag":
+            out[col] = out[col].where(~rows, "")
+        else:
+            out[col] = out[col].astype(float).where(~rows)
+    return out
+
+
+def withhold_low_volume(table: pd.DataFrame) -> pd.DataFrame:
+    """The public table with a low-volume unit's own figures withheld (contract section 4).
+
+    ``table`` has a ``low_volume`` column (True: the unit had fewer records in the measure than the minimum
+    volume of its level, so its result is published in the measure's pooled group ``LOW_VOLUME_ID``). Such a
+    row keeps its unit, name and denominator; numerator, observed, value, intervals, flag, expected and
+    limits are blanked. A pool of a single unit would be that unit's result under another name, so it is
+    withheld the same way (and marked ``low_volume``).
+    """
+    out = table.copy().reset_index(drop=True)
+    low = out["low_volume"].fillna(False).astype(bool)
+    pool = out["unit_id"].astype(str) == LOW_VOLUME_ID
+    members = low.groupby([out["measure"].astype(str), out["statistic"].astype(str),
+                           out["level"].astype(str)]).transform("sum")
+    withhold = (low | (pool & (members < 2))).to_numpy(bool)
+    for col in DERIVED:
+        if col in out:
+            out[col] = out[col].astype(float).where(~withhold)
+    out = blank_bounding(out, withhold)
+    out["low_volume"] = withhold
     return out
 
 
