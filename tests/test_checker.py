@@ -173,7 +173,7 @@ def test_checker_reads_pdf_table_rows(tmp_path):
     html_to_pdf(html, tmp_path / "r.pdf")
     report = check_files([tmp_path / "r.html", tmp_path / "r.pdf"], threshold=7)
     assert [(f.where, f.rule) for f in report.findings] == [
-        ("PDF table row 'C2480300', count at value 1 of the row", "small-count-pdf")]
+        ("PDF table row 'C2480300', column 2", "small-count-pdf")]
 
 
 def test_checker_tells_a_sentence_that_starts_with_a_row_label_from_the_row(tmp_path):
@@ -190,7 +190,7 @@ def test_checker_tells_a_sentence_that_starts_with_a_row_label_from_the_row(tmp_
     html_to_pdf(html.replace(">*<", ">3<"), tmp_path / "r.pdf")
     report = check_files([tmp_path / "r.html", tmp_path / "r.pdf"], threshold=7)
     assert [(f.where, f.rule) for f in report.findings] == [
-        ("PDF table row 'Institution 21', count at value 1 of the row", "small-count-pdf")]
+        ("PDF table row 'Institution 21', column 2", "small-count-pdf")]
 
 
 def test_pdf_count_is_read_at_its_column_even_when_the_label_and_other_cells_hold_small_numbers(tmp_path):
@@ -211,12 +211,12 @@ def test_pdf_count_is_read_at_its_column_even_when_the_label_and_other_cells_hol
     assert "Ward 3 (unit 5) 2 5 4.5% (1.2 to 6.0) 3 6 days" in text
     report = check_files([tmp_path / "r.html", tmp_path / "r.pdf"], threshold=7, exempt_measures={"mortality"})
     assert [(f.where, f.rule) for f in report.findings] == [
-        ("PDF table row 'Ward 3 (unit 5)', count at value 2 of the row", "small-count-pdf")]
+        ("PDF table row 'Ward 3 (unit 5)', column 3", "small-count-pdf")]
     assert report.findings[0].text == "Ward 3 (unit 5) 2 5 4.5% (1.2 to 6.0) 3 6 days"
     # Not exempt (small numbers everywhere): the death count, at value 6 of the row, is found too.
     report = check_files([tmp_path / "r.html", tmp_path / "r.pdf"], threshold=7)
-    assert [f.where for f in report.findings] == ["PDF table row 'Ward 3 (unit 5)', count at value 2 of the row",
-                                                  "PDF table row 'Ward 3 (unit 5)', count at value 6 of the row"]
+    assert [f.where for f in report.findings] == ["PDF table row 'Ward 3 (unit 5)', column 3",
+                                                  "PDF table row 'Ward 3 (unit 5)', column 5"]
 
 
 def test_html_counts_in_the_local_report_style_are_found_by_check_html(tmp_path):

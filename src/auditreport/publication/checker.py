@@ -15,11 +15,10 @@ which number in a sentence is a count ("the 1 degree of freedom" is not one):
   that publish do (contract section 5). Counts without a measure (case mix,
   demographics, data quality, exclusions) are breakdowns: never exempt.
 * PDF, through its HTML twin (same stem): each table row of the HTML with a
-  marked, non-exempt count cell is found in the PDF text by its label, and the
-  count is read at that cell's position among the row's values (numbers and
-  marks such as ``*``), checking that the other values are the HTML's, so a
-  sentence that begins with the label, or digits in the label, are never
-  taken for the count.
+  marked, non-exempt count cell is found in the PDF text by its label followed
+  by the row's other words as the HTML has them, and the count is read at that
+  cell's position in the row, so a sentence that begins with the label, or
+  digits in the label or in other cells, are never taken for the count.
 * CSV (``indicators.csv`` and per-measure open data, one row per unit, measure
   and statistic): the count columns (the denominator of every row; the
   numerator and observed events of proportions, survival and Cox rows, which
@@ -79,9 +78,6 @@ RULES = {
 }
 
 _WORD = re.compile(r"[A-Za-z0-9_-]+")
-#: A value in a table row as extracted text shows it: a number (commas, decimals, per cent, a sign, in
-#: brackets or before a comma), the suppression mark, or "n/a".
-_VALUE = re.compile(r"^[(\[]?((?:[-\u2212+]?\d[\d,]*(?:\.\d+)?%?)|\*|n/a)[)\],;:]*$")
 _PAGE_MARK = re.compile(r"\bpage \d+ of \d+\b", re.IGNORECASE)
 #: Elements that start a new run of text (a count's context does not reach back past one).
 _BLOCKS = frozenset({"p", "li", "td", "th", "caption", "div", "section", "h1", "h2", "h3", "h4", "h5", "h6",
@@ -282,67 +278,63 @@ def pdf_text(path: Path) -> str:
     return "\n".join(pages).replace("\r\n", "\n").replace("\r", "\n").replace("\ufffe", "-")
 
 
-def _values(words: Iterable[str]) -> list[str]:
-    """The values among a row's words (numbers, ``*``, ``n/a``), without brackets or trailing commas."""
-    return [m.group(1) for m in map(_VALUE.match, words) if m]
+def _word(word: str) -> str:
+    """A word as compared between the HTML and the PDF text: case aside (CSS may capitalise), and without
+    hyphens (a word hyphenated at a line break comes back from PDFium as one word with a hyphen)."""
+    return word.replace("-", "").replace("\u00ad", "").casefold()
 
 
-def row_slots(row: Sequence[Cell]) -> tuple[list[str], list[Cell | None]]:
-    """A table row after its label as the PDF shows it: its values in order, and for each value the count
-    cell it is (None for a value of another cell). A count cell is one value whatever it shows, so that
-    "*" in the HTML lines up with whatever the PDF shows there."""
-    values: list[str] = []
-    cells: list[Cell | None] = []
-    for cell in row[1:]:
-        if cell.count and cell.text:
-            values.append(cell.text)
-            cells.append(cell)
-        elif not cell.count:
-            found = _values(cell.text.split())
-            values += found
-            cells += [None] * len(found)
-    return values, cells
-
+def row_words(row: Sequence[Cell]) -> list[tuple[str, int | None, Cell | None]]:
+    """The words of a table row after its label, as the PDF shows them: (word, column, count cell) where the
+    first word of each count cell is that cell's count (whatever the HTML shows there: "*" in the HTML lines
+    up with what the PDF shows) and every other word is to be matched as written."""
+    words: list[tuple[str, int | None, Cell | None]] = []
+    for column, cell in enumerate(row[1:], start=2):
+        for i, word in enumerate(cell.text.split()):
+            words.append((word, column, cell if cell.count and i == 0 else None))
+    return words
 
 
 def check_pdf(path: Path, threshold: int, count_rows: Iterable[list[Cell]] = (), text: str | None = None,
               exempt_measures: Iterable[str] = frozenset()) -> list[Finding]:
     """Read each marked, non-exempt count of the HTML twin's table rows at its position in the PDF's row.
 
-    A row is the label's words followed by as many words as the HTML row has after its label, whose values
-    are the HTML row's values except at the count cells (which the PDF may show differently: that is what
-    is checked). A sentence that begins with the label has other values, so it is not the row.
+    The row is found in the PDF text by its label followed by the HTML row's other words, word for word,
+    except at the count cells (which the PDF may show differently: that is what is checked). A sentence
+    that begins with the label, a cover line with the unit's name or another table's row does not have
+    those words, so it is not taken for the row; digits in the label are the label's.
     """
     if text is None:
         text = pdf_text(path)
     exempt_set = frozenset(exempt_measures)
     words = _PAGE_MARK.sub(" ", text).split()
+    plain = [_word(w) for w in words]
     starts: dict[str, list[int]] = {}
-    for i, word in enumerate(words):
+    for i, word in enumerate(plain):
         starts.setdefault(word, []).append(i)
     findings: list[Finding] = []
     seen: set[tuple[str, str]] = set()
     for row in count_rows:
-        label = row[0].text if row else ""
-        values, cells = row_slots(row)
-        checked = [i for i, c in enumerate(cells) if c is not None and not exempt(c.measure, exempt_set)]
+        label = [_word(w) for w in (row[0].text.split() if row else [])]
+        expected = row_words(row)
+        checked = [i for i, (_, _, cell) in enumerate(expected) if cell is not None
+                   and not exempt(cell.measure, exempt_set)]
         if not label or not checked:
             continue
-        label_words = label.split()
-        width = sum(len(c.text.split()) or 1 for c in row[1:])  # an empty count cell may show a value
-        for start in starts.get(label_words[0], ()):
-            end = start + len(label_words)
-            if words[start:end] != label_words:
-                continue
-            shown = _values(words[end:end + width])[:len(values)]
-            if len(shown) != len(values) or any(c is None and shown[i] != values[i] for i, c in enumerate(cells)):
-                continue  # not this row: a sentence beginning with the label, or another table's row
+        for start in starts.get(label[0], ()):
+            end = start + len(label)
+            shown = words[end:end + len(expected)]
+            if plain[start:end] != label or len(shown) != len(expected) or any(
+                    cell is None and _word(shown[i]) != _word(word) for i, (word, _, cell) in enumerate(expected)):
+                continue  # not this row
             for i in checked:
-                if _small(shown[i], threshold):
-                    where = f"PDF table row '{label}', count at value {i + 1} of the row"
-                    if (where, shown[i]) not in seen:
-                        seen.add((where, shown[i]))
-                        findings.append(Finding(str(path), where, "small-count-pdf", " ".join(words[start:end + width])))
+                count = shown[i].strip("()[],;:")
+                if _small(count, threshold):
+                    where = f"PDF table row '{row[0].text}', column {expected[i][1]}"
+                    if (where, count) not in seen:
+                        seen.add((where, count))
+                        findings.append(Finding(str(path), where, "small-count-pdf",
+                                                " ".join(words[start:end + len(expected)])))
     return findings
 
 
