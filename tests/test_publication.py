@@ -134,3 +134,21 @@ def test_team_index_before_anything_was_published_and_with_consultant_summaries(
     assert "site/index.html" not in html and "indicators.csv'" not in html
     assert "href='consultants/C1234567/summary.pdf'" in html and "href='consultants/C1234567/summary.html'" in html
     assert "built, not published (disclosure check failed)" in text
+
+
+def test_a_run_killed_mid_swap_leaves_the_published_site_to_be_put_back(tmp_path):
+    """Killed after moving the old site aside and before moving the new one in: the next publication puts the
+    old one back (it is what was published) and removes the staging, before staging anew."""
+    from auditreport.publication.site import _clear_staging
+
+    old = tmp_path / ".site-old-123"
+    old.mkdir()
+    (old / "index.html").write_text("<html>published</html>")
+    (tmp_path / ".publication-123" / "site").mkdir(parents=True)
+    _clear_staging(tmp_path)
+    assert (tmp_path / "site" / "index.html").read_text() == "<html>published</html>"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
+    # With the new site in place, an old one left aside is removed.
+    (tmp_path / ".site-old-456").mkdir()
+    _clear_staging(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]

@@ -183,8 +183,7 @@ def publish(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], results: 
     previous = last_published(out)
     data = neutralise_formulas(open_data(config, out))
     public_jobs = [j for j in jobs if j.name in ok and j.audience == "public"]
-    for stale in [*out.glob(".publication-*"), *out.glob(".site-*")]:  # left by a run that was killed
-        shutil.rmtree(stale, ignore_errors=True)
+    _clear_staging(out)
     staging = out / f".publication-{os.getpid()}"
     staging.mkdir()
     try:
@@ -210,6 +209,16 @@ def publish(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], results: 
 
     write_top_index(out.parents[1])
     return report
+
+
+def _clear_staging(out: Path) -> None:
+    """Remove what a killed run left behind: its staging, and an old site moved aside, unless the run was
+    killed between moving it aside and moving the new one in, when it is put back (it is the published one)."""
+    for old in sorted(out.glob(".site-old-*")):
+        if not (out / "site").exists():
+            old.rename(out / "site")
+    for stale in [*out.glob(".publication-*"), *out.glob(".site-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _swap_in(out: Path, staging: Path) -> None:
