@@ -338,11 +338,14 @@ def check_pdf(path: Path, threshold: int, count_rows: Iterable[list[Cell]] = (),
     return findings
 
 
-def check_csv(path: Path, threshold: int, sum_measures: Iterable[str] = ()) -> list[Finding]:
+def check_csv(path: Path, threshold: int, sum_measures: Iterable[str] = (),
+              exempt_measures: Iterable[str] = frozenset()) -> list[Finding]:
     """Small counts, shown low-volume figures and recoverable blanked counts in an open-data CSV.
 
     ``sum_measures`` are the ids of mean and ratio measures, whose numerator and observed are sums of
-    values: only their denominator is a count.
+    values: only their denominator is a count. Each row's policy is its ``policy`` column; a file without
+    one (a per-measure extract, say) takes it from ``exempt_measures`` by its ``measure`` column, and
+    without either every row keeps the small-numbers rule.
     """
     findings: list[Finding] = []
     # Codes are text: a unit coded NA is a unit, not a missing value (only a blank cell is missing).
@@ -351,7 +354,12 @@ def check_csv(path: Path, threshold: int, sum_measures: Iterable[str] = ()) -> l
     sums = data["measure"].isin(set(sum_measures)) if "measure" in data else pd.Series(False, index=data.index)
     # Rows published under outcomes-in-full show their counts by design; any other policy (or none given,
     # as before the policy existed) keeps the small-numbers rule.
-    checked = (data["policy"].fillna("") != OUTCOMES_IN_FULL) if "policy" in data else pd.Series(True, index=data.index)
+    if "policy" in data:
+        checked = data["policy"].fillna("") != OUTCOMES_IN_FULL
+    elif "measure" in data:
+        checked = ~data["measure"].isin(frozenset(exempt_measures))
+    else:
+        checked = pd.Series(True, index=data.index)
     for col in COUNT_COLUMNS:
         if col in data:
             values = pd.to_numeric(data[col], errors="coerce")
@@ -363,8 +371,9 @@ def check_csv(path: Path, threshold: int, sum_measures: Iterable[str] = ()) -> l
         low = data["low_volume"].astype(str).str.lower().isin(["true", "1"])
         for col in (c for c in LOW_VOLUME_BLANK if c in data):
             for i in data.index[low & data[col].notna()]:
-                findings.append(Finding(str(path), f"row {i + 2} column {col} (unit {data.at[i, 'unit_id']}, "
-                                        "low volume)", "low-volume-shown", str(data.at[i, col])))
+                unit = f"unit {data.at[i, 'unit_id']}, " if "unit_id" in data else ""
+                findings.append(Finding(str(path), f"row {i + 2} column {col} ({unit}low volume)",
+                                        "low-volume-shown", str(data.at[i, col])))
     if {"level", "measure", "statistic", "numerator", "denominator", "unit_id"} <= set(data.columns):
         findings += _recoverable(path, data[checked], threshold, set(sum_measures))
     return findings
@@ -468,7 +477,8 @@ def check_files(files: Iterable[Path], threshold: int, patient_ids: Iterable[str
             text = pdf_text(path)
             found = check_pdf(path, threshold, rows_by_stem.get(stem, []), text=text, exempt_measures=exempt_set)
         elif suffix == ".csv":
-            found = [] if path.name.endswith("dictionary.csv") else check_csv(path, threshold, sum_measures)
+            found = ([] if path.name.endswith("dictionary.csv")
+                     else check_csv(path, threshold, sum_measures, exempt_set))
             text = path.read_text(encoding="utf-8")
         else:
             found, text = [], path.read_text(encoding="utf-8", errors="replace")
