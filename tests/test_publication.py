@@ -104,15 +104,24 @@ def test_a_failed_check_publishes_nothing_and_says_why(tmp_path):
     # The public top-level index still shows the site as it was published.
     assert published["published"] in _text(tmp_path / "reports" / "index.html")
 
-    # The breakdown taken out again: published, and the findings file goes.
+    # The breakdown taken out again: published, and the findings file goes. A consultant summary written
+    # for the period (as the summary step writes them) is listed in the team index and the manifest.
     notebook.cells = notebook.cells[:-3]
     nbformat.write(notebook, str(config.provider_notebook))
+    summary = out / "consultants" / "C0000001" / "summary.pdf"
+    summary.parent.mkdir(parents=True)
+    summary.write_bytes(b"%PDF-1.7 a stand-in: the team index links it, the manifest lists it")
     again = runner.invoke(main, command)
     assert again.exit_code == 0, again.output
     assert not (out / "disclosure-findings.csv").exists()
-    republished = json.loads((out / "manifest.json").read_text())["publication"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    republished = manifest["publication"]
     assert republished["status"] == "published" and republished["published"] >= attempt["attempted"]
     assert "Publication failed" not in _text(out / "index.html")
+    assert "href='consultants/C0000001/summary.pdf'" in (out / "index.html").read_text()
+    listed = {f["path"]: f for f in manifest["files"]}
+    assert listed["consultants/C0000001/summary.pdf"]["kind"] == "consultant summary"
+    assert _snapshot(out) != before and not list(out.glob(".publication-*"))
 
 
 def test_team_index_before_anything_was_published_and_with_consultant_summaries(tmp_path):

@@ -32,7 +32,13 @@ from auditreport.presentation.measure_parts import statistic_label, target_text,
 from auditreport.presentation.tables import esc, flag_badge, table
 from auditreport.provenance import code_version, now_utc
 from auditreport.publication.checker import CheckReport, check_period
-from auditreport.publication.team import FINDINGS_FILE, last_published, team_index, write_findings
+from auditreport.publication.team import (
+    CONSULTANT_SUMMARIES,
+    FINDINGS_FILE,
+    last_published,
+    team_index,
+    write_findings,
+)
 from auditreport.rendering.html import SORT_SCRIPT, stylesheet
 from auditreport.rules.disclosure import SUPPRESSED
 from auditreport.rules.flags import FLAGS
@@ -425,6 +431,11 @@ def write_manifest(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], re
             files.append({"path": path.relative_to(out).as_posix(), "sha256": file_sha256(path),
                           "kind": "site" if "site" in path.parts else "bundle" if BUNDLE_DIR in path.parts
                           else "open data"})
+    # Each named consultant's confidential summary (contract section 8), when one was written for the period.
+    for path in sorted((out / CONSULTANT_SUMMARIES).glob("*/summary.*")):
+        if path.suffix in (".html", ".pdf"):
+            files.append({"path": path.relative_to(out).as_posix(), "sha256": file_sha256(path),
+                          "kind": "consultant summary", "audience": "local"})
     manifest = {
         "audit": config.id, "period": config.period_label, "created": now_utc(), "code": code_version(),
         "config": meta["config"]["sha256"], "config_path": str(config.path), "data": meta["data"],
