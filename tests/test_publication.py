@@ -91,6 +91,8 @@ def test_a_failed_check_publishes_nothing_and_says_why(tmp_path):
     assert f"{len(findings)} finding(s)" in error and str(out / "disclosure-findings.csv") in error
     assert f"... and {len(findings) - 10} more" in error
     assert "nothing was published" in error and "still hold the previous publication" in error
+    assert f"\n  site/providers/{safe}.html: table row 'Group 1', column 2 (breakdown count): small-count: '3'" in error
+    assert ".publication-" not in error  # findings are named where they would have been published
     # The team index says it at the top, and the manifest records it.
     manifest = json.loads((out / "manifest.json").read_text())
     attempt = manifest["publication"]

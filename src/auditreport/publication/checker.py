@@ -124,7 +124,7 @@ class CheckReport:
         shown = "\n".join(f"  {f}" for f in self.findings[:max_shown])
         more = len(self.findings) - max_shown
         where = (f"every finding is in {self.findings_file}" if self.findings_file is not None
-                 else "the findings are listed above")
+                 else "the first are listed below")
         raise DisclosureError(
             f"disclosure check failed on {len(self.files)} public file(s): {len(self.findings)} finding(s); "
             f"nothing was published (the previous site and indicators.csv are unchanged); {where}\n{shown}"

@@ -31,11 +31,12 @@ from auditreport.files import atomic_write_text
 from auditreport.presentation.measure_parts import statistic_label, target_text, value_text
 from auditreport.presentation.tables import esc, flag_badge, table
 from auditreport.provenance import code_version, now_utc
-from auditreport.publication.checker import CheckReport, check_period
+from auditreport.publication.checker import CheckReport, Finding, check_period
 from auditreport.publication.team import (
     CONSULTANT_SUMMARIES,
     FINDINGS_FILE,
     last_published,
+    public_path,
     team_index,
     write_findings,
 )
@@ -203,7 +204,10 @@ def publish(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], results: 
             (out / FINDINGS_FILE).unlink(missing_ok=True)
             publication = {"status": "published", "published": when, "findings": 0}
         else:
-            report.findings_file = write_findings(out, report.findings, staging)
+            # Named where they would have been published (staging is removed), relative to the period.
+            report.findings = [Finding(public_path(f.path, out, staging), f.where, f.rule, f.text)
+                               for f in report.findings]
+            report.findings_file = write_findings(out, report.findings)
             publication = {"status": "failed", "attempted": when, "findings": len(report.findings),
                            "findings_file": FINDINGS_FILE, "site_published": previous}
     finally:
