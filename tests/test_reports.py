@@ -181,58 +181,6 @@ def test_suppress_indicators_leaves_nothing_recoverable():
     assert hidden > 7
 
 
-def test_checker_finds_counts_ids_and_recoverable_cells(tmp_path):
-    html = tmp_path / "r.html"
-    html.write_text("<table><tr><td>C1</td><td data-count>5</td></tr><tr><td>C2</td><td data-count>*</td></tr>"
-                    "</table><p>There were 3 deaths in total, for patient P123.</p>")
-    csv = tmp_path / "indicators.csv"
-    csv.write_text("measure,statistic,level,unit_id,parent_id,numerator,denominator\n"
-                   "mortality,rate,national,national,,100,1000\nmortality,rate,provider,A,,,300\n"
-                   "mortality,rate,provider,B,,95,700\nmortality,rate,provider,C,,2,50\n")
-    report = check_files([html, csv], threshold=7, patient_ids={"P123", "P999"})
-    found = {(Path(f.path).name, f.where) for f in report.findings}
-    assert ("r.html", "count cell") in found
-    assert ("r.html", "sentence") in found
-    assert ("r.html", "patient identifier") in found
-    assert ("indicators.csv", "row 5 column numerator") in found
-    assert any(w.startswith("mortality rate numerator under national") for _, w in found)
-    with pytest.raises(Exception, match="disclosure check failed"):
-        report.raise_if_failed()
-    clean = tmp_path / "ok.html"
-    clean.write_text("<table><tr><td>C1</td><td data-count>15</td></tr></table><p>Counts from 1 to 7 are hidden.</p>")
-    assert check_files([clean], 7, {"P123"}).ok
-
-
-def test_checker_reads_pdf_table_rows(tmp_path):
-    from auditreport.rendering.pdf import html_to_pdf
-
-    html = ("<html><body><table><tr><th>Consultant</th><th>Deaths</th></tr>"
-            "<tr><td>C2480300</td><td data-count>4</td></tr><tr><td>C2066401</td><td data-count>12</td></tr>"
-            "</table></body></html>")
-    (tmp_path / "r.html").write_text(html.replace(">4<", ">*<"))  # the HTML is clean, the PDF is not
-    html_to_pdf(html, tmp_path / "r.pdf")
-    report = check_files([tmp_path / "r.html", tmp_path / "r.pdf"], threshold=7)
-    assert [f.where for f in report.findings] == ["PDF table row 'C2480300'"]
-
-
-def test_checker_tells_a_sentence_that_starts_with_a_row_label_from_the_row(tmp_path):
-    """A sentence about a provider (its log-rank test has 1 degree of freedom) is not its table row."""
-    from auditreport.rendering.pdf import html_to_pdf
-
-    html = ("<html><body><table><tr><th>Unit</th><th>Deaths</th></tr>"
-            "<tr><td>Institution 21</td><td data-count>*</td></tr></table>"
-            "<p>Institution 21 had more deaths than expected: chi-squared 7.28 on 1 degree of "
-            "freedom, p = 0.007.</p></body></html>")
-    (tmp_path / "r.html").write_text(html)
-    html_to_pdf(html, tmp_path / "r.pdf")
-    assert "on 1 degree" in " ".join(pdf_text(tmp_path / "r.pdf").split())
-    assert check_files([tmp_path / "r.html", tmp_path / "r.pdf"], threshold=7).ok
-    # The same row with a small count still fails.
-    html_to_pdf(html.replace(">*<", ">3<"), tmp_path / "r.pdf")
-    report = check_files([tmp_path / "r.html", tmp_path / "r.pdf"], threshold=7)
-    assert [f.where for f in report.findings] == ["PDF table row 'Institution 21'"]
-
-
 # The publication site in a real headless browser ---------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -122,12 +122,22 @@ def run(audit: Path, reports_root: Path, providers: tuple[str, ...], audiences: 
 def _build(audit: Path, reports_root: Path, providers, audiences, jobs, force: bool, timeout: int,
            scheduler: str | None = None, publish: bool = True) -> Path:
     from auditreport.pipeline import build
+    from auditreport.publication.checker import DisclosureError
 
     click.echo(f"{audit}: building")
-    with _Progress(sys.stderr.isatty()) as progress:
-        summary = build(audit, reports_root, providers=providers or None, audiences=audiences, workers=jobs,
-                        force=force, timeout=timeout, scheduler=scheduler, publish=publish,
-                        on_result=progress.result, on_plan=progress.plan)
+    try:
+        with _Progress(sys.stderr.isatty()) as progress:
+            summary = build(audit, reports_root, providers=providers or None, audiences=audiences, workers=jobs,
+                            force=force, timeout=timeout, scheduler=scheduler, publish=publish,
+                            on_result=progress.result, on_plan=progress.plan)
+    except DisclosureError as exc:  # exit 5: say what was kept and where everything is, then the findings
+        if exc.findings_file is not None:
+            period = exc.findings_file.parent
+            click.echo(f"{audit}: the reports were built but nothing was published: {period / 'site'} and "
+                       f"{period / 'indicators.csv'} still hold the previous publication", err=True)
+            click.echo(f"  every finding: {exc.findings_file}; the team index says so: {period / 'index.html'}",
+                       err=True)
+        raise
     _print_summary(audit, summary)
     if not publish:
         click.echo("  site, open data and manifest not updated (--no-publish): run again without it to publish")

@@ -188,14 +188,16 @@ def build(config_path: str | Path, reports_root: str | Path, *, providers: Seque
             publish_seconds = 0.0
         else:
             # Imported here: a run with nothing to publish need not pay for their imports.
-            from auditreport.publication.checker import check_period
             from auditreport.publication.site import publish as publish_period
 
             _published_with(out, None)  # whatever happens next, the old stamp no longer vouches for the site
-            publish_period(config, out, jobs, results)
-            # Disclosure control is tested on what was written: any small count or patient id fails the run.
-
-            check_period(config, out).raise_if_failed()
+            # Disclosure control is tested on what was written, in staging: any small count or patient id
+            # fails the run (exit 5), the previous site and open data stay, and every finding is in a file.
+            check = publish_period(config, out, jobs, results)
+            if not check.ok:
+                log.error("disclosure check failed: %d finding(s) in %s; nothing was published",
+                          len(check.findings), check.findings_file)
+            check.raise_if_failed()
             if not any(r.status == "failed" for r in results):
                 atomic_write_text(out / PUBLISHED_STAMP, key)
             publish_seconds = time.perf_counter() - publish_started

@@ -5,8 +5,9 @@ headline value and outlier status of every published measure, the public
 reports, the national report, and the open data (``indicators.csv``, one row per
 unit, measure and statistic, suppressed) with its data dictionary of measures,
 statistics and columns. Internal measures (``published: false`` in the audit
-definition) appear nowhere in it. It is built in a temporary folder and swapped
-in whole, so readers never see it half-updated.
+definition) appear nowhere in it. It is built in a staging folder with the open
+data, checked there for disclosure, and swapped in whole only if the check
+passes, so readers never see it half-updated nor a publication that failed.
 The period's own ``index.html`` is the audit team's: it also links the
 confidential local feedback reports, and is never copied into the site.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,15 @@ from auditreport.files import atomic_write_text
 from auditreport.presentation.measure_parts import statistic_label, target_text, value_text
 from auditreport.presentation.tables import esc, flag_badge, table
 from auditreport.provenance import code_version, now_utc
+from auditreport.publication.checker import CheckReport, Finding, check_period
+from auditreport.publication.team import (
+    CONSULTANT_SUMMARIES,
+    FINDINGS_FILE,
+    last_published,
+    public_path,
+    team_index,
+    write_findings,
+)
 from auditreport.rendering.html import SORT_SCRIPT, stylesheet
 from auditreport.rules.disclosure import SUPPRESSED
 from auditreport.rules.flags import FLAGS
@@ -166,51 +175,93 @@ def _statistic_order(statistic: str) -> tuple[int, int, str]:
     return rank, int(_days(statistic)) if statistic.startswith("survival_") else 0, statistic
 
 
-def publish(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], results: Sequence[JobResult]) -> Path:
-    """Write indicators.csv, the site, the team index and manifest.json for one period."""
+def publish(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], results: Sequence[JobResult]) -> CheckReport:
+    """Publish one period: stage the site and indicators.csv, check them, and swap them in only if the
+    disclosure check passes; then the team index, manifest.json and the top-level index.
+
+    Everything public is written to ``<period>/.publication-<pid>/`` and the checker reads it there (with
+    the public reports it was copied from). On success the staged site and open data replace the old ones
+    (a rename each) and any old findings file is removed. On failure nothing public changes: the previous
+    ``site/`` and ``indicators.csv`` stay byte for byte, every finding goes to
+    ``disclosure-findings.csv``, and the team index and manifest say that the publication failed. The
+    returned report's ``raise_if_failed()`` then raises the error (exit 5) naming that file.
+    """
     ok = {r.name for r in results if r.status in ("built", "skipped")}
+    previous = last_published(out)
     data = neutralise_formulas(open_data(config, out))
-    atomic_write_text(out / "indicators.csv", data.to_csv(index=False))
-    site = _build_site(config, out, data, [j for j in jobs if j.name in ok and j.audience == "public"])
-    atomic_write_text(out / "index.html", _team_index(config, out, jobs, ok))
-    write_manifest(config, out, jobs, results)
+    public_jobs = [j for j in jobs if j.name in ok and j.audience == "public"]
+    _clear_staging(out)
+    staging = out / f".publication-{os.getpid()}"
+    staging.mkdir()
+    try:
+        (staging / "indicators.csv").write_text(data.to_csv(index=False), encoding="utf-8")
+        (staging / "site").mkdir()
+        _build_site(config, out, data, public_jobs, staging / "site")
+        report = check_period(config, out, staging)
+        when = now_utc()
+        if report.ok:
+            _swap_in(out, staging)
+            (out / FINDINGS_FILE).unlink(missing_ok=True)
+            publication = {"status": "published", "published": when, "findings": 0}
+        else:
+            # Named where they would have been published (staging is removed), relative to the period.
+            report.findings = [Finding(public_path(f.path, out, staging), f.where, f.rule, f.text)
+                               for f in report.findings]
+            report.findings_file = write_findings(out, report.findings)
+            publication = {"status": "failed", "attempted": when, "findings": len(report.findings),
+                           "findings_file": FINDINGS_FILE, "site_published": previous}
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    atomic_write_text(out / "index.html", _team_index(config, out, jobs, ok, publication))
+    write_manifest(config, out, jobs, results, publication)
     # The public index across every audit period under the reports root, refreshed by each publication.
     from auditreport.publication.index import write_top_index
 
     write_top_index(out.parents[1])
-    return site
+    return report
 
 
-def _build_site(config: AuditConfig, out: Path, data: pd.DataFrame, public_jobs: Sequence[ReportJob]) -> Path:
-    for stale in out.glob(".site-*"):  # staging or old copies left by a run that was killed
+def _clear_staging(out: Path) -> None:
+    """Remove what a killed run left behind: its staging, and an old site moved aside, unless the run was
+    killed between moving it aside and moving the new one in, when it is put back (it is the published one)."""
+    for old in sorted(out.glob(".site-old-*")):
+        if not (out / "site").exists():
+            old.rename(out / "site")
+    for stale in [*out.glob(".publication-*"), *out.glob(".site-*")]:
         shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=".site-", dir=out))
-    try:
-        (staging / "providers").mkdir()
-        links: dict[str, str] = {}
-        for job in public_jobs:
-            if job.kind == "national":
-                for suffix in (".html", ".pdf"):
-                    shutil.copyfile(Path(job.out_dir) / f"{job.stem}{suffix}", staging / f"national{suffix}")
-            else:
-                name = safe_name(job.provider)
-                for suffix in (".html", ".pdf"):
-                    shutil.copyfile(Path(job.out_dir) / f"{job.stem}{suffix}", staging / "providers" / f"{name}{suffix}")
-                links[job.provider] = f"providers/{name}"
-        (staging / "indicators.csv").write_text(data.to_csv(index=False), encoding="utf-8")
-        meta = json.loads((out / BUNDLE_DIR / "metadata.json").read_text())
-        neutralise_formulas(data_dictionary(meta, data)).to_csv(staging / "data_dictionary.csv", index=False)
-        (staging / "index.html").write_text(_site_index(config, data, links, public_jobs, meta), encoding="utf-8")
-        final = out / "site"
-        old = out / f".site-old-{os.getpid()}"
-        if final.exists():
-            final.rename(old)
-        staging.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-        return final
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+
+def _swap_in(out: Path, staging: Path) -> None:
+    """Replace the published site and open data by the staged ones: a rename each, so a reader sees the
+    old or the new site, never half of one (the old site is moved aside, then removed)."""
+    final, old = out / "site", out / f".site-old-{os.getpid()}"
+    if final.exists():
+        final.rename(old)
+    (staging / "site").rename(final)
+    os.replace(staging / "indicators.csv", out / "indicators.csv")
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _build_site(config: AuditConfig, out: Path, data: pd.DataFrame, public_jobs: Sequence[ReportJob],
+                staging: Path) -> Path:
+    """Write the site into ``staging`` (an empty folder of the publication's staging; ``publish`` checks it
+    and swaps it in): the public reports, the open data and dictionary, and the pages."""
+    (staging / "providers").mkdir()
+    links: dict[str, str] = {}
+    for job in public_jobs:
+        if job.kind == "national":
+            for suffix in (".html", ".pdf"):
+                shutil.copyfile(Path(job.out_dir) / f"{job.stem}{suffix}", staging / f"national{suffix}")
+        else:
+            name = safe_name(job.provider)
+            for suffix in (".html", ".pdf"):
+                shutil.copyfile(Path(job.out_dir) / f"{job.stem}{suffix}", staging / "providers" / f"{name}{suffix}")
+            links[job.provider] = f"providers/{name}"
+    (staging / "indicators.csv").write_text(data.to_csv(index=False), encoding="utf-8")
+    meta = json.loads((out / BUNDLE_DIR / "metadata.json").read_text())
+    neutralise_formulas(data_dictionary(meta, data)).to_csv(staging / "data_dictionary.csv", index=False)
+    (staging / "index.html").write_text(_site_index(config, data, links, public_jobs, meta), encoding="utf-8")
+    return staging
 
 
 def format_value(measure: dict, statistic: str, value: float, suppressed: bool = False) -> str:
@@ -355,24 +406,18 @@ def _site_index(config: AuditConfig, data: pd.DataFrame, links: dict[str, str],
     return _page(f"{config.name} {config.period_label}", body)
 
 
-def _team_index(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], ok: set[str]) -> str:
-    rows = []
-    for job in jobs:
-        rel = Path(job.out_dir).relative_to(out) / job.stem
-        status = "built" if job.name in ok else "FAILED"
-        links = " ".join(f"<a href='{esc(rel.as_posix())}{s}'>{s[1:]}</a>" for s in (".html", ".pdf", ".ipynb"))
-        rows.append([esc(job.provider or "national"), esc(job.audience), links if job.name in ok else "", status])
-    body = (f"<div class='cover' data-running='{esc(config.name)}'><p class='audience audience-local'>Audit team index: "
-            f"contains links to confidential reports</p><p class='audit-name'>{esc(config.name)}</p>"
-            f"<h1>{esc(config.period_label)}: all outputs</h1></div>"
-            "<p><a href='site/index.html'>Publication site</a> &middot; <a href='indicators.csv'>indicators.csv</a>"
-            " &middot; <a href='manifest.json'>manifest.json</a></p>"
-            + table(["Unit", "Audience", "Files", "Status"], rows, raw=True, css_class="data sortable"))
-    return _page(f"{config.name} {config.period_label}: all outputs", body)
+def _team_index(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], ok: set[str],
+                publication: dict | None = None) -> str:
+    """The audit team's index (``publication.team``): the last publication's outcome, every report, each
+    consultant summary."""
+    return team_index(config.name, config.period_label, out, jobs, ok, publication or {})
 
 
-def write_manifest(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], results: Sequence[JobResult]) -> Path:
-    """List every output with its SHA-256 and what made it."""
+def write_manifest(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], results: Sequence[JobResult],
+                   publication: dict | None = None) -> Path:
+    """List every output with its SHA-256 and what made it, and the outcome of the publication
+    (``{"status": "published", "published": <time>, ...}`` or ``{"status": "failed", "findings": n,
+    "findings_file": ..., "site_published": <time of the site still shown, or None>}``)."""
     meta = json.loads((out / BUNDLE_DIR / "metadata.json").read_text())
     by_name = {r.name: r for r in results}
     files = []
@@ -390,6 +435,11 @@ def write_manifest(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], re
             files.append({"path": path.relative_to(out).as_posix(), "sha256": file_sha256(path),
                           "kind": "site" if "site" in path.parts else "bundle" if BUNDLE_DIR in path.parts
                           else "open data"})
+    # Each named consultant's confidential summary (contract section 8), when one was written for the period.
+    for path in sorted((out / CONSULTANT_SUMMARIES).glob("*/summary.*")):
+        if path.suffix in (".html", ".pdf"):
+            files.append({"path": path.relative_to(out).as_posix(), "sha256": file_sha256(path),
+                          "kind": "consultant summary", "audience": "local"})
     manifest = {
         "audit": config.id, "period": config.period_label, "created": now_utc(), "code": code_version(),
         "config": meta["config"]["sha256"], "config_path": str(config.path), "data": meta["data"],
@@ -398,6 +448,7 @@ def write_manifest(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], re
                     "skipped": sum(r.status == "skipped" for r in results),
                     "failed": [{"name": r.name, "error": r.error, "notebook": r.failed_notebook}
                                for r in results if r.status == "failed"]},
+        "publication": publication or {},
         "files": files,
     }
     return atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, default=str))
