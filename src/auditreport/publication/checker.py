@@ -49,12 +49,7 @@ import pandas as pd
 from auditreport.bundle import BUNDLE_DIR
 from auditreport.data.loading import file_sha256
 from auditreport.errors import AuditReportError
-
-#: The publication policies (contract section 2; ``rules.disclosure.POLICIES`` holds their rationale).
-OUTCOMES_IN_FULL = "outcomes-in-full"
-SMALL_NUMBERS = "small-numbers-everywhere"
-#: ``unit_id`` of a measure's pooled low-volume group (``rules.disclosure.LOW_VOLUME_ID``).
-LOW_VOLUME_ID = "low-volume"
+from auditreport.rules.disclosure import LOW_VOLUME_ID, OUTCOMES_IN_FULL
 
 COUNT_COLUMNS = ("numerator", "denominator", "observed")
 #: Columns that count patients or events only for measures of counts (proportion, survival): for a mean or
