@@ -206,7 +206,7 @@ def test_checker_finds_counts_ids_and_recoverable_cells(tmp_path):
 def test_checker_reads_pdf_table_rows(tmp_path):
     from auditreport.rendering.pdf import html_to_pdf
 
-    html = ("<html><body><table><tr><th>Consultant</th><th>Deaths</th></tr>"
+    html = ("<html lang='en-GB'><head><title>r</title></head><body><table><tr><th>Consultant</th><th>Deaths</th></tr>"
             "<tr><td>C2480300</td><td data-count>4</td></tr><tr><td>C2066401</td><td data-count>12</td></tr>"
             "</table></body></html>")
     (tmp_path / "r.html").write_text(html.replace(">4<", ">*<"))  # the HTML is clean, the PDF is not
@@ -219,7 +219,7 @@ def test_checker_tells_a_sentence_that_starts_with_a_row_label_from_the_row(tmp_
     """A sentence about a provider (its log-rank test has 1 degree of freedom) is not its table row."""
     from auditreport.rendering.pdf import html_to_pdf
 
-    html = ("<html><body><table><tr><th>Unit</th><th>Deaths</th></tr>"
+    html = ("<html lang='en-GB'><head><title>r</title></head><body><table><tr><th>Unit</th><th>Deaths</th></tr>"
             "<tr><td>Institution 21</td><td data-count>*</td></tr></table>"
             "<p>Institution 21 had more deaths than expected: chi-squared 7.28 on 1 degree of "
             "freedom, p = 0.007.</p></body></html>")

@@ -1,0 +1,147 @@
+"""Accessibility checked, not assumed (issue #15, item 6): axe-core in Debian's chromium on every kind of
+HTML page a build writes, against WCAG 2.2 level AA.
+
+axe-core 4.12 comes from the PyPI package ``axe-playwright-python`` (its bundled ``axe.min.js``; only the
+script is used, loaded into each page before the page's own scripts). The browser is /usr/bin/chromium
+driven by Playwright, as in tests/test_reports.py: Playwright never downloads a browser, and CI installs
+chromium with scripts/system-deps.sh.
+
+The site's pages are found, not listed: under ``site/`` every page at the top (each is of its own kind) and,
+in every folder below, its ``index.html`` and one other page (a provider's page stands for every provider's).
+A page kind added to the site is checked without changing this file.
+
+axe cannot judge everything WCAG asks (reading order, meaningful alt text, reflow...): what it reports as
+"incomplete" (needs a person to look) is printed, not failed; tests/test_pdf.py and tests/test_sections.py
+hold the checks of alt text and tagged PDFs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+#: As tests/test_reports.py: a headless browser that talks to nothing.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+#: WCAG 2.0, 2.1 and 2.2 at levels A and AA, as axe-core tags its rules (axe-core docs, "Axe-core Tags").
+WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+#: Rules axe files under "best practice" (not WCAG success criteria by themselves) that the report pages
+#: must pass too: they are what a screen-reader user navigates by (one main landmark, all content in
+#: landmarks, one h1 and headings in order) and what tells them which header belongs to a cell.
+STRUCTURE_RULES = ["landmark-one-main", "landmark-no-duplicate-main", "region", "page-has-heading-one",
+                   "heading-order", "empty-heading", "empty-table-header", "td-has-header",
+                   "th-has-data-cells", "scope-attr-valid", "table-duplicate-name", "image-redundant-alt"]
+
+
+def axe_script() -> str:
+    """axe-core's script as the ``axe-playwright-python`` package ships it."""
+    import axe_playwright_python
+
+    return (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text(encoding="utf-8")
+
+
+def site_page_kinds(site: Path) -> list[Path]:
+    """One page of every kind under ``site``: every page at the top, and in each folder below its
+    ``index.html`` and the first other page (by name)."""
+    pages = sorted(site.glob("*.html"))
+    for folder in sorted(p for p in site.rglob("*") if p.is_dir()):
+        here = sorted(folder.glob("*.html"))
+        pages += [p for p in here if p.name == "index.html"]
+        pages += [p for p in here if p.name != "index.html"][:1]
+    return pages
+
+
+def report_pages(out: Path) -> list[Path]:
+    """The reports a build writes outside the site: a provider's local (confidential) and public reports,
+    the national report, the audit team's index, and a consultant summary where the build writes them."""
+    provider = sorted(p.parent for p in (out / "providers").glob("*/local.html"))[0]
+    pages = [provider / "local.html", provider / "public.html", out / "national" / "national.html",
+             out / "index.html"]
+    return pages + sorted(out.glob("consultants/*/summary.html"))[:1]
+
+
+def describe(page: Path, root: Path, results: list[dict]) -> list[str]:
+    """Each violation as a line: page, rule id, impact, what the rule asks, and the nodes it failed on."""
+    lines = []
+    for rule in results:
+        nodes = "; ".join(" ".join(map(str, node["target"])) for node in rule["nodes"][:8])
+        more = f" (+{len(rule['nodes']) - 8} more)" if len(rule["nodes"]) > 8 else ""
+        lines.append(f"{page.relative_to(root)}: {rule['id']} ({rule['impact']}): {rule['help']}; "
+                     f"nodes: {nodes}{more}; see {rule['helpUrl']}")
+    return lines
+
+
+def run_axe(pages: list[Path], profile: Path, options: dict) -> dict[Path, dict]:
+    """axe-core's results for each page (``axe.run(document, options)``), in one headless chromium."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "chromium is not installed: run scripts/system-deps.sh (auditreport system-deps)"
+    results = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, offline=True,
+            viewport={"width": 1280, "height": 800})
+        browser.add_init_script(script=axe_script())
+        page = browser.new_page()
+        for path in pages:
+            page.goto(path.as_uri())
+            results[path] = page.evaluate("options => axe.run(document, options)", options)
+        browser.close()
+    return results
+
+
+@pytest.fixture(scope="module")
+def out(built_small_audit) -> Path:
+    return built_small_audit.period_dir
+
+
+@pytest.mark.slow
+def test_every_page_kind_meets_wcag_22_aa_in_axe(out, tmp_path):
+    """No axe-core violation of WCAG 2.2 A/AA on the site's index, every other kind of site page (national
+    report, provider and consultant pages, public reports...) and the reports outside the site."""
+    site = site_page_kinds(out / "site")
+    assert {"index.html", "national.html"} <= {p.name for p in site if p.parent == out / "site"}
+    assert len(site) >= 3, site
+    pages = site + report_pages(out)
+    results = run_axe(pages, tmp_path / "profile", {"runOnly": {"type": "tag", "values": WCAG_AA}})
+    violations, review = [], []
+    for page, result in results.items():
+        assert result["testEngine"]["version"].startswith("4.12"), result["testEngine"]
+        assert {"html-has-lang", "document-title"} <= {r["id"] for r in result["passes"]}, page  # it ran
+        violations += describe(page, out, result["violations"])
+        review += describe(page, out, result["incomplete"])
+    print(f"\naxe-core {WCAG_AA} on {len(pages)} pages: " + ", ".join(str(p.relative_to(out)) for p in pages))
+    print("for a person to review (axe could not decide):\n  " + "\n  ".join(review or ["nothing"]))
+    assert not violations, f"{len(violations)} axe-core violation(s):\n" + "\n".join(violations)
+
+
+@pytest.mark.slow
+def test_reports_have_landmarks_headings_in_order_and_table_headers(out, tmp_path):
+    """axe's structure rules that are best practice rather than WCAG criteria, on the report pages the
+    notebooks write: one main landmark holding everything, an h1, headings that do not skip a level,
+    no empty header cell, every data cell with its header."""
+    pages = report_pages(out)[:3] + [out / "site" / "national.html"]
+    results = run_axe(pages, tmp_path / "profile", {"runOnly": {"type": "rule", "values": STRUCTURE_RULES}})
+    violations = []
+    for page, result in results.items():
+        assert {"landmark-one-main", "page-has-heading-one", "heading-order"} <= {
+            r["id"] for r in result["passes"]}, (page, [r["id"] for r in result["passes"]])
+        violations += describe(page, out, result["violations"])
+    assert not violations, f"{len(violations)} axe-core violation(s):\n" + "\n".join(violations)
+
+
+def test_site_page_kinds_take_one_page_of_each_kind(tmp_path):
+    """Every page at the top of the site; in a folder, its index and one other page."""
+    for name in ("index.html", "national.html", "national.pdf", "providers/A.html", "providers/B.html",
+                 "consultants/index.html", "consultants/C1.html", "consultants/C2.html", "data/x.csv",
+                 "reports/A.html", "reports/A.pdf"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    assert [str(p.relative_to(tmp_path)) for p in site_page_kinds(tmp_path)] == [
+        "index.html", "national.html", "consultants/index.html", "consultants/C1.html", "providers/A.html",
+        "reports/A.html"]
