@@ -145,3 +145,36 @@ def test_site_page_kinds_take_one_page_of_each_kind(tmp_path):
     assert [str(p.relative_to(tmp_path)) for p in site_page_kinds(tmp_path)] == [
         "index.html", "national.html", "consultants/index.html", "consultants/C1.html", "providers/A.html",
         "reports/A.html"]
+
+
+def test_figure_alt_text_says_what_the_colours_and_the_legend_abbreviate():
+    """A funnel's alt text counts the flagged units on each side (the colours of the points); a survival
+    chart's names the provider in full, where its legend shortens the name."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+
+    from auditreport.presentation import figures
+
+    units = pd.DataFrame({"unit_id": ["A", "B", "C", "D", "E"],
+                          "flag": ["alarm_high", "alert_high", "as_expected", "alarm_low", None],
+                          "x": [40.0, 80.0, 120.0, 300.0, 60.0], "value": [0.30, 0.2, 0.1, 0.02, 0.1]})
+    x = np.geomspace(1, 400, 50)
+    curve = pd.DataFrame({"x": x, "lower95": 0.1 - 0.5 / np.sqrt(x), "upper95": 0.1 + 0.5 / np.sqrt(x),
+                          "lower998": 0.1 - 0.8 / np.sqrt(x), "upper998": 0.1 + 0.8 / np.sqrt(x)})
+    fig = figures.funnel_plot(units, curve, target=0.1, x="x", y="value", xlabel="Procedures", ylabel="Rate",
+                              title="Mortality", highlight="C", highlight_label="Hospital C", percent=True)
+    try:
+        assert fig.alt_text.endswith(" Units flagged: 1 alarm and 1 alert high; 1 alarm low.")
+        assert "Hospital C is shown as a blue diamond at 120 x, 10.0%." in fig.alt_text
+    finally:
+        plt.close(fig)
+    km = pd.DataFrame({"time": [0.0, 30.0, 90.0], "survival": [1.0, 0.95, 0.9], "lower": [1.0, 0.9, 0.85],
+                       "upper": [1.0, 0.98, 0.95], "at_risk": [100, 90, 80]})
+    name = "Pendle University Hospitals NHS Foundation Trust"
+    fig = figures.km_plot(km, km, unit_label=name, horizon_max=90, title="Survival")
+    try:
+        assert f"National and {name}, to 90 days" in fig.alt_text
+        assert name not in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]  # shortened there
+    finally:
+        plt.close(fig)

@@ -164,7 +164,7 @@ def quality_section(ctx: ReportContext) -> Section:
     note = paragraph(f"Completeness is shown as * where between 1 and {ctx.threshold} records lack the field, "
                      "since the percentage with the number of records would give the count.",
                      css_class="note") if ctx.public else None
-    return section("Data quality", table(["", f"This {words['provider']}", words["population"]], rows,
+    return section("Data quality", table(["Item", f"This {words['provider']}", words["population"]], rows,
                                          numeric=(1, 2),
                                          counts=(1, 2), caption="Records, completeness of key fields and imputation"),
                    note)
