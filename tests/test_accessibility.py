@@ -178,3 +178,32 @@ def test_figure_alt_text_says_what_the_colours_and_the_legend_abbreviate():
         assert name not in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]  # shortened there
     finally:
         plt.close(fig)
+
+
+def test_keyboard_focus_on_a_sortable_header_is_visible(tmp_path):
+    """The sort script makes header cells focusable; a keyboard user sees where focus is (a yellow outline
+    on the dark header, not the browser's ring, which barely shows there) and sorts with Enter."""
+    from playwright.sync_api import sync_playwright
+
+    from auditreport.rendering.html import SORT_SCRIPT, stylesheet
+
+    assert CHROMIUM, "chromium is not installed: run scripts/system-deps.sh (auditreport system-deps)"
+    page_html = ("<!DOCTYPE html><html lang='en-GB'><head><title>t</title><style>" + stylesheet() + "</style></head>"
+                 "<body class='report'><main><h1>t</h1><table class='data sortable'><caption>Units</caption>"
+                 "<thead><tr><th scope='col'>Unit</th><th scope='col' class='num'>Cases</th></tr></thead><tbody>"
+                 "<tr><td>A</td><td class='num'>20</td></tr><tr><td>B</td><td class='num'>3</td></tr></tbody>"
+                 "</table></main><script>" + SORT_SCRIPT.read_text(encoding="utf-8") + "</script></body></html>")
+    (tmp_path / "t.html").write_text(page_html, encoding="utf-8")
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
+                                                       headless=True, args=CHROMIUM_ARGS, offline=True)
+        page = browser.new_page()
+        page.goto((tmp_path / "t.html").as_uri())
+        page.keyboard.press("Tab")
+        page.keyboard.press("Tab")
+        focused = page.evaluate("""() => { const e = document.activeElement, s = getComputedStyle(e);
+            return [e.textContent, s.outlineStyle, s.outlineWidth, s.outlineColor]; }""")
+        assert focused == ["Cases", "solid", "4px", "rgb(255, 235, 59)"]
+        page.keyboard.press("Enter")
+        assert page.eval_on_selector_all("tbody td:first-child", "els => els.map(e => e.textContent)") == ["B", "A"]
+        browser.close()
