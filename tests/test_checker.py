@@ -168,7 +168,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_checker_reads_pdf_table_rows(tmp_path):
-    html = ("<html><body><table><tr><th>Consultant</th><th>Deaths</th></tr>"
+    html = ("<html lang='en-GB'><head><title>r</title></head><body><table><tr><th>Consultant</th><th>Deaths</th></tr>"
             "<tr><td>C2480300</td><td data-count>4</td></tr><tr><td>C2066401</td><td data-count>12</td></tr>"
             "</table></body></html>")
     (tmp_path / "r.html").write_text(html.replace(">4<", ">*<"))  # the HTML is clean, the PDF is not
@@ -180,7 +180,7 @@ def test_checker_reads_pdf_table_rows(tmp_path):
 
 def test_checker_tells_a_sentence_that_starts_with_a_row_label_from_the_row(tmp_path):
     """A sentence about a provider (its log-rank test has 1 degree of freedom) is not its table row."""
-    html = ("<html><body><table><tr><th>Unit</th><th>Deaths</th></tr>"
+    html = ("<html lang='en-GB'><head><title>r</title></head><body><table><tr><th>Unit</th><th>Deaths</th></tr>"
             "<tr><td>Institution 21</td><td data-count>*</td></tr></table>"
             "<p>Institution 21 had more deaths than expected: chi-squared 7.28 on 1 degree of "
             "freedom, p = 0.007.</p></body></html>")
@@ -201,7 +201,7 @@ def test_pdf_count_is_read_at_its_column_even_when_the_label_and_other_cells_hol
     left alone."""
     row = ("<tr><td>Ward 3 (unit 5)</td><td>2</td><td data-count>{count}</td><td>4.5% (1.2 to 6.0)</td>"
            "<td data-count data-count-measure='mortality'>{deaths}</td><td>6 days</td></tr>")
-    page = ("<html><body><table><tr><th>Ward</th><th>Code</th><th>Cases</th><th>Rate</th><th>Deaths</th>"
+    page = ("<html lang='en-GB'><head><title>r</title></head><body><table><tr><th>Ward</th><th>Code</th><th>Cases</th><th>Rate</th><th>Deaths</th>"
             "<th>Median stay</th></tr>{rows}</table><p>Ward 3 (unit 5) is 1 of 2 wards named here.</p></body></html>")
     html = page.format(rows=row.format(count="*", deaths="*"))
     (tmp_path / "r.html").write_text(html)

@@ -44,7 +44,7 @@ def _png(mode: str, size: tuple[int, int] = (40, 24), **save: object) -> bytes:
 def _html(png: bytes, copies: int = 1) -> str:
     uri = "data:image/png;base64," + base64.b64encode(png).decode()
     imgs = "".join(f'<p>figure {i}</p><img src="{uri}" alt="chart">' for i in range(copies))
-    return f"<html><body><h1>Report</h1>{imgs}</body></html>"
+    return f"<html lang='en-GB'><head><title>Report</title></head><body><h1>Report</h1>{imgs}</body></html>"
 
 
 def _images(path: Path) -> list[dict]:
@@ -177,7 +177,7 @@ def test_section_heading_and_introduction_move_with_the_chart_that_follows(tmp_p
     from auditreport.rendering.html import stylesheet
 
     uri = "data:image/png;base64," + base64.b64encode(_png("RGB", (700, 430))).decode()
-    html = (f"<html><head><style>{stylesheet()}</style></head><body>"
+    html = (f"<html lang='en-GB'><head><title>Report</title><style>{stylesheet()}</style></head><body>"
             "<div class='jp-OutputArea-child'><div class='jp-RenderedHTML'>"
             "<div style='height: 21cm'>Earlier sections</div></div></div>"
             "<div class='jp-OutputArea-child'><div class='jp-RenderedHTML'>"
@@ -195,3 +195,142 @@ def test_section_heading_and_introduction_move_with_the_chart_that_follows(tmp_p
         assert list(document[1].get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
     finally:
         document.close()
+
+
+# Tagged PDFs (PDF/UA-1): structure tree, figure alt text, language and title (issue #15, item 6) ----------
+
+def structure(path: Path) -> tuple[dict, list[tuple[str, str | None]]]:
+    """The PDF's catalog and every element of its structure tree in reading order, as (tag, /Alt)."""
+    from pypdf import PdfReader
+    from pypdf.generic import DictionaryObject
+
+    catalog = PdfReader(path).trailer["/Root"]
+    assert "/StructTreeRoot" in catalog, f"{path}: no structure tree (/StructTreeRoot): the PDF is not tagged"
+    elements: list[tuple[str, str | None]] = []
+
+    def walk(node: object) -> None:
+        node = node.get_object() if hasattr(node, "get_object") else node
+        if not isinstance(node, DictionaryObject):
+            return  # a marked-content id: the page content itself
+        if "/S" in node:
+            alt = node.get("/Alt")
+            elements.append((str(node["/S"]), None if alt is None else str(alt)))
+        kids = node.get("/K")
+        for kid in (kids if isinstance(kids, list) else [] if kids is None else [kids]):
+            walk(kid)
+
+    walk(catalog["/StructTreeRoot"])
+    return catalog, elements
+
+
+def html_alts(html: str) -> list[str]:
+    """The alt text of every <img> of ``html``, in document order, with entities decoded."""
+    from html.parser import HTMLParser
+
+    class Alts(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.alts: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.alts.append(dict(attrs).get("alt") or "")
+
+    parser = Alts()
+    parser.feed(html)
+    return parser.alts
+
+
+def pdfinfo(path: Path) -> dict[str, str]:
+    """What poppler's ``pdfinfo`` says of ``path`` (poppler-utils: scripts/system-deps.sh installs it)."""
+    import shutil
+    import subprocess
+
+    tool = shutil.which("pdfinfo")
+    assert tool, "pdfinfo is not installed: run scripts/system-deps.sh (auditreport system-deps; poppler-utils)"
+    lines = subprocess.run([tool, str(path)], check=True, capture_output=True, text=True).stdout.splitlines()
+    return {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
+
+
+def test_every_pdf_is_tagged_with_language_title_and_figure_alt_text(tmp_path, speedups_on):
+    uri = "data:image/png;base64," + base64.b64encode(_png("RGB")).decode()
+    html = ("<html lang='en-GB'><head><title>Audit report: Alpha Trust</title></head><body><main><h1>Report</h1>"
+            "<h2>Funnel</h2><p>Text.</p><img src='" + uri + "' alt='Funnel plot of 6 units &amp; limits'>"
+            "<table><thead><tr><th scope='col'>Unit</th><th scope='col'>Deaths</th></tr></thead>"
+            "<tbody><tr><td>A</td><td>12</td></tr></tbody></table></main></body></html>")
+    out = html_to_pdf(html, tmp_path / "r.pdf")
+    info = pdfinfo(out)
+    assert info["Tagged"] == "yes" and info["Title"] == "Audit report: Alpha Trust"
+    catalog, elements = structure(out)
+    assert str(catalog["/Lang"]) == "en-GB"
+    assert catalog["/MarkInfo"]["/Marked"] and catalog["/ViewerPreferences"]["/DisplayDocTitle"]
+    tags = [tag for tag, _ in elements]
+    assert tags[0] == "/Document" and tags.index("/H1") < tags.index("/H2") < tags.index("/Figure") < tags.index(
+        "/Table")
+    assert {"/TH", "/TD", "/P"} <= set(tags)
+    assert [alt for tag, alt in elements if tag == "/Figure"] == ["Funnel plot of 6 units & limits"]
+    assert b'pdfuaid:part="1"' in catalog["/Metadata"].get_object().get_data()  # XMP: PDF/UA-1
+
+
+@pytest.mark.parametrize("page, missing", [
+    ("<html><head><title>t</title></head><body><p>x</p></body></html>", "no lang attribute"),
+    ("<html lang='en-GB'><head></head><body><p>x</p></body></html>", "no <title>"),
+    ("<html lang='en-GB'><head><title>t</title></head><body><img src='x.png' alt='a chart'>"
+     "<img src='y.png'><img src='z.png' alt=' '></body></html>", "image(s) 2, 3 of 3 have no alt text"),
+])
+def test_html_without_what_a_tagged_pdf_needs_is_refused(tmp_path, page, missing):
+    """WeasyPrint only logs a missing language or alt text; the package refuses the HTML, naming what is
+    missing and the PDF, and writes nothing."""
+    with pytest.raises(ValueError, match="PDF/UA-1") as error:
+        html_to_pdf(page, tmp_path / "r.pdf")
+    assert missing in str(error.value) and str(tmp_path / "r.pdf") in str(error.value)
+    assert not (tmp_path / "r.pdf").exists()
+
+
+@pytest.mark.slow
+def test_reports_of_a_built_audit_are_tagged_with_figure_alt_text_from_the_html(built_small_audit):
+    """Every PDF a build writes is tagged; in a public, a local and the national report each figure is a
+    /Figure whose /Alt is the alt text of the same figure in the HTML twin, and the language is en-GB."""
+    out = built_small_audit.period_dir
+    pdfs = sorted(out.rglob("*.pdf"))
+    provider = sorted(p.parent.name for p in (out / "providers").glob("*/public.pdf"))[0]
+    chosen = [out / "providers" / provider / "public.pdf", out / "providers" / provider / "local.pdf",
+              out / "national" / "national.pdf"]
+    assert set(chosen) <= set(pdfs) and len(pdfs) > len(chosen)
+    untagged = [str(p.relative_to(out)) for p in pdfs if pdfinfo(p).get("Tagged") != "yes"]
+    assert not untagged, f"PDFs without tags: {untagged}"
+    for pdf in chosen:
+        info = pdfinfo(pdf)
+        assert info["Title"].startswith("Synthetic National Surgical Outcomes Audit"), info
+        assert (provider in info["Title"]) == (pdf.parent.name != "national"), info
+        catalog, elements = structure(pdf)
+        assert str(catalog["/Lang"]) == "en-GB"
+        alts = html_alts(pdf.with_suffix(".html").read_text(encoding="utf-8"))
+        figures = [alt for tag, alt in elements if tag == "/Figure"]
+        assert len(alts) >= 3 and figures == alts, (pdf, figures, alts)
+        assert {"/H1", "/H2", "/Table", "/TH", "/TD", "/P"} <= {tag for tag, _ in elements}
+
+
+@pytest.mark.slow
+def test_tagging_costs_little_render_time(built_small_audit, tmp_path):
+    """Seconds of CPU per PDF, tagged against untagged, the same report in the same process (best of two
+    each, in alternating order, after a warm-up of both): printed, and tagging must not double the time."""
+    import time
+
+    out = built_small_audit.period_dir
+    provider = sorted(p.parent.name for p in (out / "providers").glob("*/public.pdf"))[0]
+    html = (out / "providers" / provider / "public.html").read_text(encoding="utf-8")
+    for tagged in (False, True):
+        html_to_pdf(html, tmp_path / "warm.pdf", tagged=tagged)
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    for order in ((False, True), (True, False)):
+        for tagged in order:
+            started = time.process_time()
+            html_to_pdf(html, tmp_path / f"{tagged}.pdf", tagged=tagged)
+            seconds[tagged].append(time.process_time() - started)
+    plain, tagged = min(seconds[False]), min(seconds[True])
+    print(f"\npublic report PDF, CPU seconds: untagged {plain:.2f}, tagged {tagged:.2f} "
+          f"({100 * (tagged / plain - 1):+.0f}%); sizes {(tmp_path / 'False.pdf').stat().st_size:,} and "
+          f"{(tmp_path / 'True.pdf').stat().st_size:,} bytes")
+    assert pdfinfo(tmp_path / "False.pdf")["Tagged"] == "no" and pdfinfo(tmp_path / "True.pdf")["Tagged"] == "yes"
+    assert tagged < 2 * plain

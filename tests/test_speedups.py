@@ -69,6 +69,10 @@ def test_switched_off_means_stock_kernel_manager_and_no_fork_server(monkeypatch)
     assert type(kf.kernel_manager(kernel_name="python3")) is expected
 
 
+#: The smallest page html_to_pdf takes: a language and a title (every PDF is tagged, PDF/UA-1).
+_PAGE = "<html lang='en-GB'><head><title>t</title></head><body><p>text</p></body></html>"
+
+
 def test_switched_off_leaves_weasyprint_image_handling_alone(tmp_path, monkeypatch):
     """With the speed-ups off html_to_pdf installs nothing on WeasyPrint; a hook installed earlier in the
     process hands every image straight to WeasyPrint's own method while the switch is off."""
@@ -77,10 +81,10 @@ def test_switched_off_leaves_weasyprint_image_handling_alone(tmp_path, monkeypat
     stock = getattr(RasterImage.get_x_object, "__wrapped__", RasterImage.get_x_object)
     monkeypatch.setattr(RasterImage, "get_x_object", stock)  # as shipped; monkeypatch restores the hook after
     with speedups.switched(False):
-        pdf.html_to_pdf("<p>text</p>", tmp_path / "off.pdf")
+        pdf.html_to_pdf(_PAGE, tmp_path / "off.pdf")
     assert RasterImage.get_x_object is stock
     with speedups.switched(True):
-        pdf.html_to_pdf("<p>text</p>", tmp_path / "on.pdf")
+        pdf.html_to_pdf(_PAGE, tmp_path / "on.pdf")
     assert RasterImage.get_x_object.__wrapped__ is stock
 
     tried = []

@@ -86,6 +86,19 @@ def _alt(fig: Figure, text: str) -> Figure:
     return fig
 
 
+def _outliers_words(flags: pd.Series) -> str:
+    """The coloured points of a funnel in words, for its alt text: how many units are flagged on each side
+    (the flag vocabulary of :mod:`auditreport.rules.flags`: an alarm is beyond the 99.8% limit, an alert
+    beyond the 95% one). A reader who cannot see the colours gets what the colours say."""
+    counts = flags.value_counts()
+    parts = []
+    for side, alarm, alert in (("high", ALARM_HIGH, ALERT_HIGH), ("low", ALARM_LOW, ALERT_LOW)):
+        found = [f"{int(counts.get(flag, 0))} {name}" for flag, name in ((alarm, "alarm"), (alert, "alert"))
+                 if counts.get(flag, 0)]
+        parts.append(f"{' and '.join(found)} {side}" if found else f"none {side}")
+    return f" Units flagged: {'; '.join(parts)}."
+
+
 def _plain_number(value: float, _position: object = None) -> str:
     """A tick label as a plain number ("0.5", "20", "1e+04" only past a million): a module-level function, not
     a lambda, so a figure that uses it can be pickled (the chart cache keys a figure by its pickle)."""
@@ -167,7 +180,8 @@ def funnel_plot(units: pd.DataFrame, curve: pd.DataFrame, *, target: float, x: s
     return _alt(fig, f"{title}. Funnel plot of {n} units: {ylabel} against {xlabel}, with 95% (dashed) and 99.8% "
                      f"(solid) control limits around the {target_label.removesuffix(' (as expected)')}"
                      + ("" if any(c.isdigit() for c in target_label) else
-                        f" ({target * scale:.2f}{'%' if percent else ''})") + f".{where}")
+                        f" ({target * scale:.2f}{'%' if percent else ''})") + f".{where}"
+                     + _outliers_words(units["flag"]))
 
 
 class InViewLocator(matplotlib.ticker.Locator):
@@ -242,6 +256,8 @@ def km_plot(national: pd.DataFrame, unit: pd.DataFrame | None, *, unit_label: st
     series = [("National", national, NATIONAL, "--")]
     if unit is not None:
         series.append((_short(unit_label, 28), unit, HIGHLIGHT, "-"))
+    # The alt text names the unit in full: a shortened label is for the legend's width, not for a reader.
+    names = ["National"] + ([unit_label] if unit is not None else [])
     for label, km, colour, ls in series:
         km = km[km["time"] <= horizon_max]
         ax.step(km["time"], km["survival"] * 100, where="post", color=colour, ls=ls, lw=1.4, label=label)
@@ -272,7 +288,7 @@ def km_plot(national: pd.DataFrame, unit: pd.DataFrame | None, *, unit_label: st
     gap = 0.8
     _margins(fig, left=2.1, right=0.4, bottom=0.1, hspace=gap / ((fig.get_figheight() - 0.45 - gap) / 2))
     return _alt(fig, f"{title}: survival (%) against {xlabel.lower()}, "
-                     + " and ".join(lbl for lbl, *_ in series) + f", to {horizon_max:g} days, with 95% intervals "
+                     + " and ".join(names) + f", to {horizon_max:g} days, with 95% intervals "
                      "and the number at risk below.")
 def at_risk(km: pd.DataFrame, t: float) -> int:
     """Patients still at risk just before time ``t`` (from a Kaplan-Meier step table)."""

@@ -207,7 +207,7 @@ def quality_section(ctx: ReportContext) -> Section:
                      "completeness is * where the number of records lacking the field is hidden, since the "
                      "percentage with the number of records would give it.",
                      css_class="note") if ctx.public else None
-    return section("Data quality", table(["", f"This {words['provider']}", words["population"]], rows,
+    return section("Data quality", table(["Item", f"This {words['provider']}", words["population"]], rows,
                                          numeric=(1, 2),
                                          counts=(1, 2), caption="Records, completeness of key fields and imputation"),
                    note)

@@ -89,7 +89,7 @@ def median_logrank_section(ctx: ReportContext, measure_id: str, level: int = 3) 
                      SUPPRESSED if hidden else f"{days(r['median_lower'])} to {days(r['median_upper'])}"])
     median = section(
         "Median survival",
-        table(["", ctx.wording["activity"].capitalize(), "Median survival", "95% interval"], rows, numeric=(1,),
+        table(["Group", ctx.wording["activity"].capitalize(), "Median survival", "95% interval"], rows, numeric=(1,),
               counts=(1,), caption=f"Median survival after the {ctx.wording['activity_singular']}"),
         paragraph("Median: the first time the Kaplan-Meier curve is at or below 50%, or the midpoint where it "
                   "sits at exactly 50% (R survival's convention; lifelines would take the start of that "
