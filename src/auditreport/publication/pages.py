@@ -745,6 +745,7 @@ def unit_sections(site: SiteData, unit: Unit) -> list[dict]:
                           "interval": view.interval(row, statistic),
                           "national": view.value(national, statistic) if national else "n/a"})
         counted = view.row(figures_of) or headline
+        shown = view.row(figures_of, m["headline"]) or headline  # a low-volume unit: the pool's figures
         counts = [{"label": f"{word['activity'].capitalize()} analysed",
                    "text": count_text(headline["denominator"], headline["suppressed"])}]
         if not low and view.has_events:
@@ -765,8 +766,8 @@ def unit_sections(site: SiteData, unit: Unit) -> list[dict]:
             "measure": m, "anchor": anchor, "low": low, "pool": pool,
             "threshold": threshold, "status": view.status(headline),
             "status_css": status_css(m, "" if low else view.status_flag(headline)),
-            "headline": statistic_label(m, m["headline"]), "value": view.value(headline, m["headline"]),
-            "interval": view.interval(headline, m["headline"]),
+            "headline": statistic_label(m, m["headline"]), "value": view.value(shown, m["headline"]),
+            "interval": view.interval(shown, m["headline"]),
             "national": view.value(site.national_row(m["id"], m["headline"]), m["headline"]),
             "counts": counts, "expected": None if expected is None or expected != expected else f"{expected:,.1f}",
             "stats": stats, "policy": site.measure_policy(m["id"]),
@@ -884,6 +885,7 @@ def write_pages(config: AuditConfig, site_dir: Path, data: pd.DataFrame, meta: d
         for unit in site.consultants_published():
             (site_dir / unit.page).write_text(consultant_page(site, unit), encoding="utf-8")
     columns = open_columns(data)
+    data = data[data["measure"].isin([m["id"] for m in site.measures])]  # as open_data: published measures only
     whole = neutralise_formulas(data.reindex(columns=columns))
     dictionary = neutralise_formulas(data_dictionary(meta, data))
     whole.to_csv(site_dir / "data" / "indicators.csv", index=False)

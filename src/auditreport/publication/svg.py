@@ -117,10 +117,10 @@ def x_ticks(x0: float, x1: float) -> list[float]:
 
 
 def y_ticks(y0: float, y1: float, count: int = 5) -> list[float]:
-    """About ``count`` round ticks (1, 2, 2.5 or 5 times a power of ten apart) between y0 and y1."""
+    """At least ``count`` round ticks (1, 2, 2.5 or 5 times a power of ten apart) between y0 and y1."""
     raw = (y1 - y0) / count
     power = 10.0 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
-    step = next((m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw), 10 * power)
+    step = max(m * power for m in (1, 2, 2.5, 5) if m * power <= raw * (1 + 1e-9))
     first = math.ceil(y0 / step - 1e-9) * step
     return [round(first + i * step, 10) for i in range(int((y1 - first) / step + 1e-9) + 1)]
 
