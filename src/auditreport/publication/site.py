@@ -1,10 +1,12 @@
 """The publication site, the open data and the manifest of one audit period.
 
 ``site/`` holds public outputs only: the index of every provider with the
-headline value and outlier status of every published measure, the public
-reports, the national report, and the open data (``indicators.csv``, one row per
-unit, measure and statistic, suppressed) with its data dictionary of measures,
-statistics and columns. Internal measures (``published: false`` in the audit
+headline value and outlier status of every published measure, a page per
+provider and per consultant (``publication/pages.py``), the public reports
+(``reports/``), the national report, and the open data (``indicators.csv``, one
+row per unit, measure and statistic, as the publication policy publishes it)
+with its data dictionary of measures, statistics and columns, whole and per
+measure (``data/``). Internal measures (``published: false`` in the audit
 definition) appear nowhere in it. It is built in a temporary folder and swapped
 in whole, so readers never see it half-updated.
 The period's own ``index.html`` is the audit team's: it also links the
