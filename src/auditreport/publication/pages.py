@@ -515,22 +515,20 @@ class MeasureView:
             parent = row.get("parent_id") if row else None
             parent = self.site.unit("provider", str(parent)) if isinstance(parent, str) else None
             cells.append({"text": parent.label if parent else ""})
-        cells.append({"count": True, "text": count_text(row["denominator"], hidden) if row else "",
-                      "sort": _sort(row["denominator"]) if row else None})
+        # Counts, expected and values sort by their text ("1,234", "5.2%", "12.5 hours" read as numbers by
+        # site.js): no sort key is written, which keeps the 120-row tables of every provider page small.
+        cells.append({"count": True, "text": count_text(row["denominator"], hidden) if row else ""})
         if self.has_events or self.has_expected:
             counted = "numerator" if self.has_events else "observed"
-            cells.append({"count": True, "text": count_text(row[counted], hidden) if row else "",
-                          "sort": _sort(row[counted]) if row else None})
+            cells.append({"count": True, "text": count_text(row[counted], hidden) if row else ""})
         if self.has_expected:
             expected = row["expected"] if row else float("nan")
-            cells.append({"num": True, "text": "" if expected != expected else f"{expected:,.1f}",
-                          "sort": _sort(expected)})
-        cells.append({"num": True, "text": self.value(row), "sort": _sort(row["value"]) if row else None})
+            cells.append({"num": True, "text": "" if expected != expected else f"{expected:,.1f}"})
+        cells.append({"num": True, "text": self.value(row)})
         cells.append({"num": True, "text": self.interval(row)})
         flag = self.status_flag(row) if row else ""
         cells.append({"status": status_css(self.measure, flag), "text": self.status(row),
-                      "sort": FLAG_ORDER.get(flag, len(FLAG_ORDER)) if row and not row["low_volume"] else 9,
-                      "title": flag_description(flag, self.measure["direction"]) if flag else ""})
+                      "sort": FLAG_ORDER.get(flag, len(FLAG_ORDER)) if row and not row["low_volume"] else 9})
         return {"unit": unit, "cells": cells, "pooled": code == LOW_VOLUME_ID}
 
     @cached_property
