@@ -384,7 +384,7 @@ def test_provider_page_in_a_browser(built_small_audit, tmp_path):
         assert units.count() == plotted >= len(providers) - 1  # every provider with a published value
         own = page.locator("figure.funnel-figure").first.locator("g.unit.own")
         assert own.count() == 1 and own.get_attribute("data-unit") == code
-        assert own.locator("text").inner_text() == name
+        assert own.locator("text").text_content() == name
 
         # Sort the funnel's table by its value column, by button, both ways.
         page.locator("details.funnel-table summary").first.click()
@@ -412,3 +412,13 @@ def test_provider_page_in_a_browser(built_small_audit, tmp_path):
         assert page.locator("#table-providers tbody tr:not([hidden])").count() == len(providers)
         browser.close()
     assert not errors, errors
+
+
+def test_validation_dates_in_words():
+    import datetime as dt
+
+    from auditreport.publication.pages import date_words
+
+    assert date_words("2026-03-12") == "12 March 2026"  # as the provider notes hold it (ISO text)
+    assert date_words(pd.Timestamp("2026-03-02")) == "2 March 2026" and date_words(dt.date(2026, 1, 5)) == "5 January 2026"
+    assert date_words("") == date_words(None) == date_words(NAN) == ""  # not validated

@@ -165,10 +165,14 @@ def target_label(measure: dict, statistic: str, target: float) -> str:
 
 
 def date_words(iso: object) -> str:
-    """"2026-03-12" -> "12 March 2026" (the British form); "" for a blank date."""
-    if not isinstance(iso, str) or not iso.strip():
+    """"2026-03-12" -> "12 March 2026" (the British form); "" for a blank date. A date (or timestamp) is
+    taken as it is: the contract's provider notes hold text, a table read back may hold dates."""
+    if isinstance(iso, dt.date):
+        day = iso
+    elif not isinstance(iso, str) or not iso.strip():
         return ""
-    day = dt.date.fromisoformat(iso.strip()[:10])
+    else:
+        day = dt.date.fromisoformat(iso.strip()[:10])
     return f"{day.day} {day:%B %Y}"
 
 
