@@ -39,6 +39,8 @@
       while (th.firstChild) { button.appendChild(th.firstChild); }
       th.appendChild(button);
       button.addEventListener("click", function () { sortBy(table, th, col); });
+      // A click anywhere in the heading (its padding too, under a wrapped title) sorts as the button does.
+      th.addEventListener("click", function (e) { if (e.target === th) { sortBy(table, th, col); } });
     });
   });
 
