@@ -29,7 +29,6 @@ rows are rendered once (:class:`MeasureView`); a page joins them, rendering only
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -68,7 +67,8 @@ from auditreport.rules.flags import FLAG_ORDER, flag_description, flag_direction
 #: once the publication policy is merged; the same text).
 LOW_VOLUME_ID = "low-volume"
 
-#: The site's stylesheet and script, copied once into ``site/assets/`` and linked from every page.
+#: The site's stylesheet and script, inlined into every page: a page is one file that opens offline, also
+#: when saved or sent on its own (as the reports are).
 SITE_CSS = package_path("publication", "site.css")
 SITE_JS = package_path("publication", "site.js")
 
@@ -579,6 +579,8 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("auditreport.publication", "templates/site"),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["lower_first"] = lower_first
+    env.globals.update(site_css=Markup(SITE_CSS.read_text(encoding="utf-8")),
+                       site_js=Markup(SITE_JS.read_text(encoding="utf-8")))
     return env
 
 
@@ -874,10 +876,8 @@ def write_pages(config: AuditConfig, site_dir: Path, data: pd.DataFrame, meta: d
     """
     site = SiteData(config, data, meta, public_jobs, consultants, notes, funnels)
     site_dir = Path(site_dir)
-    for folder in ("assets", "providers", "data"):
+    for folder in ("providers", "data"):
         (site_dir / folder).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(SITE_CSS, site_dir / "assets" / "site.css")
-    shutil.copyfile(SITE_JS, site_dir / "assets" / "site.js")
     (site_dir / "index.html").write_text(index_page(site), encoding="utf-8")
     for unit in site.providers():
         (site_dir / unit.page).write_text(provider_page(site, unit), encoding="utf-8")
