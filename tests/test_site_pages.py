@@ -176,6 +176,11 @@ def _open_data() -> pd.DataFrame:
     review_d4 = (frame["unit_id"] == "D4") & (frame["measure"] == "review")
     frame.loc[review_d4, ["numerator", "value", "lower95", "upper95"]] = [9, 0.75, 0.5, 0.9]
     frame.loc[review_d4, "flag"] = "as_expected"
+    # C3's review is published under small-numbers-everywhere with its small counts withheld (and, leak 1, its
+    # status and limits with them).
+    review_c3 = (frame["unit_id"] == "C3") & (frame["measure"] == "review")
+    frame.loc[review_c3, ["numerator", "denominator", "observed", "value", "lower95", "upper95"]] = NAN
+    frame.loc[review_c3, ["suppressed", "flag", "policy"]] = [True, None, "small-numbers-everywhere"]
     return frame.reindex(columns=[*OPEN_COLUMNS, "policy", "low_volume"])
 
 
@@ -422,3 +427,14 @@ def test_validation_dates_in_words():
     assert date_words("2026-03-12") == "12 March 2026"  # as the provider notes hold it (ISO text)
     assert date_words(pd.Timestamp("2026-03-02")) == "2 March 2026" and date_words(dt.date(2026, 1, 5)) == "5 January 2026"
     assert date_words("") == date_words(None) == date_words(NAN) == ""  # not validated
+
+
+def test_withheld_figures_are_shown_as_withheld(site):
+    gamma = _read(site, "providers/C3.html")
+    review = _section(gamma, "Senior review")
+    assert "Status Not shown (small numbers)" in _text(review) and "Rate *" in _text(review)
+    assert "<span data-count data-count-measure='review'>*</span>" in review
+    svg = re.search(r"<svg.*?</svg>", review, re.S).group(0)
+    assert "data-unit='C3'" not in svg and "data-unit='A1'" in svg  # no point without its value
+    row = re.search(r"<tr class='own'>.*?</tr>", review, re.S).group(0)
+    assert "<td class='num' data-count data-count-measure='review'>*</td>" in row
