@@ -38,7 +38,7 @@ class _Links(HTMLParser):
     def handle_starttag(self, tag, attrs):
         href = dict(attrs).get("href")
         if tag == "a" and href and not href.startswith(("#", "mailto:", "http")):
-            self.links.append(href)
+            self.links.append(href.split("#")[0])  # "index.html#open-data": the file, index.html
 
 
 def _visible(root: Path) -> list[Path]:
