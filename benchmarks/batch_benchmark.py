@@ -63,13 +63,12 @@ def machine_busy_seconds() -> float | None:
 
 def make_audit(folder: Path, providers: int, records: int) -> Path:
     """Synthetic data plus an audit definition pointing at it (as the tests do)."""
-    from auditreport.data.synthetic import SyntheticSpec, write
+    from auditreport.data.synthetic import SyntheticSpec, definition_data, write
 
     consultants = max(providers * 4, 10)
     paths = write(SyntheticSpec(records=records, providers=providers, consultants=consultants), folder / "data")
     definition = yaml.safe_load((REPO / "params" / "synthetic.yaml").read_text())
-    definition["data"]["source"] = str(paths["records"])
-    definition["data"]["providers"] = str(paths["providers"])
+    definition["data"].update(definition_data(paths))
     out = folder / "audit.yaml"
     out.write_text(yaml.safe_dump(definition, sort_keys=False))
     return out

@@ -82,15 +82,14 @@ def generate(providers: int, folder: Path) -> list[tuple[str, Path, Path]]:
     """Build a small synthetic audit with the current code; return its report HTML files."""
     import yaml
 
-    from auditreport.data.synthetic import SyntheticSpec, write
+    from auditreport.data.synthetic import SyntheticSpec, definition_data, write
     from auditreport.pipeline import build
 
     providers = max(providers, 4)  # the generator needs a few providers to pick outliers from
     paths = write(SyntheticSpec(records=max(2000, providers * 500), providers=providers,
                                 consultants=providers * 4), folder / "data")
     definition = yaml.safe_load((REPO / "params" / "synthetic.yaml").read_text())
-    definition["data"]["source"] = str(paths["records"])
-    definition["data"]["providers"] = str(paths["providers"])
+    definition["data"].update(definition_data(paths))
     audit = folder / "audit.yaml"
     audit.write_text(yaml.safe_dump(definition, sort_keys=False))
     summary = build(audit, folder / "reports", workers=2)

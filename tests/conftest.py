@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from auditreport import speedups
-from auditreport.data.synthetic import SyntheticSpec, write
+from auditreport.data.synthetic import SyntheticSpec, definition_data, write
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC_PARAMS = REPO / "params" / "synthetic.yaml"
@@ -27,8 +27,7 @@ def make_audit(folder: Path, spec: SyntheticSpec, fmt: str = "parquet", **overri
     """Write synthetic data and an audit definition pointing at it; return the definition's path."""
     paths = write(spec, folder / "data", fmt)
     definition = yaml.safe_load(SYNTHETIC_PARAMS.read_text())
-    definition["data"]["source"] = str(paths["records"])
-    definition["data"]["providers"] = str(paths["providers"])
+    definition["data"].update(definition_data(paths))
     for section, values in overrides.items():
         definition[section].update(values)
     out = folder / "audit.yaml"

@@ -35,7 +35,8 @@ SPEC = SyntheticSpec(records=1500, providers=5, consultants=10, outliers_high=0,
 #: The bundle's tables and their code columns.
 CODE_COLUMNS = {"indicators": ["unit_id", "parent_id"], "indicators_public": ["unit_id", "parent_id"],
                 "km": ["unit_id"], "casemix": ["unit_id"], "quality": ["unit_id"], "survival_tests": ["unit_id"],
-                "risk": ["provider_code", "consultant_code"], "monitoring": ["provider_code"]}
+                "risk": ["provider_code", "consultant_code"], "monitoring": ["provider_code"],
+                "casemix_public": ["unit_id"], "quality_public": ["unit_id"], "exclusions_public": ["unit_id"]}
 
 
 def _synthetic_with_codes(provider_codes: list) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
@@ -58,6 +59,8 @@ def _definition(folder: Path, source: Path, providers: Path) -> Path:
     definition = yaml.safe_load(SYNTHETIC_PARAMS.read_text())
     definition["data"]["source"] = str(source)
     definition["data"]["providers"] = str(providers)
+    for key in ("consultants", "statements", "validation"):  # this test's own codes: not the synthetic files'
+        definition["data"].pop(key, None)
     path = folder / "audit.yaml"
     path.write_text(yaml.safe_dump(definition, sort_keys=False))
     return path
@@ -111,7 +114,7 @@ def _assert_codes_are_text(bundle, provider_codes: list[str], consultant_codes: 
     for level, expected in (("provider", provider_codes), ("consultant", consultant_codes)):
         assert set(indicators.loc[indicators["level"] == level, "unit_id"]) == set(expected), level
     assert set(indicators.loc[indicators["level"] == "consultant", "parent_id"]) <= set(provider_codes)
-    for name in ("km", "quality", "survival_tests"):
+    for name in ("km", "quality", "survival_tests", "quality_public"):
         assert set(getattr(bundle, name)["unit_id"]) - {"national"} == set(provider_codes), name
     assert set(bundle.risk["provider_code"].dropna()) == set(provider_codes)  # a record may have no code
     assert set(bundle.risk["consultant_code"].dropna()) == set(consultant_codes)

@@ -12,10 +12,18 @@ from pypdf import PdfReader
 pytestmark = pytest.mark.slow
 
 
+def consultants(out) -> int:
+    """How many consultants have results, so a summary each (execution/consultant_summaries.py)."""
+    from auditreport.bundle import load_bundle
+    from auditreport.presentation.consultant_summary import consultant_codes
+
+    return len(consultant_codes(load_bundle(out / "bundle")))
+
+
 def test_every_report_built(built_small_audit):
     out = built_small_audit.period_dir
     counts = built_small_audit.counts()
-    assert counts == {"built": 1 + 6 * 2}
+    assert counts == {"built": 1 + 6 * 2 + consultants(out)}  # and each consultant's confidential summary
     for path in [out / "national" / "national.pdf", out / "index.html", out / "indicators.csv",
                  out / "manifest.json", out / "site" / "index.html", out / "site" / "indicators.csv",
                  out / "site" / "data_dictionary.csv"]:
@@ -71,7 +79,7 @@ def test_rerun_skips_everything(built_small_audit, small_audit):
     before = {p: p.stat().st_mtime_ns for p in (out / "site" / "index.html", out / "manifest.json")}
     summary = build(small_audit, out.parents[1], workers=2)
     assert summary.national_skipped
-    assert summary.counts() == {"skipped": 13}
+    assert summary.counts() == {"skipped": 13 + consultants(out)}
     assert built_small_audit.publish_seconds > 0 and summary.publish_seconds == 0
     # A publication that passed its disclosure check and whose inputs are unchanged is not redone.
     assert (out / ".published").is_file()

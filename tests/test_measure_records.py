@@ -102,9 +102,9 @@ def test_an_eligibility_filter_that_selects_nobody_is_an_error(tmp_path):
 
 
 def test_death_within_days_excludes_short_follow_up_with_its_reason(tmp_path):
-    from conftest import REPO
-
     from auditreport.data.examples import write_example
+
+    from conftest import REPO
 
     paths = write_example("lung", tmp_path / "data")
     definition = yaml.safe_load((REPO / "params" / "lung.yaml").read_text())

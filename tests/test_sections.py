@@ -18,7 +18,7 @@ import yaml
 from auditreport.analysis.national import run_national
 from auditreport.bundle import write_bundle
 from auditreport.config import load_config
-from auditreport.data.synthetic import SyntheticSpec, write
+from auditreport.data.synthetic import SyntheticSpec, definition_data, write
 from auditreport.presentation import (
     context,
     measure_sections,
@@ -94,8 +94,7 @@ def _definition(folder: Path, spec: SyntheticSpec, records: pd.DataFrame | None 
     definition = yaml.safe_load(SYNTHETIC_PARAMS.read_text())
     for old in ("outcome", "risk_model", "survival", "measures", "wording"):
         definition.pop(old, None)
-    definition["data"]["source"] = str(paths["records"])
-    definition["data"]["providers"] = str(paths["providers"])
+    definition["data"].update(definition_data(paths))
     definition.update(sections)
     out = folder / "audit.yaml"
     out.write_text(yaml.safe_dump(definition, sort_keys=False))
@@ -130,6 +129,7 @@ def undated_bundle(tmp_path_factory) -> Path:
     definition = yaml.safe_load(audit.read_text())
     definition["columns"] = {k: v for k, v in definition["columns"].items()
                              if k in ("patient_id", "provider_code", "provider_name")}
+    definition["data"].pop("consultants")  # no consultant codes: no consultants file either
     audit.write_text(yaml.safe_dump(definition, sort_keys=False))
     return write_bundle(folder / "out", run_national(load_config(audit)))
 

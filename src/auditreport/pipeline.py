@@ -21,6 +21,7 @@ from auditreport.config import AuditConfig, load_config
 from auditreport.data.loading import file_sha256
 from auditreport.errors import AuditReportError
 from auditreport.execution.batch import run_batch
+from auditreport.execution.consultant_summaries import build_consultant_summaries
 from auditreport.execution.report_job import JobResult, ReportJob, safe_name
 from auditreport.files import atomic_write_text
 from auditreport.provenance import code_version, sha256_json
@@ -63,10 +64,9 @@ def period_dir(config: AuditConfig, reports_root: str | Path) -> Path:
 
 
 def inputs_fingerprint(config: AuditConfig) -> str:
-    """What the national stage depends on: data, providers file, definition and code."""
+    """What the national stage depends on: data, providers file (and the other data files), definition and code."""
     parts = {"data": file_sha256(config.source), "config": config.fingerprint(), "code": code_version()}
-    if config.providers_file is not None:
-        parts["providers"] = file_sha256(config.providers_file)
+    parts.update({key: file_sha256(path) for key, path in config.data_files().items() if key != "source"})
     return sha256_json(parts)
 
 
@@ -170,6 +170,8 @@ def build(config_path: str | Path, reports_root: str | Path, *, providers: Seque
         jobs = report_jobs(config, out, providers, audiences, timeout)
         results = run_batch(jobs, workers=workers, force=force, scheduler=scheduler, on_result=on_result,
                             on_plan=on_plan)
+        results += build_consultant_summaries(out, providers=providers, audiences=audiences, workers=workers,
+                                              force=force, on_result=on_result, on_plan=on_plan)
         key = publication_key(jobs)
         publish_started = time.perf_counter()
         if not publish:

@@ -38,7 +38,8 @@ INTERNAL_MEASURE = {"id": "long_stay_internal", "label": "Stays over ten days (i
 def small_definition(internal: bool = False) -> dict:
     """The synthetic audit's definition for a small extract in ``data/`` (and, if asked, an internal measure)."""
     d = yaml.safe_load(SYNTHETIC_PARAMS.read_text())
-    d["data"].update(source="data/records.csv", providers="data/providers.csv")
+    d["data"].update(source="data/records.csv", providers="data/providers.csv", consultants="data/consultants.csv",
+                     statements="data/statements.csv", validation="data/validation.csv")
     for measure in d["measures"]:
         if measure["id"] in ("mortality", "survival"):
             measure["risk_model"]["covariates"] = list(SMALL_COVARIATES)
@@ -90,6 +91,9 @@ def make_hostile_audit(folder: Path) -> Path:
                  ).to_csv(audit.providers, index=False)
     d = small_definition(internal=True)
     d["publication"]["publish_consultants"] = False
+    for key in ("consultants", "statements", "validation"):  # hostile codes: not the synthetic files'
+        d["data"].pop(key)
+        (folder / "data" / f"{key}.csv").unlink()
     audit.save_definition(d)
     return audit.yaml
 

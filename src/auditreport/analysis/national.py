@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from auditreport.analysis import survival_monitoring as sm
+from auditreport.analysis.breakdowns import public_breakdowns
 from auditreport.analysis.measures import (
     INDICATOR_COLUMNS,
     MeasureResult,
@@ -30,7 +31,7 @@ from auditreport.analysis.quality import case_mix, data_quality
 from auditreport.config import AuditConfig
 from auditreport.data.loading import file_sha256
 from auditreport.data.measures import check_measures, measure_records
-from auditreport.data.validation import ValidatedData, load_validated
+from auditreport.data.validation import CONSULTANT_COLUMNS, ValidatedData, load_validated
 from auditreport.errors import DataValidationError
 from auditreport.provenance import code_version, now_utc
 from auditreport.rules.disclosure import suppress_indicators
@@ -61,6 +62,11 @@ class NationalResults:
     survival_tests: pd.DataFrame
     monitoring: pd.DataFrame
     exclusions: pd.DataFrame
+    consultants: pd.DataFrame
+    provider_notes: pd.DataFrame
+    casemix_public: pd.DataFrame
+    quality_public: pd.DataFrame
+    exclusions_public: pd.DataFrame
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The results tables by name (every field but ``metadata`` and ``model``)."""
@@ -103,7 +109,7 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
     monitoring, cusum = monitoring_tables(config, results)
     timings["monitoring"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
-    table = indicator_table(config, [r.rows for r in results], patients)
+    table = indicator_table(config, [r.rows for r in results], patients, validated.consultants)
     # Disclosure control runs here, once, so every public report and the open data show one table; an internal
     # measure (published: false) is never in it.
     public = suppress_indicators(table, config.suppression_threshold)
@@ -113,6 +119,12 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
     quality = data_quality(config, patients)
     mix = case_mix(config, patients, _primary_risk(results))
     timings["quality_and_case_mix"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    exclusions = exclusion_table(selected, results)
+    # Breakdowns are suppressed under every publication policy, two-way: within a provider and across providers
+    # to the national counts (issue #15, leaks 2 and 3).
+    breakdowns = public_breakdowns(mix, quality, exclusions, config.suppression_threshold)
+    timings["breakdown_disclosure"] = round(time.perf_counter() - t0, 3)
 
     metadata = national_metadata(config, validated, selected, parameters)
     metadata.update({
@@ -120,6 +132,7 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
         "measures": [measure_metadata(r, cusum.get(r.measure.id)) for r in results],
         "publication": {"suppression_threshold": config.suppression_threshold,
                         "publish_consultants": config.publish_consultants},
+        "breakdowns": {"cells_suppressed": breakdowns.cells_suppressed, "notes": breakdowns.notes},
         "warnings": validated.warnings,
         "timings": timings,
         "seconds": round(time.perf_counter() - started, 3),
@@ -135,7 +148,9 @@ def run_national(config: AuditConfig, validated: ValidatedData | None = None,
         survival_tests=_concat([r.survival_tests for r in results if r.survival_tests is not None],
                                _empty(["measure", *sm.SURVIVAL_TEST_COLUMNS])),
         monitoring=monitoring,
-        exclusions=exclusion_table(selected, results))
+        exclusions=exclusions, casemix_public=breakdowns.casemix, quality_public=breakdowns.quality,
+        exclusions_public=breakdowns.exclusions,
+        consultants=consultant_table(validated, selected), provider_notes=provider_notes_table(validated))
 
 
 def check_risk_models(config: AuditConfig, validated: ValidatedData) -> None:
@@ -212,18 +227,64 @@ def monitoring_tables(config: AuditConfig, results: list[MeasureResult]
 # Tables and metadata
 
 
-def indicator_table(config: AuditConfig, rows: list[pd.DataFrame], patients: pd.DataFrame) -> pd.DataFrame:
-    """All measures' rows as one tidy table: audit, period, unit names and each consultant's provider."""
+def indicator_table(config: AuditConfig, rows: list[pd.DataFrame], patients: pd.DataFrame,
+                    named: pd.DataFrame | None = None) -> pd.DataFrame:
+    """All measures' rows as one tidy table: audit, period, unit names and each consultant's provider.
+
+    A consultant's ``unit_name`` is their name from the consultants file (``named``, the validated file) when
+    one is given, their code otherwise.
+    """
     table = pd.concat(rows, ignore_index=True)
     table["audit"] = config.id
     table["period"] = config.period_label
     table["unit_name"] = table["unit_id"].map(_unit_names(patients)).fillna(table["unit_id"]).astype(str)
     table.loc[table["level"] == "national", "unit_name"] = config.wording.national_unit_name
+    if named is not None:
+        names = named.drop_duplicates("consultant_code").set_index("consultant_code")["consultant_name"]
+        is_consultant = table["level"] == "consultant"
+        table.loc[is_consultant, "unit_name"] = (table.loc[is_consultant, "unit_id"].map(names)
+                                                 .fillna(table.loc[is_consultant, "unit_id"]).astype(str))
     consultants = patients.dropna(subset=["consultant_code", "provider_code"])
     parent = _most_common(consultants["consultant_code"].astype(str), consultants["provider_code"].astype(str))
     table["parent_id"] = np.where(table["level"] == "consultant", table["unit_id"].map(parent), "")
     table["parent_id"] = table["parent_id"].fillna("").astype(str)
     return table[INDICATOR_COLUMNS]
+
+
+def consultant_table(validated: ValidatedData, selected: dict[str, Any]) -> pd.DataFrame:
+    """Every consultant at every provider: their analysed records there (in any measure), and their name,
+    registration number and specialty from the consultants file ("" without one).
+
+    A consultant at two providers has a row at each, so each provider's reports can list every consultant who
+    operated there; a consultant the file lists at a provider where they have no analysed record has a row with
+    0 records (contract 4). Empty when the extract has no consultant codes.
+    """
+    analysed = pd.concat([s.records[["provider_code", "consultant_code"]] for s in selected.values()])
+    analysed = analysed[~analysed.index.duplicated()].dropna(subset=["provider_code", "consultant_code"])
+    counts = (analysed.astype(str).value_counts(["consultant_code", "provider_code"]).rename("records")
+              .reset_index())
+    listed = validated.consultants
+    if listed is None:
+        listed = pd.DataFrame({c: pd.Series(dtype=object) for c in CONSULTANT_COLUMNS})
+    table = listed.merge(counts, on=["consultant_code", "provider_code"], how="outer")
+    for column in ("consultant_name", "registration_number", "specialty"):  # the person, at every provider
+        person = listed.drop_duplicates("consultant_code").set_index("consultant_code")[column]
+        table[column] = table["consultant_code"].map(person).fillna("").astype(str)
+    table["records"] = table["records"].fillna(0).astype("int64")
+    table = table.astype({"consultant_code": str, "provider_code": str})
+    return table.sort_values(["consultant_code", "provider_code"]).reset_index(drop=True)[
+        [*CONSULTANT_COLUMNS, "records"]]
+
+
+def provider_notes_table(validated: ValidatedData) -> pd.DataFrame:
+    """Every provider's statement and validation date ("" where none), one row per provider of the registry
+    (the providers file, or the extract's providers)."""
+    codes = pd.Series(sorted(validated.providers["provider_code"].astype(str)), dtype=object)
+    notes = pd.DataFrame({"provider_code": codes})
+    for frame, column in ((validated.statements, "statement"), (validated.validation, "validated_on")):
+        given = frame.set_index("provider_code")[column] if frame is not None else pd.Series(dtype=object)
+        notes[column] = codes.map(given).fillna("").astype(str)
+    return notes
 
 
 def exclusion_table(selected: dict[str, Any], results: list[MeasureResult]) -> pd.DataFrame:
@@ -266,10 +327,7 @@ def measure_metadata(result: MeasureResult, cusum: dict[str, Any] | None) -> dic
 def national_metadata(config: AuditConfig, validated: ValidatedData, selected: dict[str, Any],
                       parameters: dict[str, Any] | None) -> dict[str, Any]:
     """What was analysed and how: audit, definition and data fingerprints, code, national counts."""
-    data_files = {"source": {"path": str(config.source), "sha256": file_sha256(config.source)}}
-    if config.providers_file is not None:
-        data_files["providers"] = {"path": str(config.providers_file),
-                                   "sha256": file_sha256(config.providers_file)}
+    data_files = {key: {"path": str(path), "sha256": file_sha256(path)} for key, path in config.data_files().items()}
     patients = validated.patients
     analysed = pd.concat([s.records[["provider_code", "consultant_code"]] for s in selected.values()])
     analysed = analysed[~analysed.index.duplicated()]

@@ -89,6 +89,50 @@ class Bundle:
         """Every record each measure leaves out, by reason, per provider and nationally."""
         return self._table("exclusions")
 
+    @cached_property
+    def consultants(self) -> pd.DataFrame:
+        """Every consultant at every provider they worked at: ``consultant_code``, ``consultant_name``,
+        ``registration_number``, ``specialty`` (blank without a consultants file), ``provider_code`` and
+        ``records`` (their analysed records there; 0 where the file lists them but they have none). A consultant
+        at two providers has a row at each."""
+        return self._table("consultants")
+
+    @cached_property
+    def provider_notes(self) -> pd.DataFrame:
+        """Every provider's ``statement`` (its right to respond, as written) and ``validated_on`` (the ISO date it
+        signed off its data), "" where it gave none, by ``provider_code``."""
+        return self._table("provider_notes")
+
+    def consultants_at(self, provider_code: str) -> list[str]:
+        """The codes of the consultants with analysed records at this provider, in code order."""
+        table = self.consultants
+        here = table[(table["provider_code"] == provider_code) & (table["records"] > 0)]
+        return sorted(here["consultant_code"].astype(str))
+
+    @cached_property
+    def casemix_public(self) -> pd.DataFrame:
+        """The case mix as public outputs show it: every provider's cell and the national totals, two-way
+        suppressed (``n`` and ``share`` blank where ``suppressed``)."""
+        return self._table("casemix_public")
+
+    @cached_property
+    def quality_public(self) -> pd.DataFrame:
+        """Data quality counts as public outputs show them, long (unit_id, item, records, suppressed): items
+        ``records_submitted``, ``records_analysed``, ``records_excluded``, ``excluded: <reason>``,
+        ``missing: <field>`` (records lacking it), ``imputed: <factor>``, ``no provider code``."""
+        return self._table("quality_public")
+
+    @cached_property
+    def exclusions_public(self) -> pd.DataFrame:
+        """Each measure's exclusions by reason as public outputs show them (``records`` blank where
+        ``suppressed``), every provider and reason of the measure."""
+        return self._table("exclusions_public")
+
+    def measure_exclusions_public(self, measure: str) -> pd.DataFrame:
+        """The records one measure leaves out, by reason, as public outputs show them."""
+        table = self.exclusions_public
+        return table[table["measure"] == measure].reset_index(drop=True)
+
     def measure_exclusions(self, measure: str) -> pd.DataFrame:
         """The records one measure leaves out, by reason, per provider and nationally."""
         table = self.exclusions

@@ -18,8 +18,9 @@ import pandas as pd
 from pandas.api import types
 
 #: Version of the bundle format this code writes and reads (1: the first versioned format; 2: measures, issue
-#: #14: rows per measure and statistic, ``measure`` in every per-measure table, the exclusions table).
-FORMAT_VERSION = 2
+#: #14: rows per measure and statistic, ``measure`` in every per-measure table, the exclusions table; 3: issue
+#: #15: publication policy, named consultants and provider notes, the public breakdown tables).
+FORMAT_VERSION = 3
 
 #: Column kinds and the pandas dtypes each accepts. "text" is str values (NaN/NA allowed for a missing code).
 KINDS = ("text", "float", "int", "bool", "datetime")
@@ -86,6 +87,24 @@ TABLES: dict[str, TableSchema] = {t.name: t for t in (
                  "signal_lower": "bool"}),
     TableSchema("exclusions", "every record a measure leaves out, by reason, per provider and nationally",
                 {"measure": "text", "unit_id": "text", "reason": "text", "records": "int"}),
+    TableSchema("consultants", "every consultant at every provider they have analysed records at or are listed "
+                "at in the consultants file, with their name, registration number and specialty (blank without one)",
+                {"consultant_code": "text", "consultant_name": "text", "registration_number": "text",
+                 "provider_code": "text", "specialty": "text", "records": "int"}),
+    TableSchema("provider_notes", "every provider's statement (right to respond) and the date it signed off its "
+                "data (ISO text), blank where it gave none",
+                {"provider_code": "text", "statement": "text", "validated_on": "text"}),
+    # The breakdowns as public outputs show them (analysis.breakdowns): every provider's cell and the national
+    # totals, a hidden one blank with ``suppressed`` true, after two-way suppression across providers.
+    TableSchema("casemix_public", "the case mix after two-way small-number suppression (hidden counts and their "
+                "shares blank)",
+                {"unit_id": "text", "variable": "text", "category": "text", "n": "float", "share": "float",
+                 "suppressed": "bool"}),
+    TableSchema("quality_public", "data quality counts (records, excluded by reason, missing and imputed by field) "
+                "after two-way small-number suppression",
+                {"unit_id": "text", "item": "text", "records": "float", "suppressed": "bool"}),
+    TableSchema("exclusions_public", "each measure's exclusions by reason after two-way small-number suppression",
+                {"measure": "text", "unit_id": "text", "reason": "text", "records": "float", "suppressed": "bool"}),
 )}
 
 

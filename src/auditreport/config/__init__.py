@@ -121,6 +121,9 @@ class AuditConfig:
     cusum_arl: int = 2000  # in-control average run length (patients) that h is simulated for
     provider_notebook: Path | None = None  # the audit's own provider notebook (None: the packaged default)
     national_notebook: Path | None = None  # the audit's own national notebook (None: the packaged default)
+    consultants_file: Path | None = None  # named consultants (data.consultants; README, "Named consultants")
+    statements_file: Path | None = None  # providers' statements, their right to respond (data.statements)
+    validation_file: Path | None = None  # the date each provider signed off its data (data.validation)
 
     @property
     def factor_names(self) -> list[str]:
@@ -140,6 +143,16 @@ class AuditConfig:
         by_name = {f.name: f for f in self.risk_factors}
         return [by_name[name] for name in measure.risk_model.covariates]
 
+    def data_files(self) -> dict[str, Path]:
+        """Every data file the definition names, by its ``data:`` key: the extract (``source``), then the
+        optional ``providers``, ``consultants``, ``statements`` and ``validation`` files that are given.
+
+        What the national stage reads, so what its outputs record (path and SHA-256) and what a rerun checks.
+        """
+        files = {"source": self.source, "providers": self.providers_file, "consultants": self.consultants_file,
+                 "statements": self.statements_file, "validation": self.validation_file}
+        return {key: path for key, path in files.items() if path is not None}
+
     def fingerprint(self) -> str:
         """SHA-256 of the definition's content (not its location)."""
         text = json.dumps(self.raw, sort_keys=True, default=str)
@@ -150,7 +163,8 @@ class AuditConfig:
         d["path"] = str(self.path)
         d["source"] = str(self.source)
         d["providers_file"] = str(self.providers_file) if self.providers_file else None
-        for key in ("provider_notebook", "national_notebook"):
+        for key in ("provider_notebook", "national_notebook", "consultants_file", "statements_file",
+                    "validation_file"):
             d[key] = str(d[key]) if d[key] else None
         return json.loads(json.dumps(d, default=str))
 
@@ -170,6 +184,11 @@ _TOP_KEYS = {
     "monitoring": False,
     "notebooks": False,
 }
+
+
+#: The optional data files beside the extract and the providers file (``data:`` keys; each is read and checked
+#: by ``auditreport.data.validation``): named consultants, providers' statements and validation dates.
+_OPTIONAL_FILES = ("consultants", "statements", "validation")
 
 
 def load_config(path: str | Path) -> AuditConfig:
@@ -209,11 +228,13 @@ def load_config(path: str | Path) -> AuditConfig:
     if start and end and end < start:
         raise r.fail("audit.period.end", f"{end} is before audit.period.start {start}")
 
-    data = r.mapping(raw, "data", "", allowed={"source", "providers", "extract_date"})
+    data = r.mapping(raw, "data", "", allowed={"source", "providers", "extract_date", *_OPTIONAL_FILES})
     source = _resolve(path, r.get(data, "source", "data", str))
     providers_file = data.get("providers")
     providers_path = _resolve(path, r.get(data, "providers", "data", str)) if providers_file else None
     extract_date = r.date(data, "extract_date", "data", required=False)
+    optional_files = {f"{key}_file": _resolve(path, r.get(data, key, "data", str)) if data.get(key) else None
+                      for key in _OPTIONAL_FILES}
 
     columns_raw = r.mapping(raw, "columns", "", allowed=set(STANDARD_COLUMNS))
     columns: dict[str, str] = {}
@@ -230,6 +251,10 @@ def load_config(path: str | Path) -> AuditConfig:
         for key in ("death_date", "followup_end"):
             if key not in columns:
                 raise r.fail(f"columns.{key}", "is required when columns.procedure_date is given")
+
+    if optional_files["consultants_file"] is not None and "consultant_code" not in columns:
+        raise r.fail("data.consultants", "names the consultants of the extract's consultant codes: map "
+                                         "columns.consultant_code too (or leave data.consultants out)")
 
     factors, factor_columns, factor_wording = _risk_factors(r, raw)
 
@@ -262,7 +287,7 @@ def load_config(path: str | Path) -> AuditConfig:
         wording=_wording(r, raw), overdispersion=overdispersion,
         suppression_threshold=threshold, publish_consultants=publish_consultants,
         contact=r.get(audit, "contact", "audit", str, required=False, default=""), raw=raw,
-        cusum_h=cusum_h, cusum_arl=cusum_arl, **_notebooks(r, raw, path),
+        cusum_h=cusum_h, cusum_arl=cusum_arl, **_notebooks(r, raw, path), **optional_files,
     )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from auditreport.data.synthetic import SyntheticSpec
+from auditreport.data.synthetic import DATA_FILES, SyntheticSpec
 from auditreport.data.synthetic import write as write_synthetic
 from auditreport.resources import demo_definition
 
@@ -99,8 +99,10 @@ def _demo_definition_text(name: str) -> str:
     definition = yaml.safe_load(demo_definition("synthetic").read_text(encoding="utf-8"))
     definition["audit"]["id"] = "synthetic-surgery-small"
     definition["audit"]["name"] += " (small demo)"
-    definition["data"]["source"] = f"../data/{SMALL_DEMO}/records.parquet"
-    definition["data"]["providers"] = f"../data/{SMALL_DEMO}/providers.csv"
+    for key, name in DATA_FILES.items():  # the synthetic audit's files (source, providers, consultants, ...)
+        if key in definition["data"]:
+            suffix = "parquet" if key == "source" else "csv"
+            definition["data"][key] = f"../data/{SMALL_DEMO}/{name}.{suffix}"
     return ("# The small demo (auditreport demo --small): the synthetic audit (params/synthetic.yaml) with three\n"
             "# providers, a quick check that an installation builds every kind of output.\n"
             + yaml.safe_dump(definition, sort_keys=False))

@@ -17,6 +17,14 @@ from its own stated model with its own injected providers:
   elective ones): log-normal, longer for urgent than emergency cases; a few
   providers slower.
 
+Beside the records and the providers, the audit has the optional files of a definition's ``data:`` section:
+``consultants.csv`` (invented names, 7-digit registration numbers and specialties; a handful of consultants
+also operate at a second provider, so have records and a row at both), ``statements.csv`` (a few providers'
+statements, one from a provider made worse on mortality explaining its case mix) and ``validation.csv`` (the
+date most providers, not all, signed off their data). Each is drawn from a generator of its own, seeded from
+the seed, so adding them changed no other column but the consultant codes of the few records the shared
+consultants took over.
+
 The truth (every model, provider effects, outliers per measure, keyed by the
 measure ids of ``params/synthetic.yaml``) is written beside the data so tests
 can measure how many real outliers each measure finds and how many false alarms
@@ -52,6 +60,45 @@ TOWNS = [
     "Frampton", "Gilling", "Hexworth", "Ivinghoe", "Jarrowby", "Keswick Vale", "Lydney", "Marsden",
     "Norbury", "Ockley", "Pickering Vale", "Quarndon", "Rushmere", "Selby Vale", "Tarleton", "Uffington",
 ]
+#: Invented consultants' names: a first name and a surname, drawn from the seed (any likeness is chance).
+FIRST_NAMES = [
+    "Aisha", "Alan", "Amara", "Andrew", "Anita", "Ben", "Bronwen", "Catherine", "Chidi", "Claire", "Daniel",
+    "Deepa", "Eilidh", "Emeka", "Fatima", "Fiona", "Gareth", "Grace", "Hamza", "Helen", "Imran", "Isla", "James",
+    "Joanna", "Kavita", "Kwame", "Laura", "Lewis", "Mairead", "Mark", "Mei", "Nadia", "Niall", "Olu", "Priya",
+    "Rachel", "Rhys", "Sanjay", "Sarah", "Simon", "Sofia", "Tariq", "Thomas", "Uzma", "Victoria", "Wei", "Yusuf",
+    "Zara",
+]
+SURNAMES = [
+    "Adeyemi", "Ahmed", "Bennett", "Bhatt", "Campbell", "Chen", "Clarke", "Davies", "Evans", "Fletcher",
+    "Fraser", "Gallagher", "Ghosh", "Hughes", "Iqbal", "Jenkins", "Kaur", "Kowalski", "Lloyd", "MacLeod",
+    "Mensah", "Morgan", "Murphy", "Nair", "Nwosu", "O'Brien", "Okafor", "Owen", "Patel", "Price", "Quinn",
+    "Rahman", "Reid", "Roberts", "Shah", "Sinclair", "Stewart", "Taylor", "Thomas", "Turner", "Walsh", "Ward",
+    "Watson", "Williams", "Wright", "Yilmaz", "Young", "Zhang",
+]
+#: Consultants' specialties in this general surgical audit, with the share of consultants in each.
+SPECIALTIES = {"General surgery": 0.35, "Colorectal surgery": 0.25, "Upper gastrointestinal surgery": 0.2,
+               "Hepatobiliary surgery": 0.1, "Vascular surgery": 0.1}
+#: Providers' statements (their right to respond), invented: the first goes to a provider made worse on
+#: mortality, the second to one that did not validate its data, the others to providers drawn from the seed.
+#: Written without figures, as a provider's own words would be shown as written.
+STATEMENTS = [
+    "We are the regional referral centre for complex emergency surgery, and many of our patients are transferred "
+    "to us from other hospitals when they are already very unwell. Transfers are not recorded in the audit, so we "
+    "believe the risk model does not fully reflect our case mix. We have asked for an independent case-note "
+    "review of every death in the period and will publish its findings.",
+    "We moved to a new electronic patient record during this period and could not complete the audit's data "
+    "validation in time. We are confident that our records are complete, but some risk factors may be shown as "
+    "missing.",
+    "We welcome these results. Our enhanced recovery programme and daily consultant review were introduced during "
+    "the period, and we expect their full effect to show in next year's report.",
+    "We have reviewed the stays behind our length of stay figures: most of the longer stays were patients waiting "
+    "for a place in community care, not complications of surgery. We are working with our local authority to "
+    "shorten these waits.",
+]
+#: The keys of an audit definition's ``data:`` section and the file ``write`` writes for each.
+DATA_FILES = {"source": "records", "providers": "providers", "consultants": "consultants",
+              "statements": "statements", "validation": "validation"}
+
 SUFFIXES = ["Hospitals NHS Trust", "University Hospitals NHS Foundation Trust", "NHS Foundation Trust",
             "General Hospital", "Teaching Hospitals NHS Trust"]
 
@@ -214,6 +261,7 @@ def generate(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     case_mix = {"age": age, "asa": asa, "urgency": urgency, "procedure_group": group}
     measures = _other_measures(rng, spec, records, case_mix, died30, provider_idx, order, direction, codes)
     records = records.sort_values(["procedure_date", "patient_id"], kind="stable").reset_index(drop=True)
+    shared = _shared_consultants(spec, records)
 
     providers = pd.DataFrame({"provider_code": codes, "provider_name": names, "true_log_odds_effect": effect,
                               "injected": np.select([direction > 0, direction < 0], ["high", "low"], ""),
@@ -229,9 +277,99 @@ def generate(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         "deaths_30d": int(died30.sum()),
         "records": n,
         "measures": _mortality_truth(spec, codes, direction) | measures,
+        "shared_consultants": shared,
     }
     return records, providers[["provider_code", "provider_name", "records", "injected",
                                "true_log_odds_effect"]], truth
+
+
+def _shared_consultants(spec: SyntheticSpec, records: pd.DataFrame) -> dict[str, list[str]]:
+    """Make a handful of consultants also operate at a second provider (in place); ``{code: [main, second]}``.
+
+    One consultant per hundred (at least one, at most five, none with one provider), from the busiest quarter, takes
+    over 12 to 30 records (at most a fifth) of a provider in the larger half other than their own, as a surgeon
+    with sessions at a neighbouring hospital would. Drawn from a generator of its own, so every other column is
+    as it was without them.
+    """
+    rng = np.random.default_rng([spec.seed, 15])
+    coded = records.dropna(subset=["consultant_code"])
+    sizes = records["provider_code"].value_counts()
+    n = min(5, max(1, spec.consultants // 100)) if len(sizes) > 1 else 0
+    volume = coded["consultant_code"].value_counts()
+    busiest = sorted(volume.index[: max(n, len(volume) // 4)])
+    chosen = [str(c) for c in rng.choice(busiest, size=min(n, len(busiest)), replace=False)] if n else []
+    home = coded.groupby("consultant_code")["provider_code"].agg(lambda s: s.value_counts().index[0])
+    larger = sorted(sizes.index[: max(2, len(sizes) // 2)])
+    shared: dict[str, list[str]] = {}
+    for code in chosen:
+        others = [p for p in larger if p != home[code]]
+        second = others[int(rng.integers(len(others)))]
+        there = coded.index[(coded["provider_code"] == second) & ~coded["consultant_code"].isin(chosen)]
+        k = min(len(there) // 5, int(rng.integers(12, 31)))
+        if k:
+            records.loc[np.sort(rng.choice(there, size=k, replace=False)), "consultant_code"] = code
+            shared[code] = [str(home[code]), second]
+    return dict(sorted(shared.items()))
+
+
+def consultants_table(spec: SyntheticSpec, records: pd.DataFrame) -> pd.DataFrame:
+    """The consultants file: one row per consultant and provider they have records at, with an invented name,
+    a 7-digit registration number and a specialty, all drawn from the seed (a generator of its own)."""
+    rng = np.random.default_rng([spec.seed, 16])
+    pairs = (records.dropna(subset=["consultant_code"])[["consultant_code", "provider_code"]].drop_duplicates()
+             .sort_values(["consultant_code", "provider_code"]).reset_index(drop=True))
+    codes = sorted(pairs["consultant_code"].unique())
+    names: list[str] = []
+    taken: set[str] = set()
+    for _ in codes:
+        name = f"{rng.choice(FIRST_NAMES)} {rng.choice(SURNAMES)}"
+        while name in taken:  # one name per consultant: a middle initial tells two apart
+            name = f"{rng.choice(FIRST_NAMES)} {rng.choice(list('ABCDEFGHJKLMNPRSTW'))} {rng.choice(SURNAMES)}"
+        taken.add(name)
+        names.append(name)
+    people = pd.DataFrame({
+        "consultant_code": codes, "consultant_name": names,
+        "registration_number": [str(v) for v in rng.choice(7_000_000, size=len(codes), replace=False) + 1_000_000],
+        "specialty": rng.choice(list(SPECIALTIES), p=list(SPECIALTIES.values()), size=len(codes)),
+    })
+    return pairs.merge(people, on="consultant_code")[["consultant_code", "consultant_name", "registration_number",
+                                                      "provider_code", "specialty"]]
+
+
+def validation_table(spec: SyntheticSpec, providers: pd.DataFrame) -> pd.DataFrame:
+    """The validation file: the date each provider signed off its data, for all providers but about one in ten
+    (at least one when there are two or more), in the eight weeks before the extract was taken."""
+    rng = np.random.default_rng([spec.seed, 17])
+    codes = sorted(providers["provider_code"])
+    missing = max(1, len(codes) // 10) if len(codes) > 1 else 0
+    signed = sorted(rng.choice(codes, size=len(codes) - missing, replace=False))
+    days = rng.integers(1, 57, size=len(signed))
+    return pd.DataFrame({"provider_code": signed, "validated_on": [
+        str(spec.extract_date - dt.timedelta(days=int(d))) for d in days]})
+
+
+def statements_table(spec: SyntheticSpec, providers: pd.DataFrame, validation: pd.DataFrame,
+                     truth: dict) -> pd.DataFrame:
+    """The statements file: up to four providers' statements (``STATEMENTS``), the first from a provider made
+    worse on mortality (a case-mix explanation), the second from one that did not validate its data."""
+    rng = np.random.default_rng([spec.seed, 18])
+    codes = sorted(providers["provider_code"])
+    chosen: list[str] = []
+    unvalidated = sorted(set(codes) - set(validation["provider_code"]))
+    for pool in (truth["outliers"]["high"], unvalidated):
+        pool = [c for c in pool if c not in chosen]
+        if pool:
+            chosen.append(str(rng.choice(pool)))
+    rest = [c for c in codes if c not in chosen]
+    chosen += [str(c) for c in rng.choice(rest, size=min(len(rest), len(STATEMENTS) - len(chosen)), replace=False)]
+    chosen = chosen[:len(STATEMENTS)]
+    return pd.DataFrame({"provider_code": chosen, "statement": STATEMENTS[:len(chosen)]}).sort_values(
+        "provider_code").reset_index(drop=True)
+
+
+def definition_data(paths: dict[str, Path]) -> dict[str, str]:
+    """The ``data:`` section of a definition reading the files ``write`` wrote (``paths``), as text."""
+    return {key: str(paths[name]) for key, name in DATA_FILES.items() if name in paths}
 
 
 def _outliers(codes: np.ndarray, sign: np.ndarray) -> dict[str, str]:
@@ -352,11 +490,14 @@ def _other_measures(rng: np.random.Generator, spec: SyntheticSpec, records: pd.D
 
 
 def write(spec: SyntheticSpec, out_dir: str | Path, fmt: str = "parquet") -> dict[str, Path]:
-    """Generate and write ``records.<fmt>``, ``providers.csv`` and ``truth.json`` into ``out_dir``."""
+    """Generate and write ``records.<fmt>``, ``providers.csv``, ``consultants.csv``, ``statements.csv``,
+    ``validation.csv`` and ``truth.json`` into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records, providers, truth = generate(spec)
-    paths = {"records": out / f"records.{fmt}", "providers": out / "providers.csv", "truth": out / "truth.json"}
+    paths = {"records": out / f"records.{fmt}", "providers": out / "providers.csv",
+             "consultants": out / "consultants.csv", "statements": out / "statements.csv",
+             "validation": out / "validation.csv", "truth": out / "truth.json"}
     tmp = paths["records"].with_suffix(".tmp")
     if fmt == "parquet":
         records.to_parquet(tmp, index=False)
@@ -366,6 +507,10 @@ def write(spec: SyntheticSpec, out_dir: str | Path, fmt: str = "parquet") -> dic
         raise ValueError(f"unknown format {fmt!r}: use parquet or csv")
     tmp.replace(paths["records"])
     providers[["provider_code", "provider_name"]].to_csv(paths["providers"], index=False)
+    consultants_table(spec, records).to_csv(paths["consultants"], index=False)
+    validation = validation_table(spec, providers)
+    validation.to_csv(paths["validation"], index=False)
+    statements_table(spec, providers, validation, truth).to_csv(paths["statements"], index=False)
     paths["truth"].write_text(json.dumps(truth | {"providers": providers.to_dict(orient="records")}, indent=1))
     return paths
 

@@ -9,8 +9,10 @@ the data-quality results instead.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,6 +47,12 @@ class ValidatedData:
     #: The extract's columns that measures' expressions read (besides risk factors), aligned with ``patients``:
     #: numbers where every value given is a number, otherwise stripped text; blank is missing.
     measure_inputs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: The optional files of the definition (``data.consultants``, ``statements``, ``validation``), checked and
+    #: normalised (codes as text, blanks as ""), with the columns ``CONSULTANT_COLUMNS``, ``STATEMENT_COLUMNS``
+    #: and ``VALIDATION_COLUMNS``; ``None`` where the definition names no such file.
+    consultants: pd.DataFrame | None = None
+    statements: pd.DataFrame | None = None
+    validation: pd.DataFrame | None = None
 
 
 def validate(config: AuditConfig, raw: pd.DataFrame, source: str,
@@ -430,7 +438,12 @@ def _is_int(value: object) -> bool:
 
 
 def load_validated(config: AuditConfig) -> ValidatedData:
-    """Read the audit's extract and providers file and validate them (raises on any error)."""
+    """Read the audit's extract, providers file and optional files and validate them (raises on any error).
+
+    The extract is checked first (against the providers file); the optional files then against the providers
+    (the providers file, or the extract's providers without one), and last the extract's consultant codes
+    against the consultants file.
+    """
     providers = None
     if config.providers_file is not None:
         table = read_table(config.providers_file)
@@ -449,4 +462,211 @@ def load_validated(config: AuditConfig) -> ValidatedData:
                      "examples": ", ".join(repr(v) for v in table.loc[rows, "provider_code"].head(3))}])
         providers = table.assign(provider_code=codes)
     raw = read_table(config.source)
-    return validate(config, raw, str(config.source), providers)
+    data = validate(config, raw, str(config.source), providers)
+    known = set(data.providers["provider_code"].astype(str))
+    where = "the providers file" if providers is not None else "a provider of the extract"
+    if config.consultants_file is not None:
+        data.consultants = check_consultants(config.consultants_file, read_table(config.consultants_file),
+                                             known, where)
+        unlisted = _unlisted_consultants(config, data, data.consultants)
+        if unlisted:
+            raise DataValidationError(str(config.source), unlisted)
+        data.warnings.extend(_consultants_elsewhere(config, data.patients, data.consultants))
+    if config.statements_file is not None:
+        data.statements = check_statements(config.statements_file, read_table(config.statements_file),
+                                           known, where)
+    if config.validation_file is not None:
+        data.validation = check_validation(config.validation_file, read_table(config.validation_file),
+                                           known, where)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The optional files: named consultants, providers' statements and validation dates (README, "Named consultants,
+# statements and validation dates"). Each is checked like the providers file: every failed rule with its column,
+# rows (data rows counted from 1) and examples, all at once, and nothing is written.
+
+CONSULTANT_COLUMNS = ["consultant_code", "consultant_name", "registration_number", "provider_code", "specialty"]
+STATEMENT_COLUMNS = ["provider_code", "statement"]
+VALIDATION_COLUMNS = ["provider_code", "validated_on"]
+#: A UK doctor's professional registration number is the 7-digit GMC reference number (General Medical Council,
+#: "The medical register": https://www.gmc-uk.org/registration-and-licensing/the-medical-register).
+REGISTRATION_RULE = "registration number of 7 digits (the GMC reference number)"
+#: The rule an extract's consultant code breaks when the consultants file does not list it.
+UNLISTED_CONSULTANT_RULE = "consultant listed in the consultants file"
+
+
+def check_consultants(path: str | Path, table: pd.DataFrame, known_providers: set[str],
+                      where: str = "the providers file") -> pd.DataFrame:
+    """The consultants file checked and normalised: one row per consultant and provider they work at.
+
+    Rules: the five columns present; codes as text (``code_text``) and given; a name; a 7-digit registration
+    number; the provider in ``known_providers`` (``where`` says which list that is); no consultant listed twice
+    at one provider; one name, registration number and specialty per consultant (they describe the person,
+    not the post); one consultant per registration number. A blank specialty is allowed (shown as not given).
+    """
+    failures = _missing_columns(path, table, CONSULTANT_COLUMNS, "the consultants file")
+    out = pd.DataFrame(index=table.index)
+    for column in ("consultant_code", "provider_code"):
+        out[column] = _required_codes(table, column, failures)
+    for column in ("consultant_name", "specialty"):
+        out[column] = _stripped(table[column])
+    blank_name = out["consultant_name"] == ""
+    if blank_name.any():
+        failures.append(_failure("consultant_name", "value required (not empty)", blank_name, table["consultant_name"]))
+    numbers, bad = code_text(table["registration_number"])
+    out["registration_number"] = numbers.fillna("").astype(str)
+    wrong = bad | ~out["registration_number"].str.fullmatch(r"\d{7}")
+    if wrong.any():
+        failures.append(_failure("registration_number", REGISTRATION_RULE, wrong, table["registration_number"]))
+    failures += _unknown_providers(out, table, known_providers, where)
+    keys = out[["consultant_code", "provider_code"]]
+    twice = keys.duplicated(keep=False) & (keys != "").all(axis=1)
+    if twice.any():
+        failures.append(_failure("consultant_code", "one row per consultant and provider (no duplicates)", twice,
+                                 out["consultant_code"] + " at " + out["provider_code"]))
+    coded = out[out["consultant_code"] != ""]
+    for column in ("consultant_name", "registration_number", "specialty"):
+        varies = coded.groupby("consultant_code")[column].transform("nunique") > 1
+        if varies.any():
+            rows = varies[varies]
+            failures.append({"column": column, "rule": f"the same {column.replace('_', ' ')} on every row of a "
+                                                       "consultant (it describes the person, at every provider)",
+                             "count": len(rows), "rows": [int(i) + 1 for i in rows.index],
+                             "examples": "; ".join(f"{code}: " + " / ".join(repr(v) for v in group[column].unique())
+                                                   for code, group in coded[varies].groupby("consultant_code"))})
+    registered = coded[coded["registration_number"] != ""]
+    shared = registered.groupby("registration_number")["consultant_code"].transform("nunique") > 1
+    if shared.any():
+        failures.append(_failure("registration_number", "one consultant per registration number", shared,
+                                 registered["registration_number"] + " (" + registered["consultant_code"] + ")"))
+    if failures:
+        raise DataValidationError(str(path), _merge(failures))
+    return out[CONSULTANT_COLUMNS].reset_index(drop=True)
+
+
+def check_statements(path: str | Path, table: pd.DataFrame, known_providers: set[str],
+                     where: str = "the providers file") -> pd.DataFrame:
+    """The statements file checked: a known provider code and a statement on every row, a provider once.
+
+    A statement is the provider's own words beside its public results (its right to respond), so it is kept
+    as written but for spaces at either end.
+    """
+    failures = _missing_columns(path, table, STATEMENT_COLUMNS, "the statements file")
+    out = pd.DataFrame({"provider_code": _required_codes(table, "provider_code", failures),
+                        "statement": _stripped(table["statement"])})
+    blank = out["statement"] == ""
+    if blank.any():
+        failures.append(_blank(blank, out["provider_code"], "statement",
+                               "leave out the row of a provider without a statement"))
+    failures += _unknown_providers(out, table, known_providers, where) + _repeated_providers(out, table)
+    if failures:
+        raise DataValidationError(str(path), _merge(failures))
+    return out[STATEMENT_COLUMNS].reset_index(drop=True)
+
+
+def check_validation(path: str | Path, table: pd.DataFrame, known_providers: set[str],
+                     where: str = "the providers file", today: dt.date | None = None) -> pd.DataFrame:
+    """The validation file checked: a known provider once each, and the date it signed off its data.
+
+    ``validated_on`` is an ISO date (YYYY-MM-DD), not after ``today`` (a sign-off cannot be in the future);
+    it is returned as ISO text.
+    """
+    failures = _missing_columns(path, table, VALIDATION_COLUMNS, "the validation file")
+    out = pd.DataFrame({"provider_code": _required_codes(table, "provider_code", failures)})
+    values = table["validated_on"]
+    dates = (pd.to_datetime(values, errors="coerce", format="ISO8601") if values.dtype == object
+             else pd.to_datetime(values, errors="coerce"))
+    given = values.notna() & (values.astype(str).str.strip() != "")
+    unreadable = given & dates.isna()
+    if unreadable.any():
+        failures.append(_failure("validated_on", "type: date (YYYY-MM-DD)", unreadable, values))
+    if (~given).any():
+        failures.append(_blank(~given, out["provider_code"], "validated_on",
+                               "leave out the row of a provider that has not signed off its data: it is shown as "
+                               "not validated"))
+    today = today or dt.date.today()
+    future = dates.notna() & (dates.dt.normalize() > pd.Timestamp(today))
+    if future.any():
+        failures.append(_failure("validated_on", f"date not in the future (after {today})", future, values))
+    out["validated_on"] = dates.dt.strftime("%Y-%m-%d").fillna("")
+    failures += _unknown_providers(out, table, known_providers, where) + _repeated_providers(out, table)
+    if failures:
+        raise DataValidationError(str(path), _merge(failures))
+    return out[VALIDATION_COLUMNS].reset_index(drop=True)
+
+
+def _missing_columns(path: str | Path, table: pd.DataFrame, columns: list[str], what: str) -> list[dict]:
+    """Raise naming every missing column (nothing else can be checked without them)."""
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DataValidationError(str(path), [
+            {"column": c, "rule": "column present", "count": 1, "rows": [],
+             "examples": f"{what} needs columns {', '.join(columns)} (file has: "
+                         f"{', '.join(str(c) for c in table.columns[:20])})"} for c in missing])
+    return []
+
+
+def _required_codes(table: pd.DataFrame, column: str, failures: list[dict]) -> pd.Series:
+    """A code column as text ("" where missing), with its type and missing-value failures added."""
+    codes, bad = code_text(table[column])
+    if bad.any():
+        failures.append(_failure(column, CODE_RULE, bad, table[column]))
+    missing = codes.isna() & ~bad
+    if missing.any():
+        failures.append(_failure(column, "value required (not empty)", missing, table[column]))
+    return codes.fillna("").astype(str)
+
+
+def _blank(blank: pd.Series, providers: pd.Series, column: str, remedy: str) -> dict:
+    """A blank value of a per-provider file: its rows, the providers they belong to, and the remedy."""
+    failure = _failure(column, "value required (not empty)", blank, providers)
+    return {**failure, "examples": f"provider(s) {failure['examples']} ({remedy})"}
+
+
+def _stripped(values: pd.Series) -> pd.Series:
+    """Text without spaces at either end, "" for a missing value."""
+    return values.astype("string").str.strip().fillna("").astype(str)
+
+
+def _unknown_providers(out: pd.DataFrame, table: pd.DataFrame, known: set[str], where: str) -> list[dict]:
+    unknown = (out["provider_code"] != "") & ~out["provider_code"].isin(known)
+    if not unknown.any():
+        return []
+    return [_failure("provider_code", f"provider known (listed in {where})", unknown, table["provider_code"])]
+
+
+def _repeated_providers(out: pd.DataFrame, table: pd.DataFrame) -> list[dict]:
+    twice = out["provider_code"].duplicated(keep=False) & (out["provider_code"] != "")
+    if not twice.any():
+        return []
+    return [_failure("provider_code", "one row per provider (no duplicates)", twice, table["provider_code"])]
+
+
+def _unlisted_consultants(config: AuditConfig, data: ValidatedData, consultants: pd.DataFrame) -> list[dict]:
+    """The extract's records whose consultant code the consultants file does not list (rows of the extract)."""
+    codes = data.patients["consultant_code"]
+    unlisted = codes.notna() & ~codes.isin(set(consultants["consultant_code"]))
+    if not unlisted.any():
+        return []
+    missing = sorted(codes[unlisted].astype(str).unique())
+    shown = ", ".join(repr(c) for c in missing[:5]) + (", ..." if len(missing) > 5 else "")
+    return [{"column": config.columns["consultant_code"], "rule": UNLISTED_CONSULTANT_RULE,
+             "count": int(unlisted.sum()), "rows": [int(i) + 1 for i in unlisted[unlisted].index],
+             "examples": f"{len(missing)} consultant code(s) not in {config.consultants_file}: {shown}; add a row for "
+                         "each (consultant_code, consultant_name, registration_number, provider_code, specialty) "
+                         "to that file, or correct the code in the extract"}]
+
+
+def _consultants_elsewhere(config: AuditConfig, patients: pd.DataFrame, consultants: pd.DataFrame) -> list[str]:
+    """A warning for consultants with records at a provider the consultants file does not list them at: their
+    results are published there too (by name), so the file is probably missing a row."""
+    worked = patients.dropna(subset=["consultant_code", "provider_code"])
+    pairs = set(zip(worked["consultant_code"].astype(str), worked["provider_code"].astype(str), strict=True))
+    listed = set(zip(consultants["consultant_code"], consultants["provider_code"], strict=True))
+    extra = sorted(pairs - listed)
+    if not extra:
+        return []
+    shown = ", ".join(f"{c} at {p}" for c, p in extra[:10]) + (" ..." if len(extra) > 10 else "")
+    return [f"{config.consultants_file}: {len(extra)} consultant(s) with records at a provider the file does not "
+            f"list them at (add a row for each): {shown}"]

@@ -209,6 +209,31 @@ class ReportContext:
             "unit_id", "unit_name", "parent_id", "audit", "period", "measure", "statistic", "level")]
         return rows[keep].sort_values("unit_id").reset_index(drop=True)
 
+    def consultants_at(self, provider: str | None = None) -> list[str]:
+        """The codes of the consultants with records at a provider (this report's unless named), in code order:
+        every consultant who operated there, one whose main provider (``parent_id``) is another included.
+
+        >>> units = ctx.units("consultant")
+        >>> set(units.loc[units["parent_id"] == provider, "unit_id"]) <= set(ctx.consultants_at())
+        True
+        """
+        provider = provider or self.provider
+        return self.bundle.consultants_at(provider) if provider is not None else []
+
+    def provider_note(self, provider: str | None = None) -> dict[str, str]:
+        """A provider's (this report's unless named) ``statement``, as written, and ``validated_on``, the ISO date
+        it signed off its data: "" where it gave none; ``validated`` says whether the audit has a validation file
+        at all (without one, no provider is said to be "not validated").
+
+        >>> sorted(ctx.provider_note())
+        ['statement', 'validated', 'validated_on']
+        """
+        notes = self.bundle.provider_notes
+        row = notes[notes["provider_code"] == (provider or self.provider)]
+        note = {"statement": "", "validated_on": ""} if row.empty else {
+            "statement": str(row["statement"].iat[0]), "validated_on": str(row["validated_on"].iat[0])}
+        return {**note, "validated": "validation" in (self.meta.get("data") or {})}
+
     def funnel_curve(self, measure_id: str, level: str = "provider") -> pd.DataFrame:
         """A measure's funnel limits at ``level``: columns statistic, x, lower95, upper95, lower998, upper998
         and target (empty when the measure has no funnel at that level).
@@ -245,8 +270,11 @@ class ReportContext:
         return self.bundle.monitoring_signals(measure_id)
 
     def exclusions(self, measure_id: str, unit: str | None = None) -> pd.DataFrame:
-        """Records a measure left out, by reason: columns unit_id, reason, records (one unit, or every one)."""
-        ex = self.bundle.measure_exclusions(measure_id)
+        """Records a measure left out, by reason: columns unit_id, reason, records (one unit, or every one).
+
+        Public: the bundle's ``exclusions_public`` (suppressed two-way across providers; ``records`` blank where
+        its ``suppressed`` column is true)."""
+        ex = (self.bundle.measure_exclusions_public if self.public else self.bundle.measure_exclusions)(measure_id)
         if unit is not None:
             ex = ex[ex["unit_id"] == unit]
         return ex.drop(columns="measure").reset_index(drop=True)

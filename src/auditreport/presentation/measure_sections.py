@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from auditreport.presentation import national_sections
+from auditreport.presentation import breakdown_views, national_sections
 from auditreport.presentation.blocks import Count, Paragraph, Section, paragraph, section, table
 from auditreport.presentation.context import ReportContext
 from auditreport.presentation.formatting import num, pct
@@ -199,8 +199,10 @@ def funnel_parts(ctx: ReportContext, measure_id: str) -> list:
 def consultant_section(ctx: ReportContext, measure_id: str) -> Section | None:
     """This provider's consultants on a measure with a consultant level, and the funnel of every consultant.
 
-    ``None`` when the measure has no consultant level (or no consultant is mapped), in a public report when
-    the audit does not publish consultants, or when this provider has none.
+    Every consultant with records at this provider is listed (``ctx.consultants_at``), by name when the audit
+    has a consultants file: one who also operates elsewhere is in each provider's report, with the figures of
+    all their records. ``None`` when the measure has no consultant level (or no consultant is mapped), in a
+    public report when the audit does not publish consultants, or when this provider has none.
     """
     measure = ctx.measure(measure_id)
     if "consultant" not in (measure.get("levels") or []):
@@ -209,14 +211,16 @@ def consultant_section(ctx: ReportContext, measure_id: str) -> Section | None:
         return None
     stat = measure["headline"]
     t = ctx.measure_table(measure_id, "consultant", stat)
-    rows = t[t["parent_id"] == ctx.provider]
+    rows = t[t["unit_id"].isin(ctx.consultants_at())]
     if rows.empty:
         return None
     words = ctx.wording
     counted = measure["kind"] == "proportion"
+    named = bool((rows["unit_name"] != rows["unit_id"]).any())
+    elsewhere = bool((rows["parent_id"] != ctx.provider).any())
     body = []
     for r in rows.itertuples():
-        line = [r.unit_id, ctx.count_text(r.denominator)]
+        line = [r.unit_name if named else r.unit_id, ctx.count_text(r.denominator)]
         if counted:
             line += [ctx.count_text(r.observed, bool(r.suppressed)), num(r.expected, 1) if r.expected == r.expected
                      else ""]
@@ -229,21 +233,21 @@ def consultant_section(ctx: ReportContext, measure_id: str) -> Section | None:
     return section("Consultants", table(
         headers, body, numeric=(first_value - 1, first_value) if counted else (first_value,),
         counts=(1, 2) if counted else (1,),
-        caption=f"{measure['label']} by consultant (identified by code), with the national model and limits used "
-                f"for {words['providers']}"),
+        caption=f"{measure['label']} by consultant{'' if named else ' (identified by code)'}, with the national "
+                f"model and limits used for {words['providers']}" + (
+                    f"; a consultant who also operates at another {words['provider']} is shown with all their "
+                    f"{words['activity']}, at every {words['provider']}" if elsewhere else "")),
         funnel_chart(ctx, measure_id, "consultant", highlight=set(rows["unit_id"])), level=3)
 
 
 def exclusions_note(ctx: ReportContext, measure_id: str) -> Paragraph | None:
-    """Records of this provider the measure left out, with each reason (small counts withheld in public)."""
+    """Records of this provider the measure left out, with each reason (public: as the national stage
+    suppressed them, two-way within the provider and across providers to the national counts)."""
     unit = ctx.provider or "national"
-    ex = ctx.exclusions(measure_id, unit)
-    ex = ex[ex["records"] > 0]
+    ex = breakdown_views.exclusions(ctx, measure_id, unit)
     if ex.empty:
         return None
-    counts = dict(zip(ex["reason"], ex["records"].astype(float), strict=True))
-    hidden = ctx.hidden_cells(counts)
     parts: list = [f"{ctx.wording['activity'].capitalize()} left out of this measure: "]
-    for i, (reason, n) in enumerate(counts.items()):
-        parts += ["; " if i else "", Count(ctx.count_text(n, reason in hidden)), f" {reason}"]
+    for i, r in enumerate(ex.itertuples()):
+        parts += ["; " if i else "", Count(ctx.count_text(r.records, bool(r.suppressed))), f" {r.reason}"]
     return paragraph(*parts, ".", css_class="note")

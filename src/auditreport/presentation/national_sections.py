@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from auditreport.presentation import breakdown_views
 from auditreport.presentation.blocks import Flag, Paragraph, Section, paragraph, section, table
 from auditreport.presentation.context import ReportContext
 from auditreport.presentation.formatting import num, pct
@@ -19,12 +20,7 @@ from auditreport.presentation.measure_parts import (
     status_cell,
     value_text,
 )
-from auditreport.presentation.shared_sections import (
-    calibration_chart,
-    calibration_hidden,
-    completeness,
-    completeness_columns,
-)
+from auditreport.presentation.shared_sections import calibration_chart, calibration_hidden
 from auditreport.presentation.survival_sections import (
     cox_national_section,
     has_follow_up,
@@ -218,15 +214,18 @@ def overdispersion(ctx: ReportContext, measure_id: str) -> Section | None:
 
 
 def quality_by_provider(ctx: ReportContext) -> Section:
-    """Records and completeness of each mapped key field, every provider (sortable)."""
-    q = ctx.bundle.quality
-    complete = completeness_columns(q)
+    """Records and completeness of each mapped key field, every provider (sortable).
+
+    Public: from ``quality_public`` (records and missing counts suppressed two-way across providers, so the
+    national row cannot reopen a provider's hidden count)."""
+    counts, hidden = breakdown_views.quality(ctx)
+    fields = breakdown_views.completeness_fields(counts)
     words = ctx.wording
-    rows = [[r["unit_id"], ctx.count_text(r["records_submitted"])]
-            + [completeness(ctx, r[c], r["records_analysed"]) for c in complete]
-            for _, r in q.iterrows()]
+    rows = [[unit, ctx.count_text(counts.at[unit, "records_submitted"], bool(hidden.at[unit, "records_submitted"]))]
+            + [breakdown_views.completeness_text(counts.loc[unit], hidden.loc[unit], f) for f in fields]
+            for unit in counts.index]
     return section("Data completeness", table(
-        [words["provider"].capitalize(), "Records"] + [ctx.factor_label(c.removeprefix("complete: ")) for c in complete], rows,
-        numeric=tuple(range(2, len(complete) + 2)), counts=(1,), css_class="data sortable compact",
+        [words["provider"].capitalize(), "Records"] + [ctx.factor_label(f) for f in fields], rows,
+        numeric=tuple(range(2, len(fields) + 2)), counts=(1,), css_class="data sortable compact",
         caption=f"Share of records with each key field, by {words['provider']} (click a heading to sort)"))
 

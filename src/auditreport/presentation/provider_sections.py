@@ -7,12 +7,24 @@ Each function takes the report's :class:`ReportContext` and returns a typed :cla
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 
 from auditreport.analysis.quality import AGE_LABELS
-from auditreport.presentation import figures
-from auditreport.presentation.blocks import Count, Group, Section, Strong, chart, paragraph, section, table
+from auditreport.presentation import breakdown_views, figures
+from auditreport.presentation.blocks import (
+    Count,
+    Group,
+    Paragraph,
+    Section,
+    Strong,
+    chart,
+    paragraph,
+    section,
+    table,
+)
 from auditreport.presentation.context import ReportContext
 from auditreport.presentation.formatting import pct
 from auditreport.presentation.measure_parts import (
@@ -22,7 +34,6 @@ from auditreport.presentation.measure_parts import (
     status_cell,
     value_text,
 )
-from auditreport.presentation.shared_sections import completeness, completeness_columns
 from auditreport.rules.disclosure import SUPPRESSED
 
 
@@ -60,27 +71,54 @@ def at_a_glance(ctx: ReportContext) -> Section:
     lead = paragraph(ctx.provider_name, " reported ", Count(ctx.count_text(records)),
                      f" {words['activity']} in the period.", css_class="lead") if records == records else None
     quality = quality_caveat(ctx)
-    return section("At a glance", lead, paragraph(quality) if quality else None, table(
+    return section("At a glance", lead, *provider_notes(ctx), paragraph(quality) if quality else None, table(
         ["Measure", "Statistic", f"This {words['provider']}", words["population"], "95% interval", "Status"], rows,
         numeric=(2, 3), caption=f"Every measure for this {words['provider']} against {words['national_unit_name']}"))
 
 
+def provider_notes(ctx: ReportContext) -> list[Paragraph]:
+    """Whether the provider signed off its data ("Data validated by the provider on 25 June 2026", or "not
+    validated") when the audit has a validation file, and the provider's statement, as written, when it gave one:
+    its right to respond, beside its results in both reports (issue #15)."""
+    note = ctx.provider_note()
+    words = ctx.wording
+    out = []
+    if note["validated"] and note["validated_on"]:
+        day = dt.date.fromisoformat(note["validated_on"])
+        out.append(paragraph(f"Data validated by the {words['provider']} on {day.day} {day:%B %Y}.", css_class="note"))
+    elif note["validated"]:
+        out.append(paragraph(f"Data not validated by the {words['provider']}: it did not sign off its data for the "
+                             "audit.", css_class="note"))
+    if note["statement"]:
+        out.append(paragraph(Strong(f"Statement from the {words['provider']}: "), note["statement"]))
+    return out
+
+
 def _records_analysed(ctx: ReportContext) -> float:
-    """This provider's records analysed (the data quality table), NaN where it has no row."""
-    q = ctx.bundle.quality.set_index("unit_id")
-    return float(q.loc[ctx.provider, "records_analysed"]) if ctx.provider in q.index else float("nan")
+    """This provider's records analysed (the data quality table), NaN where it has no row or (public) it is
+    suppressed."""
+    counts, _ = breakdown_views.quality(ctx)
+    return float(counts.loc[ctx.provider, "records_analysed"]) if ctx.provider in counts.index else float("nan")
 
 
 def quality_caveat(ctx: ReportContext) -> str:
-    """A sentence when this provider's data are notably less complete than the country's."""
+    """A sentence when this provider's data are notably less complete than the country's (in public, a field
+    whose missing count is suppressed is not compared: the comparison would bound the count)."""
     if not ctx.provider:
         return ""
-    q = ctx.bundle.quality.set_index("unit_id")
-    if ctx.provider not in q.index:
+    counts, hidden = breakdown_views.quality(ctx)
+    if ctx.provider not in counts.index:
         return ""
-    mine, nat = q.loc[ctx.provider], q.loc["national"]
-    worse = [ctx.factor_label(c.removeprefix("complete: ")) for c in completeness_columns(q)
-             if mine[c] < 0.95 and mine[c] < nat[c] - 0.02]
+    worse = []
+    for name in breakdown_views.completeness_fields(counts):
+        col = f"missing: {name}"
+        if hidden.at[ctx.provider, col] or hidden.at["national", col] or counts.at["national", col] != \
+                counts.at["national", col]:
+            continue
+        mine = 1 - counts.at[ctx.provider, col] / counts.at[ctx.provider, "records_submitted"]
+        nat = 1 - counts.at["national", col] / counts.at["national", "records_submitted"]
+        if mine < 0.95 and mine < nat - 0.02:
+            worse.append(ctx.factor_label(name))
     if not worse:
         return f"Its data were as complete as those of {ctx.wording['national_unit_name']} for the key fields."
     return (f"Its data were less complete than those of {ctx.wording['national_unit_name']} for "
@@ -92,7 +130,7 @@ def case_mix_section(ctx: ReportContext) -> Section | None:
     """The share of this provider's records in each risk-factor group against the national share.
 
     ``None`` when the audit has no risk factors (nothing to show)."""
-    mix = ctx.bundle.casemix
+    mix = breakdown_views.casemix(ctx)
     if mix.empty:
         return None
     words = ctx.wording
@@ -106,14 +144,17 @@ def case_mix_section(ctx: ReportContext) -> Section | None:
         levels = named.get(variable, {}).get("labels", {})
         order = _category_order(nat.loc[variable].index)
         counts = {c: float(mine["n"].get((variable, c), 0)) for c in order}
-        # The categories add up to the provider's cases, which are published: hide complements too.
-        hidden = ctx.hidden_cells(counts)
+        # Public: the national stage suppressed the categories two-way (within this provider's cases and across
+        # providers to the national counts); a hidden national count hides its share too.
+        hidden = {c for c in order if bool(mine["suppressed"].get((variable, c), False))}
         rows = []
         for category in order:
             share = mine["share"].get((variable, category), 0.0)
-            nat_share = nat.loc[(variable, category), "share"]
+            nat_hidden = bool(nat.loc[(variable, category), "suppressed"])
+            nat_share = float("nan") if nat_hidden else nat.loc[(variable, category), "share"]
             rows.append([levels.get(str(category), category), ctx.count_text(counts[category], category in hidden),
-                         SUPPRESSED if category in hidden else pct(share), pct(nat_share)])
+                         SUPPRESSED if category in hidden else pct(share),
+                         SUPPRESSED if nat_hidden else pct(nat_share)])
             shares.append({"variable": label, "category": levels.get(str(category), str(category)),
                            "share": np.nan if category in hidden else share, "national": nat_share})
         tables.append(table([label, words["activity"].capitalize(), "Share",
@@ -141,28 +182,30 @@ def _category_order(categories: pd.Index) -> list[str]:
 
 
 def quality_section(ctx: ReportContext) -> Section:
-    """Records submitted and analysed, exclusions, completeness of key fields and imputation."""
-    q = ctx.bundle.quality.set_index("unit_id")
-    mine, nat = q.loc[ctx.provider], q.loc["national"]
-    excluded = [c for c in q.columns if c.startswith("excluded: ")]
-    # Exclusion reasons add up to submitted minus analysed, both published: suppress complements too.
-    hidden = ctx.hidden_cells({c: float(mine[c]) for c in excluded})
+    """Records submitted and analysed, exclusions, completeness of key fields and imputation.
+
+    Public: the counts of ``quality_public``, suppressed two-way by the national stage (exclusion reasons add
+    up to the records excluded, and every count of the providers to the national count)."""
+    counts, hidden = breakdown_views.quality(ctx)
+    mine, nat = counts.loc[ctx.provider], counts.loc["national"]
+    mine_hidden, nat_hidden = hidden.loc[ctx.provider], hidden.loc["national"]
     words = ctx.wording
-    rows = [["Records submitted", ctx.count_text(mine["records_submitted"]), f"{int(nat['records_submitted']):,}"],
-            ["Records analysed", ctx.count_text(mine["records_analysed"]), f"{int(nat['records_analysed']):,}"]]
-    for col in excluded:
-        rows.append([f"Excluded: {col.removeprefix('excluded: ')}", ctx.count_text(mine[col], col in hidden),
-                     ctx.count_text(nat[col])])
-    for col in completeness_columns(q):
-        rows.append([f"Completeness: {ctx.factor_label(col.removeprefix('complete: '))}",
-                     completeness(ctx, mine[col], mine["records_analysed"]),
-                     completeness(ctx, nat[col], nat["records_analysed"])])
-    for col in q.columns:
-        if col.startswith("imputed: "):
-            rows.append([f"Imputed: {ctx.factor_label(col.removeprefix('imputed: '))}", ctx.count_text(mine[col]),
-                         ctx.count_text(nat[col])])
-    note = paragraph(f"Completeness is shown as * where between 1 and {ctx.threshold} records lack the field, "
-                     "since the percentage with the number of records would give the count.",
+
+    def row(label: str, item: str) -> list[str]:
+        return [label, ctx.count_text(mine[item], bool(mine_hidden[item])),
+                ctx.count_text(nat[item], bool(nat_hidden[item]))]
+
+    rows = [row("Records submitted", "records_submitted"), row("Records analysed", "records_analysed")]
+    rows += [row(f"Excluded: {c.removeprefix('excluded: ')}", c) for c in counts.columns if c.startswith("excluded: ")]
+    rows += [[f"Completeness: {ctx.factor_label(name)}", breakdown_views.completeness_text(mine, mine_hidden, name),
+              breakdown_views.completeness_text(nat, nat_hidden, name)]
+             for name in breakdown_views.completeness_fields(counts)]
+    rows += [row(f"Imputed: {ctx.factor_label(c.removeprefix('imputed: '))}", c) for c in counts.columns
+             if c.startswith("imputed: ")]
+    note = paragraph(f"Counts from 1 to {ctx.threshold} are shown as *, and so are others wherever a hidden count "
+                     f"could be worked out from a total or from the other {words['providers']}' counts; "
+                     "completeness is * where the number of records lacking the field is hidden, since the "
+                     "percentage with the number of records would give it.",
                      css_class="note") if ctx.public else None
     return section("Data quality", table(["", f"This {words['provider']}", words["population"]], rows,
                                          numeric=(1, 2),
