@@ -253,7 +253,8 @@ class SiteData:
         if self.consultants is None or self.consultants.empty:
             return {}
         table = self.consultants.drop_duplicates("consultant_code")
-        return dict(zip(table["consultant_code"].astype(str), table["consultant_name"].astype(str), strict=True))
+        return {str(c): n for c, n in zip(table["consultant_code"], table["consultant_name"], strict=True)
+                if isinstance(n, str) and n.strip()}  # blank without a consultants file
 
     def _units(self) -> dict[tuple[str, str], Unit]:
         """Every provider and consultant of the open data, with its page (consultants: only those with a
@@ -315,14 +316,16 @@ class SiteData:
         at: the consultants file where the audit has one, else each consultant's main provider (open data)."""
         if self.consultants is not None and not self.consultants.empty:
             table = self.consultants.astype({"consultant_code": str, "provider_code": str})
-            return [(r["consultant_code"], r["provider_code"], r) for r in table.to_dict("records")]
+            return [(r["consultant_code"], r["provider_code"],
+                     {k: v for k, v in r.items() if isinstance(v, str) and v.strip()})  # blanks left out
+                    for r in table.to_dict("records")]
         rows = self.level_rows("consultant").drop_duplicates("unit_id")
         return [(c, str(p), {}) for c, p in zip(rows["unit_id"], rows["parent_id"], strict=True)
                 if isinstance(p, str)]
 
     def consultant_facts(self, code: str) -> dict:
-        """A consultant's row of the consultants file (name, GMC number, specialty); {} when none."""
-        return next((r for c, _, r in self._works if c == code and r), {})
+        """A consultant's row of the consultants file (name, GMC number, specialty: those given); {} when none."""
+        return next((r for c, _, r in self._works if c == code and r.get("consultant_name")), {})
 
     def consultant_providers(self, code: str) -> list[str]:
         """The providers a consultant worked at (the consultants file, else the open data's main provider)."""
