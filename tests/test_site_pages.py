@@ -294,6 +294,7 @@ def test_low_volume_unit_shows_the_pool(site):
     delta = _read(site, "providers/D4.html")
     mortality = _text(_section(delta, "30-day mortality"))
     assert "Fewer than 30 procedures: included in the low-volume group." in mortality
+    assert "(Low-volume hospitals (fewer than 30 procedures): 12 procedures, 3 events)" in mortality  # the pool's
     assert "Status In the low-volume group" in mortality
     assert "Low-volume group's risk-adjusted rate 46.4%" in mortality  # 0.17 * 3 / 1.1, the pool's
     assert "Procedures analysed 12" in mortality and "Events" not in mortality.split("Statistic")[0]
