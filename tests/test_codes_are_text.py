@@ -217,7 +217,7 @@ def test_csv_codes_survive_pipeline(csv_audit, tmp_path):
         assert code in cells, code
     assert "<a href='providers/030001.html'>" in index
     assert (out / "site" / "providers" / "030001.html").is_file()
-    assert (out / "site" / "providers" / "030001.pdf").is_file()
+    assert (out / "site" / "reports" / "030001.pdf").is_file()  # the public report; providers/: its page
 
 
 def test_disclosure_check_reads_code_na_as_a_code(tmp_path):

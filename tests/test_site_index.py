@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from auditreport.config import load_config
-from auditreport.publication.site import OPEN_COLUMNS, _site_index, data_dictionary
+from auditreport.publication.pages import SiteData, index_page
+from auditreport.publication.site import OPEN_COLUMNS, data_dictionary
 
 REPO = Path(__file__).resolve().parents[1]
 NAN = float("nan")
@@ -89,29 +90,32 @@ def _text(cell: str) -> str:
 
 
 def _index_table(page: str) -> tuple[list[str], dict[str, dict[str, str]]]:
-    """The index's sortable table: its headings, and each row's cells by heading, keyed by provider code."""
-    table = re.search(r"<table class='data sortable[^']*'>(.*?)</table>", page, re.S).group(1)
-    headers = [_text(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", table, re.S)]
+    """The index's sortable table: its headings, and each row's cells (the name a row heading, the rest
+    data cells) by heading, keyed by provider code."""
+    table = re.search(r"<table class='data sortable'[^>]*>(.*?)</table>", page, re.S).group(1)
+    head, body = table.split("<tbody>")
+    headers = [_text(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", head, re.S)]
     rows = {}
-    for row in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], re.S):
-        cells = dict(zip(headers, (_text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)), strict=True))
+    for row in re.findall(r"<tr>(.*?)</tr>", body, re.S):
+        cells = dict(zip(headers, (_text(c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)),
+                         strict=True))
         rows[cells["Code"]] = cells
     return headers, rows
 
 
 def _page(horizons: tuple[int, ...] = (30, 365)) -> str:
-    return _site_index(load_config(REPO / "params" / "synthetic.yaml"), _indicators(horizons), {}, [],
-                       _metadata(horizons))
+    return index_page(SiteData(load_config(REPO / "params" / "synthetic.yaml"), _indicators(horizons),
+                               _metadata(horizons), []))
 
 
 def test_index_lists_every_published_measure_of_every_provider():
     page = _page()
     headers, rows = _index_table(page)
-    assert headers[:3] == ["Hospital", "Code", "Cases"]
+    assert headers[:3] == ["Hospital", "Code", "Cases"] and headers[-1] == "Public report"
     assert set(rows) == {"A1", "B2"}
     # The headline of each published measure, in declaration order: crude rates of adjusted measures,
     # means and medians of ratios are context, not on the index.
-    assert [h for h in headers[3:] if not h.endswith(": status")] == [
+    assert [h for h in headers[3:-1] if not h.endswith(": status")] == [
         "30-day mortality: Risk-adjusted rate", "Senior review within 14 hours: Rate", "Stays over 14 days: Rate",
         "Length of stay: Observed / expected (O/E)", "Survival: Cox observed / expected (Cox O/E)",
         "Survival: Survival at 30 days", "Survival: Survival at 365 days"]
@@ -123,7 +127,9 @@ def test_index_lists_every_published_measure_of_every_provider():
     # Beta's survival figures are suppressed: shown as *, never as a number.
     assert beta["Survival: Cox observed / expected (Cox O/E)"] == "*" and beta["Survival: Survival at 30 days"] == "*"
     assert alpha["Cases"] == "120" and beta["Cases"] == "95"  # the denominator of mortality (no eligibility filter)
-    assert "<th scope='col' class='num'>Cases</th>" in page and "data-count>120<" in page
+    assert "<th scope='col' class='num'>Cases</th>" in page
+    # Cases are a count of mortality's unit result: marked for the disclosure checker with their measure.
+    assert re.search(r"<td class='num' data-count data-count-measure='mortality'[^>]*>120</td>", page)
 
 
 def test_status_in_words_by_direction_and_only_where_the_measure_carries_one():
@@ -161,7 +167,7 @@ def test_survival_columns_in_order_of_time():
 def test_measures_table_says_what_each_measure_is():
     page = _page()
     table = re.search(r"<caption>The published measures</caption>(.*?)</table>", page, re.S).group(1)
-    rows = [[_text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)]
+    rows = [[_text(c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r, re.S)]
             for r in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], re.S)]
     by_label = {r[0]: r for r in rows}
     assert list(by_label) == ["30-day mortality", "Senior review within 14 hours", "Stays over 14 days",

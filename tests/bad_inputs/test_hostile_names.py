@@ -66,7 +66,7 @@ def test_every_page_escapes_hostile_names(hostile_build):
         assert "<script>alert" not in html and "<img src=x" not in html, page
     site_index = (summary.period_dir / "site" / "index.html").read_text(encoding="utf-8")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in site_index  # shown, as text
-    assert "Caerdydd a&#x27;r Fro \u0174\u0175 \U0001F3E5" in site_index  # Welsh and emoji kept intact
+    assert "Caerdydd a&#39;r Fro \u0174\u0175 \U0001F3E5" in site_index  # Welsh and emoji kept intact (Jinja's escape)
     local = next((summary.period_dir / "providers").glob("*/local.html")).read_text(encoding="utf-8")
     assert "&lt;img src=x onerror=alert(2)&gt;" in local or "&lt;img" in "".join(
         p.read_text(encoding="utf-8") for p in (summary.period_dir / "providers").glob("*/local.html"))

@@ -38,7 +38,7 @@ class _Links(HTMLParser):
     def handle_starttag(self, tag, attrs):
         href = dict(attrs).get("href")
         if tag == "a" and href and not href.startswith(("#", "mailto:", "http")):
-            self.links.append(href)
+            self.links.append(href.split("#")[0])  # "index.html#open-data": the file, index.html
 
 
 def _visible(root: Path) -> list[Path]:
@@ -145,7 +145,7 @@ def test_killed_runs_leave_complete_outputs_and_resume(tmp_path):
     expected = {f"providers/{safe}/{a}.{s}" for a in ("local", "public") for s in ("html", "pdf", "ipynb")}
     expected |= {f"national/national.{s}" for s in ("html", "pdf", "ipynb")}
     expected |= {"index.html", "indicators.csv", "manifest.json", "site/index.html", "site/indicators.csv",
-                 "site/national.pdf", f"site/providers/{safe}.pdf"}
+                 "site/national.pdf", f"site/reports/{safe}.pdf", f"site/providers/{safe}.html"}
     assert expected <= set(seen), (expected - set(seen), history)
     manifest = json.loads((period / "manifest.json").read_text())
     for entry in manifest["files"]:

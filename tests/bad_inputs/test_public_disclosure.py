@@ -70,7 +70,7 @@ def test_public_files_are_all_there(texts):
     names = {p.relative_to(period).as_posix() for p in public}
     assert {"site/index.html", "site/indicators.csv", "site/national.pdf", "national/national.html"} <= names
     assert len([n for n in names if n.startswith("providers/") and n.endswith("public.pdf")]) == 3
-    assert len([n for n in names if n.startswith("site/providers/")]) == 6
+    assert len([n for n in names if n.startswith("site/reports/")]) == 6  # public reports; site/providers/: pages
     for path, text in public.items():  # the read-back works: every report says what it is
         if path.suffix in (".pdf", ".html") and path.name != "index.html":
             assert "For publication" in text.replace(" ", " "), path

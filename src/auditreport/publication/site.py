@@ -1,10 +1,12 @@
 """The publication site, the open data and the manifest of one audit period.
 
 ``site/`` holds public outputs only: the index of every provider with the
-headline value and outlier status of every published measure, the public
-reports, the national report, and the open data (``indicators.csv``, one row per
-unit, measure and statistic, suppressed) with its data dictionary of measures,
-statistics and columns. Internal measures (``published: false`` in the audit
+headline value and outlier status of every published measure, a page per
+provider and per consultant (``publication/pages.py``), the public reports
+(``reports/``), the national report, and the open data (``indicators.csv``, one
+row per unit, measure and statistic, as the publication policy publishes it)
+with its data dictionary of measures, statistics and columns, whole and per
+measure (``data/``). Internal measures (``published: false`` in the audit
 definition) appear nowhere in it. It is built in a staging folder with the open
 data, checked there for disclosure, and swapped in whole only if the check
 passes, so readers never see it half-updated nor a publication that failed.
@@ -18,7 +20,6 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -28,8 +29,7 @@ from auditreport.config import AuditConfig
 from auditreport.data.loading import file_sha256
 from auditreport.execution.report_job import JobResult, ReportJob, safe_name
 from auditreport.files import atomic_write_text
-from auditreport.presentation.measure_parts import statistic_label, target_text, value_text
-from auditreport.presentation.tables import esc, flag_badge, table
+from auditreport.presentation.tables import esc
 from auditreport.provenance import code_version, now_utc
 from auditreport.publication.checker import CheckReport, Finding, check_period
 from auditreport.publication.team import (
@@ -41,13 +41,15 @@ from auditreport.publication.team import (
     write_findings,
 )
 from auditreport.rendering.html import SORT_SCRIPT, stylesheet
-from auditreport.rules.disclosure import SUPPRESSED
 from auditreport.rules.flags import FLAGS
 
 OPEN_COLUMNS = ["audit", "period", "measure", "statistic", "level", "unit_id", "unit_name", "parent_id",
                 "numerator", "denominator", "observed", "expected", "value", "lower95", "upper95", "lower998",
                 "upper998", "target", "limit_lower95", "limit_upper95", "limit_lower998", "limit_upper998", "flag",
                 "suppressed", "method"]
+#: Columns the open data carries when the bundle has them (format 3, issue #15: the publication policy):
+#: each row's measure's policy, and whether the unit is in the measure's low-volume group.
+POLICY_COLUMNS = ["policy", "low_volume"]
 
 #: The open data's columns, as the data dictionary explains them.
 COLUMN_MEANINGS = {
@@ -59,7 +61,8 @@ COLUMN_MEANINGS = {
     "level": "national, provider or consultant",
     "unit_id": "Provider code, consultant code, or 'national'. Text, exactly as submitted: read it as text "
                "(leading zeros count, and a code such as NA is a code, not a missing value)",
-    "unit_name": "Provider name (consultants are identified by code)",
+    "unit_name": "Provider name; a consultant's name where the audit publishes consultants by name (else blank "
+                 "or the code); the name of a low-volume group",
     "parent_id": "For a consultant, the code of the provider where most of their cases were done. Text, "
                  "like unit_id",
     "numerator": "Proportions: events among the eligible records; survival: deaths by the horizon (over all "
@@ -87,6 +90,11 @@ COLUMN_MEANINGS = {
     "suppressed": "True where figures were withheld under the small-numbers rule: a count from 1 to the "
                   "threshold, or a further count withheld so that a small one cannot be worked out from a total",
     "method": "How the value, interval and limits were computed",
+    "policy": "The measure's publication policy: outcomes-in-full (every unit's counts, value, interval and "
+              "status published) or small-numbers-everywhere (counts from 1 to the threshold withheld)",
+    "low_volume": "True where the unit had fewer records in the measure than the audit's minimum volume: its "
+                  "own row keeps only its records analysed, and its figures are in the measure's low-volume group "
+                  "(unit_id 'low-volume')",
 }
 
 #: Every statistic a measure can publish (``survival_<h>d`` once per horizon), as the dictionary explains it.
@@ -135,7 +143,12 @@ def open_data(config: AuditConfig, out: Path) -> pd.DataFrame:
     public = public[public["measure"].isin([m["id"] for m in published_measures(bundle.metadata)])]
     if not config.publish_consultants:
         public = public[public["level"] != "consultant"]
-    return public[OPEN_COLUMNS]
+    return public[open_columns(public)]
+
+
+def open_columns(frame: pd.DataFrame) -> list[str]:
+    """The open data's columns: ``OPEN_COLUMNS``, then the policy columns where the table has them."""
+    return [*OPEN_COLUMNS, *(c for c in POLICY_COLUMNS if c in frame.columns)]
 
 
 def data_dictionary(meta: dict, data: pd.DataFrame) -> pd.DataFrame:
@@ -153,7 +166,8 @@ def data_dictionary(meta: dict, data: pd.DataFrame) -> pd.DataFrame:
         generic = "survival_<h>d" if statistic.startswith("survival_") else statistic
         rows.append({"entry": "statistic", "name": statistic,
                      "description": STATISTIC_MEANINGS.get(generic, "").replace(" h days", f" {_days(statistic)} days")})
-    rows += [{"entry": "column", "name": column, "description": COLUMN_MEANINGS[column]} for column in OPEN_COLUMNS]
+    rows += [{"entry": "column", "name": column, "description": COLUMN_MEANINGS[column]}
+             for column in open_columns(data)]
     return pd.DataFrame(rows, columns=DICTIONARY_COLUMNS).fillna("")
 
 
@@ -246,8 +260,7 @@ def _build_site(config: AuditConfig, out: Path, data: pd.DataFrame, public_jobs:
                 staging: Path) -> Path:
     """Write the site into ``staging`` (an empty folder of the publication's staging; ``publish`` checks it
     and swaps it in): the public reports, the open data and dictionary, and the pages."""
-    (staging / "providers").mkdir()
-    links: dict[str, str] = {}
+    (staging / "reports").mkdir()
     for job in public_jobs:
         if job.kind == "national":
             for suffix in (".html", ".pdf"):
@@ -255,53 +268,14 @@ def _build_site(config: AuditConfig, out: Path, data: pd.DataFrame, public_jobs:
         else:
             name = safe_name(job.provider)
             for suffix in (".html", ".pdf"):
-                shutil.copyfile(Path(job.out_dir) / f"{job.stem}{suffix}", staging / "providers" / f"{name}{suffix}")
-            links[job.provider] = f"providers/{name}"
+                shutil.copyfile(Path(job.out_dir) / f"{job.stem}{suffix}", staging / "reports" / f"{name}{suffix}")
     (staging / "indicators.csv").write_text(data.to_csv(index=False), encoding="utf-8")
     meta = json.loads((out / BUNDLE_DIR / "metadata.json").read_text())
     neutralise_formulas(data_dictionary(meta, data)).to_csv(staging / "data_dictionary.csv", index=False)
-    (staging / "index.html").write_text(_site_index(config, data, links, public_jobs, meta), encoding="utf-8")
+    from auditreport.publication.pages import write_site  # pages imports this module
+
+    write_site(config, staging, data, public_jobs, meta, out / BUNDLE_DIR)
     return staging
-
-
-def format_value(measure: dict, statistic: str, value: float, suppressed: bool = False) -> str:
-    """A statistic's value as the reports write it (``presentation.measure_parts.value_text``): "*" where
-    suppressed, "n/a" where there is no value (no eligible records, or not estimable)."""
-    if suppressed:
-        return SUPPRESSED
-    if value != value:
-        return "n/a"
-    return value_text(measure, statistic, value)
-
-
-@dataclass(frozen=True)
-class _Column:
-    """One column of the site's index: a measure's statistic, its value or its status."""
-
-    measure: dict
-    statistic: str
-    status: bool = False
-
-    @property
-    def heading(self) -> str:
-        if self.status:
-            return f"{self.measure['label']}: status"
-        return f"{self.measure['label']}: {statistic_label(self.measure, self.statistic)}"
-
-
-def index_columns(measures: Sequence[dict], statistics: set[str]) -> list[_Column]:
-    """Each published measure's headline value, then its status where it carries one; a survival
-    measure also shows its survival at each horizon, in order of time."""
-    columns = []
-    for m in measures:
-        columns.append(_Column(m, m["headline"]))
-        if m["carries_status"]:
-            columns.append(_Column(m, m["headline"], status=True))
-        if m["kind"] == "survival":
-            horizons = sorted((s for s in m["statistics"] if s.startswith("survival_") and s != m["headline"]
-                               and s in statistics), key=_statistic_order)
-            columns += [_Column(m, s) for s in horizons]
-    return columns
 
 
 def _page(title: str, body: str, sortable: bool = True) -> str:
@@ -309,101 +283,6 @@ def _page(title: str, body: str, sortable: bool = True) -> str:
     return (f"<!DOCTYPE html><html lang='en-GB'><head><meta charset='utf-8'><meta name='viewport' "
             f"content='width=device-width, initial-scale=1.0'><title>{esc(title)}</title><style>{stylesheet()}"
             f"</style></head><body class='report'><main>{body}</main>{script}</body></html>")
-
-
-def _provenance(meta: dict) -> str:
-    """What made these results: the same fingerprints as on every report's cover."""
-    if not meta:
-        return ""
-    data_sha = meta.get("data", {}).get("source", {}).get("sha256", "")[:12]
-    code = meta.get("code", {})
-    return (f"<h2>Provenance</h2><dl class='provenance'><dt>Results computed</dt><dd>{esc(meta.get('created', ''))}</dd>"
-            f"<dt>Software</dt><dd>auditreport {esc(code.get('package_version', ''))}, commit "
-            f"{esc(str(code.get('git_commit', ''))[:12])}</dd>"
-            f"<dt>Data fingerprint</dt><dd><code>{esc(data_sha)}</code> (SHA-256 of the extract)</dd>"
-            f"<dt>Configuration</dt><dd><code>{esc(meta.get('config', {}).get('sha256', '')[:12])}</code></dd></dl>")
-
-
-def _measures_table(measures: Sequence[dict], data: pd.DataFrame, wording: dict) -> str:
-    """What each measure is: its description, what the index shows of it, direction, target, national value."""
-    national = data[data["level"] == "national"].set_index(["measure", "statistic"])
-    rows = []
-    for m in measures:
-        shown = statistic_label(m, m["headline"])
-        key = (m["id"], m["headline"])
-        value = (format_value(m, m["headline"], national.at[key, "value"], bool(national.at[key, "suppressed"]))
-                 if key in national.index else "n/a")
-        target = "what was expected for the case mix (O/E = 1)" if m["adjusted"] else target_text(m)
-        status = (f"beyond the 95% (alert) or 99.8% (alarm) limits around {target}" if m["carries_status"]
-                  else "none (context only)")
-        rows.append([esc(m["label"]), esc(m["description"]), esc(shown), esc(direction_words(m["direction"])),
-                     esc(status), esc(value), esc(m["method"])])
-    return table(["Measure", "Description", "Shown", "Direction", "Status", wording["national_unit_name"], "Method"],
-                 rows, raw=True, css_class="data", caption="The published measures")
-
-
-def _cases_measure(config: AuditConfig, measures: Sequence[dict]) -> dict | None:
-    """The measure whose denominator the index shows as a provider's cases: the first published one that
-    every analysed record is eligible for (no eligibility filter; survival last), else the first."""
-    unfiltered = {m.id for m in config.measures if m.eligible is None}
-    ranked = sorted(measures, key=lambda m: (m["id"] not in unfiltered, m["kind"] == "survival"))
-    return ranked[0] if ranked else None
-
-
-def _site_index(config: AuditConfig, data: pd.DataFrame, links: dict[str, str],
-                public_jobs: Sequence[ReportJob], meta: dict) -> str:
-    """The site's front page: every provider with every published measure's headline value and status."""
-    measures = published_measures(meta)
-    wording = meta["wording"]
-    provider_word, providers_word = wording["provider"], wording["providers"]
-    prov = data[data["level"] == "provider"]
-    cells = prov.set_index(["unit_id", "measure", "statistic"])
-    columns = index_columns(measures, set(prov["statistic"]))
-    names = prov.drop_duplicates("unit_id").set_index("unit_id")["unit_name"]
-    cases_of = _cases_measure(config, measures)
-    rows = []
-    for code, unit_name in sorted(names.items(), key=lambda item: (str(item[1]), str(item[0]))):
-        link = links.get(code)
-        name = (f"<a href='{esc(link)}.html'>{esc(unit_name)}</a> (<a href='{esc(link)}.pdf'>PDF</a>)"
-                if link else esc(unit_name))
-        key = (code, cases_of["id"], cases_of["headline"]) if cases_of else None
-        cases = cells.at[key, "denominator"] if key in cells.index else float("nan")
-        row = [name, esc(code), SUPPRESSED if cases != cases else f"{int(cases):,}"]  # blank: suppressed
-        for col in columns:
-            key = (code, col.measure["id"], col.statistic)
-            if key not in cells.index:
-                row.append("" if col.status else "n/a")
-            elif col.status:
-                flag = cells.at[key, "flag"]
-                row.append(flag_badge(flag if isinstance(flag, str) else "", col.measure["direction"]))
-            else:
-                row.append(esc(format_value(col.measure, col.statistic, cells.at[key, "value"],
-                                            bool(cells.at[key, "suppressed"]))))
-        rows.append(row)
-    headers = [provider_word.capitalize(), "Code", "Cases"] + [c.heading for c in columns]
-    numeric = tuple(i + 3 for i, c in enumerate(columns) if not c.status)
-    national = any(j.kind == "national" for j in public_jobs)
-    body = (f"<div class='cover' data-running='{esc(config.name)}'><p class='audience audience-public'>For publication</p>"
-            f"<p class='audit-name'>{esc(config.name)}</p><h1>Results {esc(config.period_label)}</h1>"
-            f"<p>Produced {esc(now_utc())} by auditreport {esc(code_version()['package_version'])} "
-            f"(commit {esc(code_version()['git_commit'][:12])}).</p></div>"
-            f"<p>Each {esc(provider_word)}'s result on every published measure. A risk-adjusted measure compares the "
-            f"{esc(provider_word)}'s {esc(wording['activity'])} with what was expected for its patients under the "
-            "national risk model; a process measure compares it with the national value or the measure's standard. "
-            "The status says whether the difference is beyond the 95% (alert) or 99.8% (alarm) control limits, "
-            "and whether that is better or worse than expected.</p>"
-            + ("<p><a href='national.html'>National report</a> (<a href='national.pdf'>PDF</a>) &middot; " if national else "<p>")
-            + "<a href='indicators.csv'>Open data: indicators.csv</a> &middot; "
-              "<a href='data_dictionary.csv'>data dictionary</a></p>"
-            + f"<p class='note'>Counts from 1 to {config.suppression_threshold}, and the figures made from them, "
-              "are shown as * to protect patients' confidentiality. Click a column heading to sort.</p>"
-            + table(headers, rows, raw=True, numeric=numeric, counts=(2,), css_class="data sortable",
-                    caption=f"Every {provider_word}'s published measures and outlier status ({len(names)} "
-                            f"{providers_word})" + (f"; cases are the {wording['activity']} analysed for "
-                                                    f"{cases_of['label']}" if cases_of else ""))
-            + _measures_table(measures, data, wording)
-            + _provenance(meta))
-    return _page(f"{config.name} {config.period_label}", body)
 
 
 def _team_index(config: AuditConfig, out: Path, jobs: Sequence[ReportJob], ok: set[str],
