@@ -63,7 +63,6 @@ from auditreport.resources import package_path
 from auditreport.rules.disclosure import LOW_VOLUME_ID, SUPPRESSED
 from auditreport.rules.flags import FLAG_ORDER, flag_description, flag_direction, flag_words
 
-
 #: The site's stylesheet and script, inlined into every page: a page is one file that opens offline, also
 #: when saved or sent on its own (as the reports are).
 SITE_CSS = package_path("publication", "site.css")
