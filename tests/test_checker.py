@@ -195,6 +195,24 @@ def test_checker_tells_a_sentence_that_starts_with_a_row_label_from_the_row(tmp_
         ("PDF table row 'Institution 21', column 2", "small-count-pdf")]
 
 
+def test_a_short_label_inside_another_tables_row_is_not_that_row(tmp_path):
+    """The lung national report: a data-quality row labelled "2" (institution code, a count, a share) and the
+    survival table's row "Institution 2 | 2 | * | ..." read "Institution 2 2 *" in the PDF. The "2 2 *" inside
+    it is the longer row's words, not the short row with a count of 2; the short row itself is still read."""
+    html = ("<html lang='en-GB'><head><title>r</title></head><body>"
+            "<table><tr><th>Code</th><th>Excluded</th><th>Share</th></tr>"
+            "<tr><td>2</td><td data-count>{count}</td><td>*</td></tr></table>"
+            "<table><tr><th>Institution</th><th>Code</th><th>Patients</th><th>Median</th></tr>"
+            "<tr><td>Institution 2</td><td>2</td><td data-count>*</td><td>310</td></tr></table></body></html>")
+    (tmp_path / "r.html").write_text(html.format(count="*"))
+    html_to_pdf(html.format(count="*"), tmp_path / "r.pdf")
+    assert "Institution 2 2 *" in " ".join(pdf_text(tmp_path / "r.pdf").split())
+    assert check_files([tmp_path / "r.html", tmp_path / "r.pdf"], threshold=7).ok
+    html_to_pdf(html.format(count="3"), tmp_path / "r.pdf")
+    report = check_files([tmp_path / "r.html", tmp_path / "r.pdf"], threshold=7)
+    assert [(f.where, f.text) for f in report.findings] == [("PDF table row '2', column 2", "2 3 *")]
+
+
 def test_pdf_count_is_read_at_its_column_even_when_the_label_and_other_cells_hold_small_numbers(tmp_path):
     """The count is the third column; the label ("Ward 3 (unit 5)"), the code and the median days are
     small numbers too but not counts. Only the count's position is read, and an exempt measure's count is

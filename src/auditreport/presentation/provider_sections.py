@@ -59,6 +59,11 @@ def at_a_glance(ctx: ReportContext) -> Section:
         if no_eligible_records(mine):
             rows.append([m["label"], "", f"no eligible {words['activity']}", "", "", ""])
             continue
+        if ctx.public and ctx.low_volume("provider", ctx.provider, m["id"]):
+            rows.append([m["label"], statistic_label(m, m["headline"]), "in the low-volume group",
+                         value_text(m, m["headline"], nat["value"].get(m["headline"], float("nan"))), "",
+                         f"fewer than {ctx.minimum_volume('provider')} {words['activity']}: no status of its own"])
+            continue
         for stat in shown:
             if stat not in mine.index:
                 continue

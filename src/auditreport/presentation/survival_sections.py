@@ -84,25 +84,27 @@ def median_logrank_section(ctx: ReportContext, measure_id: str, level: int = 3) 
         units.insert(0, (ctx.provider_name, tests.loc[ctx.provider]))
     rows = []
     for label, r in units:
-        hidden = ctx.withheld(r["patients"], r["deaths"])
-        rows.append([label, ctx.count_text(r["patients"]), SUPPRESSED if hidden else days(r["median"]),
+        hidden = ctx.withheld(r["patients"], r["deaths"], measure=measure_id)
+        rows.append([label, ctx.count_text(r["patients"], measure=measure_id), SUPPRESSED if hidden else days(r["median"]),
                      SUPPRESSED if hidden else f"{days(r['median_lower'])} to {days(r['median_upper'])}"])
     median = section(
         "Median survival",
         table(["Group", ctx.wording["activity"].capitalize(), "Median survival", "95% interval"], rows, numeric=(1,),
-              counts=(1,), caption=f"Median survival after the {ctx.wording['activity_singular']}"),
+              counts=(1,), count_measures={1: measure_id}, caption=f"Median survival after the {ctx.wording['activity_singular']}"),
         paragraph("Median: the first time the Kaplan-Meier curve is at or below 50%, or the midpoint where it "
                   "sits at exactly 50% (R survival's convention; lifelines would take the start of that "
                   "stretch). Interval: where the 95% band crosses 50% (Brookmeyer and Crowley), "
                   f"{_ci_transform(ctx, measure)} transform. \"Not reached\": survival stays "
                   "above 50% (or the band above it) for the whole follow-up.", css_class="note"),
         level=level)
-    return section("", median, _logrank(ctx, tests.loc[ctx.provider], level) if ctx.provider else None, level=level)
+    return section("", median, _logrank(ctx, tests.loc[ctx.provider], measure_id, level) if ctx.provider else None,
+                   level=level)
 
 
-def _logrank(ctx: ReportContext, r: pd.Series, level: int) -> Section | Paragraph:
-    """This provider's log-rank test against the rest (withheld on small numbers)."""
-    if ctx.withheld(r["patients"], r["deaths"]):
+def _logrank(ctx: ReportContext, r: pd.Series, measure_id: str, level: int) -> Section | Paragraph:
+    """This provider's log-rank test against the rest (withheld on small numbers where the measure's policy
+    suppresses them)."""
+    if ctx.withheld(r["patients"], r["deaths"], measure=measure_id):
         return paragraph("The log-rank comparison is not shown because the numbers are too small to publish.")
     direction = "more" if r["logrank_observed"] > r["logrank_expected"] else "fewer"
     rest = f"the rest of the {ctx.wording['providers']}"
@@ -124,8 +126,8 @@ def national_survival_tests(ctx: ReportContext, measure_id: str, level: int = 3)
     words = ctx.wording
     rows = []
     for unit, r in tests.drop(index="national", errors="ignore").iterrows():
-        hidden = ctx.withheld(r["patients"], r["deaths"])
-        rows.append([ctx.unit_names.get(unit, unit), unit, ctx.count_text(r["patients"]),
+        hidden = ctx.withheld(r["patients"], r["deaths"], measure=measure_id)
+        rows.append([ctx.unit_names.get(unit, unit), unit, ctx.count_text(r["patients"], measure=measure_id),
                      SUPPRESSED if hidden else days(r["median"]), SUPPRESSED if hidden else num(r["logrank_chi2"]),
                      SUPPRESSED if hidden else p_value(r["logrank_p"])])
     nat = tests.loc["national"]
@@ -141,7 +143,7 @@ def national_survival_tests(ctx: ReportContext, measure_id: str, level: int = 3)
                   f"(not risk-adjusted; chi-squared on 1 df).{note}"),
         table([words["provider"].capitalize(), "Code", words["activity"].capitalize(), "Median survival",
                "Log-rank chi-squared", "p"], rows,
-              numeric=(2, 3, 4), counts=(2,), css_class="data sortable compact",
+              numeric=(2, 3, 4), counts=(2,), count_measures={2: measure_id}, css_class="data sortable compact",
               caption=f"Median survival and log-rank test of each {words['provider']} against the rest"),
         level=level)
 
@@ -187,8 +189,8 @@ def cox_provider_section(ctx: ReportContext, measure_id: str, level: int = 3) ->
     if r["suppressed"] or r["value"] != r["value"]:
         body = paragraph("Not shown: the numbers are too small to publish.")
     else:
-        counts = ("" if ctx.withheld(r["observed"]) else
-                  f" ({ctx.count_text(r['observed'])} deaths over follow-up against {num(r['expected'], 1)} expected)")
+        counts = ("" if ctx.withheld(r["observed"], measure=measure_id) else
+                  f" ({ctx.count_text(r['observed'], measure=measure_id)} deaths over follow-up against {num(r['expected'], 1)} expected)")
         body = paragraph(
             f"Cox O/E {num(r['value'])}{counts}, 95% interval {num(r['lower95'])} to {num(r['upper95'])}; control "
             f"limits at this {ctx.wording['provider']}'s expected deaths: 95% {num(r['limit_lower95'])} to "

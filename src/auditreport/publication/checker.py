@@ -307,8 +307,7 @@ def check_pdf(path: Path, threshold: int, count_rows: Iterable[list[Cell]] = (),
     starts: dict[str, list[int]] = {}
     for i, word in enumerate(plain):
         starts.setdefault(word, []).append(i)
-    findings: list[Finding] = []
-    seen: set[tuple[str, str]] = set()
+    matches: list[tuple[int, int, list[Cell], list, list[int]]] = []  # (start, end, row, expected, checked)
     for row in count_rows:
         label = [_word(w) for w in (row[0].text.split() if row else [])]
         expected = row_words(row)
@@ -322,14 +321,24 @@ def check_pdf(path: Path, threshold: int, count_rows: Iterable[list[Cell]] = (),
             if plain[start:end] != label or len(shown) != len(expected) or any(
                     cell is None and _word(shown[i]) != _word(word) for i, (word, _, cell) in enumerate(expected)):
                 continue  # not this row
-            for i in checked:
-                count = shown[i].strip("()[],;:")
-                if _small(count, threshold):
-                    where = f"PDF table row '{row[0].text}', column {expected[i][1]}"
-                    if (where, count) not in seen:
-                        seen.add((where, count))
-                        findings.append(Finding(str(path), where, "small-count-pdf",
-                                                " ".join(words[start:end + len(expected)])))
+            matches.append((start, end + len(expected), row, expected, checked))
+    # A short label ("2") can match inside a longer row of another table ("Institution 2 | 2 | *"): a match
+    # that starts inside another row's match is that row's words, not a row of its own.
+    spans = sorted((start, stop) for start, stop, *_ in matches)
+    findings: list[Finding] = []
+    seen: set[tuple[str, str]] = set()
+    for start, stop, row, expected, checked in matches:
+        if any(s2 < start < e2 for s2, e2 in spans):
+            continue
+        end = stop - len(expected)
+        shown = words[end:stop]
+        for i in checked:
+            count = shown[i].strip("()[],;:")
+            if _small(count, threshold):
+                where = f"PDF table row '{row[0].text}', column {expected[i][1]}"
+                if (where, count) not in seen:
+                    seen.add((where, count))
+                    findings.append(Finding(str(path), where, "small-count-pdf", " ".join(words[start:stop])))
     return findings
 
 
