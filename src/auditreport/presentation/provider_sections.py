@@ -72,9 +72,9 @@ def at_a_glance(ctx: ReportContext) -> Section:
             rows.append([label, statistic_label(m, stat), value_text(m, stat, r["value"]),
                          value_text(m, stat, nat["value"].get(stat, float("nan"))), interval_text(m, stat, r),
                          status_cell(m, stat, r["flag"])])
-    records = _records_analysed(ctx)
-    lead = paragraph(ctx.provider_name, " reported ", Count(ctx.count_text(records)),
-                     f" {words['activity']} in the period.", css_class="lead") if records == records else None
+    records, hidden = _records_analysed(ctx)
+    lead = paragraph(ctx.provider_name, " reported ", Count(ctx.count_text(records, hidden)),
+                     f" {words['activity']} in the period.", css_class="lead") if records == records or hidden else None
     quality = quality_caveat(ctx)
     return section("At a glance", lead, *provider_notes(ctx), paragraph(quality) if quality else None, table(
         ["Measure", "Statistic", f"This {words['provider']}", words["population"], "95% interval", "Status"], rows,
@@ -99,11 +99,13 @@ def provider_notes(ctx: ReportContext) -> list[Paragraph]:
     return out
 
 
-def _records_analysed(ctx: ReportContext) -> float:
-    """This provider's records analysed (the data quality table), NaN where it has no row or (public) it is
-    suppressed."""
-    counts, _ = breakdown_views.quality(ctx)
-    return float(counts.loc[ctx.provider, "records_analysed"]) if ctx.provider in counts.index else float("nan")
+def _records_analysed(ctx: ReportContext) -> tuple[float, bool]:
+    """This provider's records analysed (the data quality table; NaN where it has no row or, in public, it is
+    suppressed) and whether it is suppressed (a public report then says "*", not nothing)."""
+    counts, hidden = breakdown_views.quality(ctx)
+    if ctx.provider not in counts.index:
+        return float("nan"), False
+    return float(counts.loc[ctx.provider, "records_analysed"]), bool(hidden.loc[ctx.provider, "records_analysed"])
 
 
 def quality_caveat(ctx: ReportContext) -> str:
