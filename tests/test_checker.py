@@ -16,6 +16,7 @@ from auditreport.publication.checker import (
     check_csv,
     check_files,
     check_html,
+    check_pdf,
     exempt_measures_of,
     pdf_text,
 )
@@ -211,6 +212,31 @@ def test_a_short_label_inside_another_tables_row_is_not_that_row(tmp_path):
     html_to_pdf(html.format(count="3"), tmp_path / "r.pdf")
     report = check_files([tmp_path / "r.html", tmp_path / "r.pdf"], threshold=7)
     assert [(f.where, f.text) for f in report.findings] == [("PDF table row '2', column 2", "2 3 *")]
+
+
+def test_rows_are_paired_with_the_pdf_in_document_order(tmp_path):
+    """Found trying MedPAR as a new user: a consultant's row in the mortality table (published in full: 5
+    admissions) and the same row in a measure kept under small numbers ("*") have the same words but the
+    count. Each HTML row is the PDF's next match, so the withheld row is read where it is, not at the
+    mortality row; and a completeness row "030035 | *" is not the mortality row "030035 6 3 ..."."""
+    row = "<tr><td>Wen Ward</td><td data-count data-count-measure='{m}'>{n}</td><td>In the low-volume group</td></tr>"
+    tables = ("<table><tr><th>Consultant</th><th>Admissions</th><th>Result</th></tr>" + row.format(m="mortality", n=5)
+              + "</table><table><tr><th>Consultant</th><th>Admissions</th><th>Result</th></tr>"
+              + row.format(m="long_stay", n="{n}") + "</table>"
+              "<table><tr><th>Hospital</th><th>Code</th><th>Admissions</th><th>Deaths</th></tr><tr><td>Page</td>"
+              "<td>030035</td><td data-count data-count-measure='mortality'>6</td><td data-count "
+              "data-count-measure='mortality'>3</td></tr></table><table><tr><th>Code</th><th>Missing</th></tr>"
+              "<tr><td>030035</td><td data-count>{m}</td></tr></table>")
+    page = "<html lang='en-GB'><head><title>r</title></head><body>" + tables + "</body></html>"
+    (tmp_path / "r.html").write_text(page.format(n="*", m="*"))
+    html_to_pdf(page.format(n="*", m="*"), tmp_path / "r.pdf")
+    pdf = tmp_path / "r.pdf"
+    _, parser = check_html(tmp_path / "r.html", 7, ["mortality"])
+    assert check_pdf(pdf, 7, parser.count_rows, exempt_measures=["mortality"]) == []
+    html_to_pdf(page.format(n="4", m="2"), pdf)  # both withheld cells now show small counts in the PDF
+    found = [(f.where, f.text) for f in check_pdf(pdf, 7, parser.count_rows, exempt_measures=["mortality"])]
+    assert found == [("PDF table row 'Wen Ward', column 2", "Wen Ward 4 In the low-volume group"),
+                     ("PDF table row '030035', column 2", "030035 2")]
 
 
 def test_pdf_count_is_read_at_its_column_even_when_the_label_and_other_cells_hold_small_numbers(tmp_path):

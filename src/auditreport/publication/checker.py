@@ -296,8 +296,16 @@ def check_pdf(path: Path, threshold: int, count_rows: Iterable[list[Cell]] = (),
 
     The row is found in the PDF text by its label followed by the HTML row's other words, word for word,
     except at the count cells (which the PDF may show differently: that is what is checked). A sentence
-    that begins with the label, a cover line with the unit's name or another table's row does not have
-    those words, so it is not taken for the row; digits in the label are the label's.
+    that begins with the label, or a cover line with the unit's name, does not have those words, so it is
+    not taken for the row; digits in the label are the label's.
+
+    Rows are paired with the PDF in document order: every HTML row with a count (exempt ones too) takes the
+    first match after the previous row's, so a row of one table is not read where another table has the same
+    words ("030035 | *" of a completeness table is not the mortality table's "030035 6 ..."; a measure's
+    consultant row withheld under small numbers is not the same consultant's row of a measure published in
+    full). A row not found in order (text the PDF laid out differently) is looked for anywhere, and a match
+    that starts inside another row's match is that row's words, not a row of its own: a check that cannot
+    place a row errs towards a finding, never towards silence.
     """
     if text is None:
         text = pdf_text(path)
@@ -307,31 +315,47 @@ def check_pdf(path: Path, threshold: int, count_rows: Iterable[list[Cell]] = (),
     starts: dict[str, list[int]] = {}
     for i, word in enumerate(plain):
         starts.setdefault(word, []).append(i)
-    matches: list[tuple[int, int, list[Cell], list, list[int]]] = []  # (start, end, row, expected, checked)
+
+    def occurrences(label: list[str], expected: list) -> list[int]:
+        """Every start in the PDF words where this row's label and non-count words are."""
+        found = []
+        for start in starts.get(label[0], ()):
+            end = start + len(label)
+            shown = words[end:end + len(expected)]
+            if plain[start:end] == label and len(shown) == len(expected) and not any(
+                    cell is None and _word(shown[i]) != _word(word) for i, (word, _, cell) in enumerate(expected)):
+                found.append(start)
+        return found
+
+    placed: list[tuple[int, int, list[Cell], list, list[int]]] = []  # (start, stop, row, expected, checked)
+    unplaced: list[tuple[list[Cell], list, list[int], list[int], int]] = []
+    cursor = 0
     for row in count_rows:
         label = [_word(w) for w in (row[0].text.split() if row else [])]
         expected = row_words(row)
         checked = [i for i, (_, _, cell) in enumerate(expected) if cell is not None
                    and not exempt(cell.measure, exempt_set)]
-        if not label or not checked:
+        if not label:
             continue
-        for start in starts.get(label[0], ()):
-            end = start + len(label)
-            shown = words[end:end + len(expected)]
-            if plain[start:end] != label or len(shown) != len(expected) or any(
-                    cell is None and _word(shown[i]) != _word(word) for i, (word, _, cell) in enumerate(expected)):
-                continue  # not this row
-            matches.append((start, end + len(expected), row, expected, checked))
-    # A short label ("2") can match inside a longer row of another table ("Institution 2 | 2 | *"): a match
-    # that starts inside another row's match is that row's words, not a row of its own.
-    spans = sorted((start, stop) for start, stop, *_ in matches)
+        found = occurrences(label, expected)
+        stop = len(label) + len(expected)
+        in_order = next((f for f in found if f >= cursor), None)
+        if in_order is not None:
+            placed.append((in_order, in_order + stop, row, expected, checked))
+            cursor = in_order + stop
+        elif checked:
+            unplaced.append((row, expected, checked, found, stop))
+    spans = sorted((start, stop) for start, stop, *_ in placed)
+    for row, expected, checked, found, stop in unplaced:
+        placed += [(f, f + stop, row, expected, checked) for f in found
+                   if not any(s2 <= f < e2 for s2, e2 in spans)]
+    spans = sorted((start, stop) for start, stop, *_ in placed)
     findings: list[Finding] = []
     seen: set[tuple[str, str]] = set()
-    for start, stop, row, expected, checked in matches:
-        if any(s2 < start < e2 for s2, e2 in spans):
+    for start, stop, row, expected, checked in placed:
+        if not checked or any(s2 < start < e2 for s2, e2 in spans):
             continue
-        end = stop - len(expected)
-        shown = words[end:stop]
+        shown = words[stop - len(expected):stop]
         for i in checked:
             count = shown[i].strip("()[],;:")
             if _small(count, threshold):
