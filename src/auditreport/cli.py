@@ -133,8 +133,9 @@ def _build(audit: Path, reports_root: Path, providers, audiences, jobs, force: b
     except DisclosureError as exc:  # exit 5: say what was kept and where everything is, then the findings
         if exc.findings_file is not None:
             period = exc.findings_file.parent
-            click.echo(f"{audit}: the reports were built but nothing was published: {period / 'site'} and "
-                       f"{period / 'indicators.csv'} still hold the previous publication", err=True)
+            kept = (f"{period / 'site'} and {period / 'indicators.csv'} still hold the previous publication"
+                    if (period / "site" / "index.html").is_file() else "nothing has been published yet")
+            click.echo(f"{audit}: the reports were built but nothing was published: {kept}", err=True)
             click.echo(f"  every finding: {exc.findings_file}; the team index says so: {period / 'index.html'}",
                        err=True)
         raise
