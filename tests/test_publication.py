@@ -81,8 +81,8 @@ def test_a_failed_check_publishes_nothing_and_says_why(tmp_path):
     assert len(providers) == 3 and len(findings) == 3 * 4 * 10
     assert set(findings["rule"]) == {"small-count", "small-count-pdf"}
     safe = providers[0]
-    assert {f"providers/{safe}/public.html", f"providers/{safe}/public.pdf", f"site/providers/{safe}.html",
-            f"site/providers/{safe}.pdf"} <= set(findings["file"])
+    assert {f"providers/{safe}/public.html", f"providers/{safe}/public.pdf", f"site/reports/{safe}.html",
+            f"site/reports/{safe}.pdf"} <= set(findings["file"])
     assert "table row 'Group 4', column 3 (breakdown count)" in set(findings["where"])
     assert "PDF table row 'Group 4', column 3" in set(findings["where"])
     assert not findings["file"].str.contains("publication-").any()
@@ -91,7 +91,7 @@ def test_a_failed_check_publishes_nothing_and_says_why(tmp_path):
     assert f"{len(findings)} finding(s)" in error and str(out / "disclosure-findings.csv") in error
     assert f"... and {len(findings) - 10} more" in error
     assert "nothing was published" in error and "still hold the previous publication" in error
-    assert f"\n  site/providers/{safe}.html: table row 'Group 1', column 2 (breakdown count): small-count: '3'" in error
+    assert f"\n  site/reports/{safe}.html: table row 'Group 1', column 2 (breakdown count): small-count: '3'" in error
     assert ".publication-" not in error  # findings are named where they would have been published
     # The team index says it at the top, and the manifest records it.
     manifest = json.loads((out / "manifest.json").read_text())
