@@ -16,6 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC_PARAMS = REPO / "params" / "synthetic.yaml"
 
 
+@pytest.fixture(autouse=True)
+def _no_figures_left_from_earlier_tests():
+    """Every test starts with no Matplotlib figure open, so a test that checks its report code closes every
+    figure it draws (``assert not plt.get_fignums()``) sees only its own, whatever ran before it."""
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    yield
+
+
 def skip_outside_ci(condition: bool, reason: str) -> pytest.MarkDecorator:
     """Skip when ``condition`` holds (something a user's machine may legitimately lack: Linux's /proc, the
     fork server's pidfds, chromium), except in CI (``CI`` set), where the test runs and so fails instead:

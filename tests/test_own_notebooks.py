@@ -159,7 +159,9 @@ def test_own_notebooks_are_used_edits_rebuild_only_them_and_a_raising_cell_fails
     second = runner.invoke(main, command)
     assert second.exit_code == 0, second.output
     assert "national stage up to date" in second.output
-    assert re.search(r"built\s+2\b", second.output) and re.search(r"skipped \(up to date\)\s+1\b", second.output)
+    # Built: the two provider reports; up to date: the national report and the consultant summaries.
+    assert re.search(r"built\s+2\b", second.output) and "built   national" not in second.output
+    assert re.search(r"skipped \(up to date\)\s+[1-9]\d*\b", second.output), second.output
     assert f"Our own section for {bad}" in (out / "providers" / bad / "local.html").read_text()
     assert not (out / "providers" / bad / "local.failed.ipynb").exists()
     unknown = runner.invoke(main, [*command[:4], "-p", "NOSUCH", "--no-publish"])

@@ -64,13 +64,13 @@ def test_blanked_count_recoverable_from_its_own_measure_and_statistic(tmp_path):
     assert found == [("mortality rate numerator under national", "1 blanked cell(s) totalling 3")]
 
 
-def test_the_audits_words_for_its_activity_mark_counts_in_prose(tmp_path):
+def test_counts_are_read_by_their_markup_not_by_the_words_of_a_sentence(tmp_path):
+    """Issue #15: a number in a sentence ("4 stays", "1 degree of freedom", "Counts from 1 to 7") is not read
+    as a count; a count is what the report marks (``data-count``), whatever the audit calls its activity."""
     page = tmp_path / "r.html"
-    page.write_text("<p>The hospital reported 4 stays over 14 days and 3 events of note.</p>")
-    plain = check_files([page], threshold=7).findings
-    assert len(plain) == 1 and plain[0].text.endswith("3 events of note.")
-    worded = check_files([page], threshold=7, count_words=("stays", "stay")).findings
-    assert len(worded) == 2 and worded[0].text.startswith("The hospital reported 4 stays")
-    # A rule stated as a range is not a count.
-    page.write_text("<p>Counts from 1 to 7 admissions are shown as *.</p>")
-    assert check_files([page], threshold=7, count_words=("admissions",)).ok
+    page.write_text("<p>The hospital reported 4 stays over 14 days and 3 events of note; chi-squared 7.3 on 1 "
+                    "degree of freedom. Counts from 1 to 7 admissions are shown as *.</p>")
+    assert check_files([page], threshold=7).ok
+    page.write_text("<p>The hospital reported <strong data-count>4</strong> stays over 14 days.</p>")
+    found = check_files([page], threshold=7).findings
+    assert [(f.rule, f.text) for f in found] == [("small-count", "4")]
