@@ -19,7 +19,6 @@ the team index and the manifest list.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from auditreport.bundle import BUNDLE_DIR, Bundle, load_bundle
+from auditreport.data.loading import file_sha256
 from auditreport.execution.batch import default_jobs
 from auditreport.execution.report_job import JobResult, safe_name
 from auditreport.files import atomic_write_text
@@ -70,7 +70,7 @@ def summary_tasks(out: Path, codes: Sequence[str], bundle: Bundle) -> list[Summa
     from auditreport.presentation.consultant_summary import layout_files
 
     base = {"bundle": (bundle.metadata.get("parameters") or {}).get("inputs_fingerprint"), "code": code_version(),
-            "layout": {Path(f).name: _sha256(Path(f)) for f in layout_files()}}
+            "layout": {Path(f).name: file_sha256(Path(f)) for f in layout_files()}}
     folder = out / SUMMARIES_DIR
     return [SummaryTask(consultant=code, bundle_dir=str(bundle.path), out_dir=str(folder / safe_name(code)),
                         inputs_fingerprint=sha256_json({"base": base, "consultant": code})) for code in codes]
@@ -182,7 +182,7 @@ def _publish(task: SummaryTask, staging: Path, consultant_name: str) -> None:
     for path in task.outputs():
         os.replace(staging / path.name, path)  # atomic within one file system
     stamp = {"inputs_fingerprint": task.inputs_fingerprint, "consultant": task.consultant,
-             "consultant_name": consultant_name, "outputs": {p.name: _sha256(p) for p in task.outputs()}}
+             "consultant_name": consultant_name, "outputs": {p.name: file_sha256(p) for p in task.outputs()}}
     atomic_write_text(stamp_path(task), json.dumps(stamp, indent=1))
 
 
@@ -195,7 +195,7 @@ def is_up_to_date(task: SummaryTask) -> bool:
     stamp = _read_stamp(Path(task.out_dir))
     if stamp is None or stamp.get("inputs_fingerprint") != task.inputs_fingerprint:
         return False
-    return all(p.is_file() and stamp.get("outputs", {}).get(p.name) == _sha256(p) for p in task.outputs())
+    return all(p.is_file() and stamp.get("outputs", {}).get(p.name) == file_sha256(p) for p in task.outputs())
 
 
 def listing(out: Path) -> list[dict]:
@@ -247,9 +247,3 @@ def _read_stamp(folder: Path) -> dict | None:
     return stamp if isinstance(stamp, dict) else None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
